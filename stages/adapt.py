@@ -1,0 +1,38 @@
+"""Stage adapt: DiffTTA (ZeroDiff++ only). Pseudo-labels the unlabelled test features and fine-tunes
+the generator; otherwise passes the trained generator through unchanged."""
+import numpy as np
+
+from zerodiffpp import methods, paths
+from zerodiffpp.data import Prepared
+from zerodiffpp.generation import Synthesizer
+from zerodiffpp.io import load_torch, save_csv, save_npz, save_torch
+from zerodiffpp.params import load_stage_params
+from zerodiffpp.runtime import log, setup
+from zerodiffpp.tta import run_difftta
+
+
+def main():
+    p = load_stage_params("adapt")
+    device = setup(p["train"], seed_offset=3)
+    prep = Prepared.load(paths.PREPARED)
+    synth = Synthesizer(load_torch(paths.GENERATOR, device), load_torch(paths.DRG, device), prep.att, device)
+    tta_on = methods.uses_tta(p["method"], p["tta"]["enabled"])
+    need_labels = tta_on or methods.uses_diffgen(p["method"], p["diffgen"]["enabled"])
+    pseudo, rows = {"pred": np.zeros(0, np.int64), "conf": np.zeros(0, np.float32), "kept": np.zeros(0, np.int64),
+                    "rec_before": np.zeros(0), "rec_after": np.zeros(0)}, []
+    if need_labels:
+        pred, conf, kept, rounds, rows = run_difftta(synth, prep, p["tta"], p["synth"], p["classifier"], device,
+                                                     adapt=tta_on)
+        pseudo = {"pred": pred, "conf": conf.astype(np.float32), "kept": kept,
+                  "rec_before": np.array([r["rec_before"] for r in rounds]),
+                  "rec_after": np.array([r["rec_after"] for r in rounds])}
+        log.info("adapt: kept %d of %d pseudo-labelled test features", len(kept), len(pred))
+    else:
+        log.info("adapt: method %s with tta.enabled=%s: generator passed through", p["method"], p["tta"]["enabled"])
+    save_torch(paths.ADAPTED_GENERATOR, synth.checkpoint())
+    save_npz(paths.PSEUDO_LABELS, **pseudo)
+    save_csv(paths.ADAPT_CURVE, rows or [{"step": 0, "reconstruction": float("nan"), "anchor": float("nan")}])
+
+
+if __name__ == "__main__":
+    main()

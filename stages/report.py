@@ -1,0 +1,30 @@
+"""Stage report: metrics/eval.json, metrics/report.md and the plots. The only reader of test labels."""
+from zerodiffpp import methods, paths
+from zerodiffpp.data import Prepared
+from zerodiffpp.io import load_npz, save_csv, save_json, save_text
+from zerodiffpp.params import load_stage_params
+from zerodiffpp.reporting import confusion_rows, curves_png, evaluate, per_class_png, per_class_rows, report_markdown
+from zerodiffpp.runtime import log, setup
+
+
+def main():
+    p = load_stage_params("report")
+    device = setup(p["train"], seed_offset=6)
+    prep = Prepared.load(paths.PREPARED)
+    syn, preds, pseudo = load_npz(paths.SYNTHETIC), load_npz(paths.PREDICTIONS), load_npz(paths.PSEUDO_LABELS)
+    ctx = {"seen_ratio": p["train"]["seen_ratio"], "seed": p["train"]["seed"], **p["report"],
+           "transductive": methods.is_transductive(p["method"], p["tta"]["enabled"], p["diffgen"]["enabled"])}
+    m = evaluate(prep, syn, preds, pseudo, ctx, device)
+    rows = per_class_rows(prep, preds)
+    save_json(paths.EVAL_METRICS, m)
+    save_text(paths.REPORT_MD, report_markdown(m, p))
+    save_csv(paths.PER_CLASS_CSV, rows)
+    save_csv(paths.CONFUSION_CSV, confusion_rows(prep, preds))
+    per_class_png(rows, paths.PER_CLASS_PNG)
+    curves_png([paths.SC_CURVE, paths.DRG_CURVE, paths.TRAIN_CURVE, paths.ADAPT_CURVE], paths.CURVES_PNG)
+    log.info("report: T1 %.3f  U %.3f  S %.3f  H %.3f  spurious seen %+.3f unseen %+.3f", m["zsl"]["T1"],
+             m["gzsl"]["U"], m["gzsl"]["S"], m["gzsl"]["H"], m["spurious"]["seen"], m["spurious"]["unseen"])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,37 @@
+"""Stage synthesize: fully generated unseen features, plus DiffGen's partially synthesised ones
+(ZeroDiff++), plus generated seen features for the seen-spuriousness metric only."""
+import numpy as np
+
+from zerodiffpp import methods, paths
+from zerodiffpp.data import Prepared
+from zerodiffpp.generation import Synthesizer, diffgen_set
+from zerodiffpp.io import load_npz, load_torch, save_npz
+from zerodiffpp.params import load_stage_params
+from zerodiffpp.runtime import log, setup
+
+KIND_FULL, KIND_PARTIAL = 0, 1
+
+
+def main():
+    p = load_stage_params("synthesize")
+    device = setup(p["train"], seed_offset=4)
+    prep = Prepared.load(paths.PREPARED)
+    synth = Synthesizer(load_torch(paths.ADAPTED_GENERATOR, device), load_torch(paths.DRG, device), prep.att, device)
+    x, y = synth.full(prep.unseen, p["synth"]["unseen_per_class"], p["synth"]["sampler"])
+    kind = np.full(len(y), KIND_FULL)
+    if methods.uses_diffgen(p["method"], p["diffgen"]["enabled"]):
+        pseudo = load_npz(paths.PSEUDO_LABELS)
+        x_test, r_test = prep.test_features()
+        g = p["diffgen"]
+        x_p, y_p, _ = diffgen_set(synth, x_test, r_test, pseudo["pred"], pseudo["conf"], pseudo["kept"],
+                                  g["start_step"], g["per_feature"], g["max_per_class"])
+        x, y = np.concatenate([x, x_p]), np.concatenate([y, y_p])
+        kind = np.concatenate([kind, np.full(len(y_p), KIND_PARTIAL)])
+        log.info("synthesize: %d partially synthesised features from step k=%d", len(y_p), g["start_step"])
+    x_seen, y_seen = synth.full(prep.seen, p["synth"]["seen_per_class"], p["synth"]["sampler"])
+    save_npz(paths.SYNTHETIC, x=x, y=y, kind=kind, x_seen_diag=x_seen, y_seen_diag=y_seen)
+    log.info("synthesize: %d synthetic features (%d fully generated)", len(y), int((kind == KIND_FULL).sum()))
+
+
+if __name__ == "__main__":
+    main()

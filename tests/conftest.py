@@ -1,0 +1,57 @@
+"""Shared fixtures: tiny xlsa17-format folders written by the tests themselves."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from scipy.io import savemat
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_XLSA17 = ROOT.parent / "shared" / "data" / "xlsa17"
+
+
+def make_xlsa17(folder: Path, n_seen=4, n_unseen=2, att_dim=6, x_dim=32, per_class=24, seed=0,
+                one_based=True, extra_res=None, extra_split=None, drop_keys=()):
+    """Write res101.mat + att_splits.mat in the xlsa17 conventions (features D x N, 1-based labels and
+    *_loc, att A x C). Features are class prototypes plus noise, so classes are learnable."""
+    rng = np.random.default_rng(seed)
+    c = n_seen + n_unseen
+    att = rng.random((c, att_dim))
+    att /= np.linalg.norm(att, axis=1, keepdims=True)
+    proj = rng.normal(size=(att_dim, x_dim))
+    labels = np.repeat(np.arange(c), per_class)
+    x = np.maximum(att[labels] @ proj + 0.3 * rng.normal(size=(len(labels), x_dim)), 0)
+    trainval, test_seen = [], []
+    for k in range(n_seen):
+        pos = np.flatnonzero(labels == k)
+        test_seen += pos[: per_class // 4].tolist()
+        trainval += pos[per_class // 4:].tolist()
+    test_unseen = np.flatnonzero(labels >= n_seen).tolist()
+    off = 1 if one_based else 0
+    res = {"features": x.T.astype(np.float32), "labels": (labels + off).reshape(-1, 1)}
+    split = {"att": att.T, "original_att": att.T * 100,
+             "trainval_loc": np.array(trainval).reshape(-1, 1) + off,
+             "test_seen_loc": np.array(test_seen).reshape(-1, 1) + off,
+             "test_unseen_loc": np.array(test_unseen).reshape(-1, 1) + off,
+             "allclasses_names": np.array([[f"c{k}"] for k in range(c)], dtype=object)}
+    res.update(extra_res or {})
+    split.update(extra_split or {})
+    for k in drop_keys:
+        res.pop(k, None)
+        split.pop(k, None)
+    folder.mkdir(parents=True, exist_ok=True)
+    savemat(folder / "res101.mat", res)
+    savemat(folder / "att_splits.mat", split)
+    return folder
+
+
+@pytest.fixture
+def xlsa17_dir(tmp_path):
+    return make_xlsa17(tmp_path / "TOY")
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+    np.random.seed(0)
+    torch.set_num_threads(2)

@@ -1,0 +1,53 @@
+import pytest
+import torch
+
+from zerodiffpp import losses
+
+
+def test_gradient_penalty_of_a_linear_critic():
+    w = torch.tensor([3.0, 4.0])  # ||w|| = 5 everywhere, so the penalty is (5 - 1)^2 = 16
+    critic = lambda v: v @ w  # noqa: E731
+    gp = losses.gradient_penalty(critic, torch.randn(8, 2), torch.randn(8, 2))
+    assert gp.item() == pytest.approx(16.0)
+    unit = lambda v: v @ torch.tensor([0.6, 0.8])  # noqa: E731
+    assert losses.gradient_penalty(unit, torch.randn(8, 2), torch.randn(8, 2)).item() == pytest.approx(0.0, abs=1e-10)
+
+
+def test_mutual_learning_zero_when_critics_agree_positive_otherwise():
+    w = torch.randn(10)
+    weight = torch.rand(10)
+    assert losses.mutual_learning({"x0": w, "xt": w.clone(), "xc": w.clone()}, weight).item() == 0.0
+    d = losses.mutual_learning({"x0": w, "xt": w + 1.0, "xc": w}, weight)
+    assert d.item() > 0
+    # pairs with the diffusion critic are weighted by the timestep weight: zero weight, zero loss
+    assert losses.mutual_learning({"x0": w, "xt": w + 1.0}, torch.zeros(10)).item() == 0.0
+    # x0-xc pair: 2 * mean((1)^2) = 2
+    assert losses.mutual_learning({"x0": w, "xc": w + 1.0}, torch.zeros(10)).item() == pytest.approx(2.0)
+
+
+def test_mutual_learning_gradient_pulls_toward_the_other_critic():
+    a = torch.zeros(4, requires_grad=True)
+    b = torch.ones(4, requires_grad=True)
+    losses.mutual_learning({"x0": a, "xc": b}, torch.ones(4)).backward()
+    assert (a.grad < 0).all() and (b.grad > 0).all()  # a moves up, b moves down
+
+
+def test_weighted_l1_known_value():
+    pred, target = torch.tensor([[3.0, 4.0]]), torch.zeros(1, 2)
+    assert losses.weighted_l1(pred, target).item() == pytest.approx((27 + 64) / 5)
+
+
+def test_vae_loss_kl_is_zero_at_the_prior():
+    x = torch.full((4, 3), 0.5)
+    mu, logvar = torch.zeros(4, 2), torch.zeros(4, 2)
+    bce = 3 * -torch.log(torch.tensor(0.5)).item()
+    assert losses.vae_loss(x, x, mu, logvar).item() == pytest.approx(bce, rel=1e-6)
+    assert losses.vae_loss(x, x, mu + 1, logvar).item() == pytest.approx(bce + 1.0, rel=1e-6)
+
+
+def test_supcon_prefers_class_clusters():
+    y = torch.tensor([0, 0, 1, 1])
+    clustered = torch.nn.functional.normalize(torch.tensor([[1.0, 0], [1, 0.01], [0, 1], [0.01, 1]]), dim=1)
+    mixed = torch.nn.functional.normalize(torch.tensor([[1.0, 0], [0, 1], [1, 0.01], [0.01, 1]]), dim=1)
+    two_views = lambda z: torch.stack([z, z], 1)  # noqa: E731
+    assert losses.supcon_loss(two_views(clustered), y, 0.1) < losses.supcon_loss(two_views(mixed), y, 0.1)

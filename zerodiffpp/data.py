@@ -1,0 +1,268 @@
+"""Datasets: the xlsa17 benchmark loader, the shared in-memory structures, data scarcity and scaling.
+
+After `extract`, the embedded default and the real benchmarks are the same `FeatureSet`; after
+`pretrain`, every later stage sees a `Prepared` split. Nothing downstream knows which dataset it is.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+
+from zerodiffpp import io
+
+
+class DataError(ValueError):
+    """Malformed input data; the message names the file, the key and what was expected."""
+
+
+@dataclass
+class FeatureSet:
+    """All images of a dataset with the standard splits. Labels and indices are 0-based here."""
+    x: np.ndarray              # (N, D) float32 visual features
+    labels: np.ndarray         # (N,) int64 class ids in [0, C)
+    att: np.ndarray            # (C, A) float32 class semantics, L2-normalised per class
+    class_names: np.ndarray    # (C,) str
+    trainval: np.ndarray       # indices of seen-class training images
+    test_seen: np.ndarray
+    test_unseen: np.ndarray
+    r: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))  # optional (N, R) SC features
+
+    def save(self, path) -> None:
+        io.save_npz(path, **{f.name: getattr(self, f.name) for f in fields(self)})
+
+    @classmethod
+    def load(cls, path) -> "FeatureSet":
+        z = io.load_npz(path)
+        return cls(**{f.name: z[f.name] for f in fields(cls)})
+
+    @property
+    def seen_classes(self) -> np.ndarray:
+        return np.unique(self.labels[self.trainval])
+
+    @property
+    def unseen_classes(self) -> np.ndarray:
+        return np.unique(self.labels[self.test_unseen])
+
+    def check(self, source: str) -> None:
+        """Structural checks shared by every dataset; raise DataError naming `source`."""
+        n, c = len(self.labels), self.att.shape[0]
+        if self.x.ndim != 2 or self.x.shape[0] != n:
+            raise DataError(f"{source}: features must be (N={n}, D), got {self.x.shape}")
+        if not np.isfinite(self.x).all():
+            bad = int((~np.isfinite(self.x)).any(axis=1).sum())
+            raise DataError(f"{source}: features contain NaN or inf in {bad} samples")
+        if not np.isfinite(self.att).all():
+            raise DataError(f"{source}: class semantics contain NaN or inf")
+        if self.labels.min() < 0 or self.labels.max() >= c:
+            raise DataError(f"{source}: labels must lie in [0, {c}) after 1-based conversion, "
+                            f"got range [{self.labels.min()}, {self.labels.max()}]")
+        for name in ("trainval", "test_seen", "test_unseen"):
+            idx = getattr(self, name)
+            if len(idx) == 0:
+                raise DataError(f"{source}: split '{name}' is empty")
+            if idx.min() < 0 or idx.max() >= n:
+                raise DataError(f"{source}: split '{name}' indexes outside [0, {n})")
+        seen, unseen = self.seen_classes, self.unseen_classes
+        if np.intersect1d(seen, unseen).size:
+            raise DataError(f"{source}: classes {np.intersect1d(seen, unseen).tolist()} are both seen "
+                            f"(trainval) and unseen (test_unseen)")
+        extra = np.setdiff1d(np.unique(self.labels[self.test_seen]), seen)
+        if extra.size:
+            raise DataError(f"{source}: test_seen holds classes {extra.tolist()} that have no training samples")
+        if self.r.size and self.r.shape[0] != n:
+            raise DataError(f"{source}: SC features must have one row per image (N={n}), got {self.r.shape}")
+        if self.r.size and not np.isfinite(self.r).all():
+            raise DataError(f"{source}: SC features contain NaN or inf")
+
+
+# ---------------------------------------------------------------------------------------------
+# xlsa17 ("proposed split") loader
+# ---------------------------------------------------------------------------------------------
+EXPECTED_CLASSES = {"AWA2": (40, 10), "CUB": (150, 50), "SUN": (645, 72)}
+
+
+def _loadmat(path: Path) -> dict:
+    from scipy.io import loadmat
+    if not path.exists():
+        raise DataError(f"{path}: file not found")
+    try:
+        return loadmat(str(path))
+    except NotImplementedError as e:  # MATLAB v7.3 files are HDF5
+        raise DataError(f"{path}: MATLAB v7.3 (HDF5) files are not supported; re-save with -v7") from e
+    except Exception as e:  # noqa: BLE001 - scipy raises many types for corrupt files
+        raise DataError(f"{path}: not a readable .mat file ({e})") from e
+
+
+def _key(mat: dict, key: str, path: Path) -> np.ndarray:
+    if key not in mat:
+        found = sorted(k for k in mat if not k.startswith("__"))
+        raise DataError(f"{path}: missing key '{key}' (found {found})")
+    return np.asarray(mat[key])
+
+
+def _one_based(mat: dict, key: str, path: Path, upper: int) -> np.ndarray:
+    v = _key(mat, key, path).astype(np.int64).ravel()
+    if v.size == 0:
+        raise DataError(f"{path}: '{key}' is empty")
+    if v.min() < 1:
+        raise DataError(f"{path}: '{key}' must hold 1-based indices (MATLAB), found {v.min()}")
+    if v.max() > upper:
+        raise DataError(f"{path}: '{key}' indexes up to {v.max()} but there are only {upper} entries")
+    return v - 1
+
+
+def load_xlsa17(root: Path | str, name: str, x_file: str = "res101.mat", r_file: str = "",
+                embedding: str = "att") -> FeatureSet:
+    """Read an xlsa17 folder: res101.mat (features D x N, labels 1-based) and <embedding>_splits.mat
+    (att A x C, *_loc 1-based). `x_file` other than res101.mat and `r_file` are N x D files with key
+    'features' in the same image order (ZeroDiff's ce_ce.mat / con_paco.mat)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"data.root: {root} is not a folder (expected an xlsa17 dataset folder)")
+    res_path = root / "res101.mat"
+    res = _loadmat(res_path)
+    labels_raw = _key(res, "labels", res_path).astype(np.int64).ravel()
+    n = labels_raw.size
+    split_path = root / f"{embedding}_splits.mat"
+    split = _loadmat(split_path)
+    att = _key(split, "att", split_path).astype(np.float32)
+    if att.ndim != 2:
+        raise DataError(f"{split_path}: 'att' must be a matrix (A x C), got shape {att.shape}")
+    att = att.T  # (C, A)
+    c = att.shape[0]
+    if labels_raw.min() < 1:
+        raise DataError(f"{res_path}: 'labels' must be 1-based class ids, found {labels_raw.min()}")
+    if labels_raw.max() > c:
+        raise DataError(f"{res_path}: 'labels' go up to {labels_raw.max()} but {split_path} 'att' has {c} classes "
+                        f"(att must be A x C)")
+    if x_file == "res101.mat":
+        feats = _key(res, "features", res_path)
+        if feats.ndim != 2 or feats.shape[1] != n:
+            raise DataError(f"{res_path}: 'features' must be D x N with N={n} (one column per label), "
+                            f"got {feats.shape}")
+        x = feats.T
+    else:
+        x = _load_row_features(root / x_file, n)
+    r = _load_row_features(root / r_file, n) if r_file else np.zeros((0, 0), np.float32)
+    names = _key(split, "allclasses_names", split_path).ravel() if "allclasses_names" in split else []
+    names = np.array([str(np.asarray(v).ravel()[0]) if np.asarray(v).size else f"class{i}"
+                      for i, v in enumerate(names)] or [f"class{i}" for i in range(c)])
+    if len(names) != c:
+        raise DataError(f"{split_path}: 'allclasses_names' has {len(names)} names for {c} classes")
+    fs = FeatureSet(
+        x=np.ascontiguousarray(x, dtype=np.float32), labels=labels_raw - 1, att=att, class_names=names,
+        trainval=_one_based(split, "trainval_loc", split_path, n),
+        test_seen=_one_based(split, "test_seen_loc", split_path, n),
+        test_unseen=_one_based(split, "test_unseen_loc", split_path, n),
+        r=np.ascontiguousarray(r, dtype=np.float32))
+    fs.check(str(root))
+    if name in EXPECTED_CLASSES:
+        got = (len(fs.seen_classes), len(fs.unseen_classes))
+        if got != EXPECTED_CLASSES[name]:
+            raise DataError(f"{split_path}: {name} should have {EXPECTED_CLASSES[name]} seen/unseen classes, got {got}")
+    return fs
+
+
+def _load_row_features(path: Path, n: int) -> np.ndarray:
+    mat = _loadmat(path)
+    feats = _key(mat, "features", path)
+    if feats.ndim != 2 or feats.shape[0] != n:
+        raise DataError(f"{path}: 'features' must be N x D with N={n} rows in res101.mat image order, "
+                        f"got {feats.shape}")
+    return feats
+
+
+# ---------------------------------------------------------------------------------------------
+# Data scarcity and scaling
+# ---------------------------------------------------------------------------------------------
+def subsample_per_class(labels: np.ndarray, ratio: float, seed: int) -> np.ndarray:
+    """Positions (into `labels`) keeping `ratio` of each class, at least one, drawn with a fixed seed."""
+    if not 0 < ratio <= 1:
+        raise ValueError(f"train.seen_ratio must be in (0, 1], got {ratio}")
+    rng = np.random.default_rng(seed)
+    keep = []
+    for c in np.unique(labels):
+        pos = np.flatnonzero(labels == c)
+        k = max(1, int(round(ratio * len(pos))))
+        keep.append(np.sort(rng.choice(pos, size=k, replace=False)) if k < len(pos) else pos)
+    return np.sort(np.concatenate(keep))
+
+
+class MinMax:
+    """MinMax scaling to [0, 1] with statistics of the kept training subset only."""
+
+    def __init__(self, lo: np.ndarray, hi: np.ndarray):
+        self.lo, self.scale = lo, np.where(hi - lo > 1e-12, hi - lo, 1.0)
+
+    @classmethod
+    def fit(cls, x: np.ndarray) -> "MinMax":
+        return cls(x.min(axis=0), x.max(axis=0))
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return ((x - self.lo) / self.scale).astype(np.float32)
+
+
+@dataclass
+class Prepared:
+    """The scaled, scarcity-subsampled split every stage after `pretrain` works on.
+
+    Test labels are stored for the `report` stage only; the test-time stages read test features
+    through `test_features()`, which returns no labels."""
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test_seen: np.ndarray
+    y_test_seen: np.ndarray
+    x_test_unseen: np.ndarray
+    y_test_unseen: np.ndarray
+    r_train: np.ndarray
+    r_test_seen: np.ndarray
+    r_test_unseen: np.ndarray
+    att: np.ndarray
+    seen: np.ndarray
+    unseen: np.ndarray
+    class_names: np.ndarray
+    train_index: np.ndarray     # positions of the kept training images in the full dataset
+
+    def save(self, path) -> None:
+        io.save_npz(path, **{f.name: getattr(self, f.name) for f in fields(self)})
+
+    @classmethod
+    def load(cls, path) -> "Prepared":
+        z = io.load_npz(path)
+        return cls(**{f.name: z[f.name] for f in fields(cls)})
+
+    @property
+    def n_classes(self) -> int:
+        return self.att.shape[0]
+
+    def test_features(self) -> tuple[np.ndarray, np.ndarray]:
+        """Test-seen and test-unseen pooled, unlabelled (the transductive input): x, r."""
+        return (np.concatenate([self.x_test_seen, self.x_test_unseen]),
+                np.concatenate([self.r_test_seen, self.r_test_unseen]))
+
+
+def prepare_split(fs: FeatureSet, seen_ratio: float, seed: int) -> tuple[Prepared, MinMax]:
+    """Keep `seen_ratio` of each seen class's training images, fit MinMax on them, scale everything.
+    SC features are filled in later by the pretrain stage (zeros of width 0 here unless supplied)."""
+    keep = fs.trainval[subsample_per_class(fs.labels[fs.trainval], seen_ratio, seed)]
+    scaler = MinMax.fit(fs.x[keep])
+    r_scaled = {}
+    if fs.r.size:
+        r_scaler = MinMax.fit(fs.r[keep])
+        r_scaled = {k: r_scaler(fs.r[idx]) for k, idx in
+                    (("train", keep), ("test_seen", fs.test_seen), ("test_unseen", fs.test_unseen))}
+    empty = np.zeros((0, 0), np.float32)
+    prep = Prepared(
+        x_train=scaler(fs.x[keep]), y_train=fs.labels[keep],
+        x_test_seen=scaler(fs.x[fs.test_seen]), y_test_seen=fs.labels[fs.test_seen],
+        x_test_unseen=scaler(fs.x[fs.test_unseen]), y_test_unseen=fs.labels[fs.test_unseen],
+        r_train=r_scaled.get("train", empty), r_test_seen=r_scaled.get("test_seen", empty),
+        r_test_unseen=r_scaled.get("test_unseen", empty),
+        att=fs.att.astype(np.float32), seen=fs.seen_classes, unseen=fs.unseen_classes,
+        class_names=fs.class_names, train_index=keep)
+    missing = np.setdiff1d(prep.seen, np.unique(prep.y_train))
+    if missing.size:  # cannot happen with subsample_per_class; guards a future change
+        raise DataError(f"seen classes {missing.tolist()} were left without training samples")
+    return prep, scaler

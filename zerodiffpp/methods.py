@@ -1,0 +1,15 @@
+"""What each `method` switches on. ZeroDiff++ = ZeroDiff + DiffTTA + DiffGen; its two test-time
+components can each be switched off (tta.enabled, diffgen.enabled). With both off it is ZeroDiff,
+inductive. f-CLSWGAN and ZeroDiff never use test features."""
+
+
+def uses_tta(method: str, tta_enabled: bool) -> bool:
+    return method == "zerodiffpp" and bool(tta_enabled)
+
+
+def uses_diffgen(method: str, diffgen_enabled: bool) -> bool:
+    return method == "zerodiffpp" and bool(diffgen_enabled)
+
+
+def is_transductive(method: str, tta_enabled: bool, diffgen_enabled: bool) -> bool:
+    return uses_tta(method, tta_enabled) or uses_diffgen(method, diffgen_enabled)

@@ -1,0 +1,168 @@
+"""Every network of the method, as small MLPs. Widths are arguments (params.yaml), never hard-wired.
+
+Shapes follow the official ZeroDiff code (see README): one hidden LeakyReLU(0.2) layer per network,
+sigmoid outputs for features in [0, 1], N(0, 0.02) weights and zero biases.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from zerodiffpp.diffusion import timestep_embedding
+
+
+def init_weights(module: nn.Module) -> None:
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+            nn.init.zeros_(m.bias)
+
+
+def mlp(in_dim: int, hidden: int, out_dim: int, out_act: nn.Module | None = None) -> nn.Sequential:
+    layers = [nn.Linear(in_dim, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, out_dim)]
+    if out_act is not None:
+        layers.append(out_act)
+    return nn.Sequential(*layers)
+
+
+class CondEmbed(nn.Module):
+    """Linear -> SiLU -> Linear: ZeroDiff's TimeEmbedFC, used for both timesteps and r."""
+
+    def __init__(self, in_dim: int, out_dim: int):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(in_dim, out_dim), nn.SiLU(), nn.Linear(out_dim, out_dim))
+
+    def forward(self, v):
+        return self.net(v)
+
+
+class TimeEmbed(nn.Module):
+    def __init__(self, time_dim: int, out_dim: int):
+        super().__init__()
+        self.time_dim = time_dim
+        self.fc = CondEmbed(time_dim, out_dim)
+
+    def forward(self, t):
+        return self.fc(timestep_embedding(t, self.time_dim))
+
+
+# ----------------------------------------------------------------------------------- pretrain
+class SCEncoder(nn.Module):
+    """r = E_sc(x), trained with a supervised-contrastive loss through a projection head."""
+
+    def __init__(self, x_dim: int, hidden: int, rep_dim: int, proj_dim: int):
+        super().__init__()
+        self.body = mlp(x_dim, hidden, rep_dim, nn.LeakyReLU(0.2))
+        self.head = nn.Sequential(nn.Linear(rep_dim, rep_dim), nn.ReLU(), nn.Linear(rep_dim, proj_dim))
+        init_weights(self)
+
+    def forward(self, x):
+        return self.body(x)
+
+    def project(self, x):
+        return F.normalize(self.head(self.body(x)), dim=1)
+
+
+class RepGenerator(nn.Module):
+    """DRG: r_hat_0 = R(z, a, r_in, t); r_in is r_t (official) or r_{t+1} (textbook DDGAN)."""
+
+    def __init__(self, noise_dim, att_dim, rep_dim, hidden, time_dim, cond_dim):
+        super().__init__()
+        self.noise_dim = noise_dim
+        self.temb = TimeEmbed(time_dim, cond_dim)
+        self.net = mlp(noise_dim + att_dim + rep_dim + cond_dim, hidden, rep_dim, nn.Sigmoid())
+        init_weights(self)
+
+    def forward(self, z, a, r_in, t):
+        return self.net(torch.cat([z, a, r_in, self.temb(t)], dim=1))
+
+
+# ----------------------------------------------------------------------------------- train
+class FeatureEncoder(nn.Module):
+    """E(x, a) -> (mu, logvar) of q(z | x, a)."""
+
+    def __init__(self, x_dim, att_dim, hidden, noise_dim):
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(x_dim + att_dim, hidden), nn.LeakyReLU(0.2),
+                                  nn.Linear(hidden, 2 * noise_dim), nn.LeakyReLU(0.2))
+        self.mu = nn.Linear(2 * noise_dim, noise_dim)
+        self.logvar = nn.Linear(2 * noise_dim, noise_dim)
+        init_weights(self)
+
+    def forward(self, x, a):
+        h = self.body(torch.cat([x, a], dim=1))
+        return self.mu(h), self.logvar(h)
+
+
+class FeatureGenerator(nn.Module):
+    """G(z, a, r, x_{t+1}, t) -> x_hat_0. Without the SC view, r is not an input."""
+
+    def __init__(self, noise_dim, att_dim, x_dim, rep_dim, hidden, time_dim, cond_dim, use_r: bool = True):
+        super().__init__()
+        self.noise_dim, self.use_r = noise_dim, use_r
+        self.temb = TimeEmbed(time_dim, cond_dim)
+        self.remb = CondEmbed(rep_dim, cond_dim) if use_r else None
+        in_dim = noise_dim + att_dim + (cond_dim if use_r else 0) + x_dim + cond_dim
+        self.net = mlp(in_dim, hidden, x_dim, nn.Sigmoid())
+        init_weights(self)
+
+    def forward(self, z, a, r, x_next, t):
+        parts = [z, a] + ([self.remb(r)] if self.use_r else []) + [x_next, self.temb(t)]
+        return self.net(torch.cat(parts, dim=1))
+
+
+class AttrDecoder(nn.Module):
+    """Dec(x) -> a_hat (L2-normalised): the semantic feedback of tf-VAEGAN / ZeroDiff."""
+
+    def __init__(self, x_dim, hidden, att_dim):
+        super().__init__()
+        self.net = mlp(x_dim, hidden, att_dim)
+        init_weights(self)
+
+    def forward(self, x):
+        return F.normalize(self.net(x), dim=1)
+
+
+class Critic(nn.Module):
+    """A WGAN critic over a concatenation of inputs; optional embeddings for r and t."""
+
+    def __init__(self, in_dim, hidden, rep_dim=0, time_dim=0, cond_dim=0):
+        super().__init__()
+        self.remb = CondEmbed(rep_dim, cond_dim) if rep_dim else None
+        self.temb = TimeEmbed(time_dim, cond_dim) if time_dim else None
+        extra = (cond_dim if rep_dim else 0) + (cond_dim if time_dim else 0)
+        self.net = mlp(in_dim + extra, hidden, 1)
+        init_weights(self)
+
+    def forward(self, *inputs, r=None, t=None):
+        parts = list(inputs)
+        if self.remb is not None:
+            parts.append(self.remb(r))
+        if self.temb is not None:
+            parts.append(self.temb(t))
+        return self.net(torch.cat(parts, dim=1)).squeeze(1)
+
+
+# ----------------------------------------------------------------------------------- baseline
+class CondGenerator(nn.Module):
+    """f-CLSWGAN generator G(z, a) -> x."""
+
+    def __init__(self, noise_dim, att_dim, x_dim, hidden):
+        super().__init__()
+        self.noise_dim = noise_dim
+        self.net = mlp(noise_dim + att_dim, hidden, x_dim, nn.Sigmoid())
+        init_weights(self)
+
+    def forward(self, z, a):
+        return self.net(torch.cat([z, a], dim=1))
+
+
+class LinearClassifier(nn.Module):
+    def __init__(self, in_dim, n_classes):
+        super().__init__()
+        self.fc = nn.Linear(in_dim, n_classes)
+        init_weights(self)
+
+    def forward(self, x):
+        return self.fc(x)

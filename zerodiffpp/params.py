@@ -1,0 +1,194 @@
+"""Reading params.yaml: validated against a schema, and narrowed to what a stage declares in dvc.yaml.
+
+A stage asks for `load_stage_params("train")` and gets only the keys that dvc.yaml lists under that
+stage's `params:`. Reading anything else raises, so a stage cannot silently depend on a param that
+DVC does not track for it.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from zerodiffpp import paths
+
+
+class ParamsError(ValueError):
+    """A params file or value is wrong; the message names the file, the key and what was expected."""
+
+
+def _choice(*options):
+    return ("choice", options)
+
+
+def _num(lo=-math.inf, hi=math.inf, *, lo_open=False, integer=False):
+    return ("num", lo, hi, lo_open, integer)
+
+
+POS_INT = _num(1, integer=True)
+NONNEG_INT = _num(0, integer=True)
+POS = _num(0, lo_open=True)
+NONNEG = _num(0)
+BOOL = ("bool",)
+STR = ("str",)
+
+SCHEMA: dict[str, Any] = {
+    "method": _choice("fclswgan", "zerodiff", "zerodiffpp"),
+    "data": {
+        "name": _choice("embedded", "AWA2", "CUB", "SUN"),
+        "root": STR, "x_file": STR, "r_file": STR,
+        "embedding": _choice("att", "sent"),
+        "image_size": _num(32, integer=True), "extract_batch_size": POS_INT,
+        "test_fraction": _num(0, 1, lo_open=True), "split_seed": NONNEG_INT,
+    },
+    "train": {
+        "seen_ratio": _num(0, 1, lo_open=True), "seed": NONNEG_INT,
+        "device": _choice("auto", "cpu", "cuda"), "threads": POS_INT,
+    },
+    "diffusion": {"timesteps": _num(2, integer=True), "beta_min": POS, "beta_max": POS, "time_dim": POS_INT},
+    "sc": {
+        "epochs": NONNEG_INT, "batch_size": _num(2, integer=True), "lr": POS, "temperature": POS,
+        "hidden": POS_INT, "rep_dim": POS_INT, "proj_dim": POS_INT, "noise_std": NONNEG,
+        "drop_prob": _num(0, 1),
+    },
+    "drg": {
+        "epochs": NONNEG_INT, "batch_size": POS_INT, "lr": POS, "hidden": POS_INT, "critic_hidden": POS_INT,
+        "critic_iter": POS_INT, "lambda_gp": NONNEG, "noise_dim": POS_INT, "input_step": _choice("current", "next"),
+    },
+    "gen": {
+        "epochs": NONNEG_INT, "batch_size": POS_INT, "lr": POS, "encoder_lr": POS, "dec_lr": POS,
+        "hidden": POS_INT, "critic_hidden": POS_INT, "dec_hidden": POS_INT, "noise_dim": POS_INT,
+        "cond_dim": POS_INT, "critic_iter": POS_INT, "lambda_gp": NONNEG, "adaptive_gp": BOOL,
+        "gamma_adv": NONNEG, "gamma_vae": NONNEG, "gamma_rec": NONNEG, "gamma_x0": NONNEG, "gamma_xt": NONNEG,
+        "gamma_ml": NONNEG, "ml_factor": NONNEG,
+        "diffusion_critic": BOOL, "sc_view": BOOL, "mutual_learning": BOOL,
+    },
+    "fclswgan": {
+        "epochs": NONNEG_INT, "batch_size": POS_INT, "lr": POS, "hidden": POS_INT, "critic_hidden": POS_INT,
+        "noise_dim": POS_INT, "critic_iter": POS_INT, "lambda_gp": NONNEG, "cls_weight": NONNEG,
+        "cls_epochs": POS_INT,
+    },
+    "synth": {"unseen_per_class": POS_INT, "seen_per_class": POS_INT, "sampler": _choice("one_step", "progressive")},
+    "tta": {
+        "enabled": BOOL, "rounds": POS_INT, "keep_fraction": _num(0, 1, lo_open=True), "min_confidence": _num(0, 1),
+        "epochs": NONNEG_INT, "batch_size": POS_INT, "lr": POS, "anchor_weight": NONNEG,
+    },
+    "diffgen": {"enabled": BOOL, "start_step": POS_INT, "per_feature": POS_INT, "max_per_class": POS_INT},
+    "classifier": {"epochs": POS_INT, "batch_size": POS_INT, "lr": POS},
+    "report": {"oracle_folds": _num(2, integer=True), "probe_epochs": POS_INT},
+}
+
+
+def _check_value(spec, value, where: str):
+    kind = spec[0]
+    if kind == "choice":
+        if value not in spec[1]:
+            raise ParamsError(f"{where}: expected one of {list(spec[1])}, got {value!r}")
+    elif kind == "bool":
+        if not isinstance(value, bool):
+            raise ParamsError(f"{where}: expected true or false, got {value!r}")
+    elif kind == "str":
+        if not isinstance(value, str):
+            raise ParamsError(f"{where}: expected a string, got {value!r}")
+    elif kind == "num":
+        _, lo, hi, lo_open, integer = spec
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            hint = " (write decimals like 0.001: PyYAML reads 1e-3 as a string)" if isinstance(value, str) else ""
+            raise ParamsError(f"{where}: expected a number, got {value!r}{hint}")
+        if integer and not float(value).is_integer():
+            raise ParamsError(f"{where}: expected an integer, got {value!r}")
+        if not math.isfinite(value) or value < lo or value > hi or (lo_open and value == lo):
+            lo_b = "(" if lo_open else "["
+            raise ParamsError(f"{where}: expected a value in {lo_b}{lo}, {hi}], got {value!r}")
+
+
+def validate(params: dict, source: str = str(paths.PARAMS), schema: dict = SCHEMA, prefix: str = "") -> None:
+    """Raise ParamsError for unknown keys, missing keys or bad values, naming the file and key."""
+    if not isinstance(params, dict):
+        raise ParamsError(f"{source}: {prefix or 'top level'} must be a mapping, got {type(params).__name__}")
+    for key in params:
+        if key not in schema:
+            raise ParamsError(f"{source}: unknown key '{prefix}{key}'; known keys here: {sorted(schema)}")
+    for key, spec in schema.items():
+        where = f"{source}: {prefix}{key}"
+        if key not in params:
+            raise ParamsError(f"{where} is missing")
+        if isinstance(spec, dict):
+            validate(params[key], source, spec, f"{prefix}{key}.")
+        else:
+            _check_value(spec, params[key], where)
+    if not prefix:
+        _check_cross(params, source)
+
+
+def _check_cross(p: dict, source: str) -> None:
+    T = p["diffusion"]["timesteps"]
+    if p["diffgen"]["start_step"] >= T:
+        raise ParamsError(f"{source}: diffgen.start_step must be < diffusion.timesteps ({T}), "
+                          f"got {p['diffgen']['start_step']}")
+    if p["diffusion"]["beta_max"] <= p["diffusion"]["beta_min"]:
+        raise ParamsError(f"{source}: diffusion.beta_max must exceed diffusion.beta_min")
+    if p["data"]["name"] != "embedded" and not p["data"]["root"]:
+        raise ParamsError(f"{source}: data.root must name an xlsa17 folder when data.name is {p['data']['name']}")
+
+
+def load_params(path: Path | str = paths.PARAMS) -> dict:
+    path = Path(path)
+    if not path.exists():
+        raise ParamsError(f"{path}: file not found")
+    with open(path) as f:
+        params = yaml.safe_load(f)
+    validate(params, str(path))
+    return params
+
+
+class StageParams(dict):
+    """A nested dict that names the stage and dvc.yaml when code reads an undeclared key."""
+
+    def __init__(self, data: dict, stage: str, prefix: str = ""):
+        super().__init__({k: StageParams(v, stage, f"{prefix}{k}.") if isinstance(v, dict) else v
+                          for k, v in data.items()})
+        self._stage, self._prefix = stage, prefix
+
+    def __missing__(self, key):
+        raise KeyError(f"stage '{self._stage}' reads param '{self._prefix}{key}' but dvc.yaml does not declare it "
+                       f"under stages.{self._stage}.params")
+
+
+def declared_keys(stage: str, dvc_yaml: Path | str = paths.DVC_YAML) -> list[str]:
+    with open(dvc_yaml) as f:
+        spec = yaml.safe_load(f)
+    try:
+        declared = spec["stages"][stage].get("params", [])
+    except KeyError as e:
+        raise ParamsError(f"{dvc_yaml}: no stage named '{stage}'") from e
+    keys = []
+    for item in declared:
+        if isinstance(item, dict):  # {file: [keys]}: only params.yaml is used by this project
+            for file, ks in item.items():
+                if Path(file) != paths.PARAMS:
+                    raise ParamsError(f"{dvc_yaml}: stage '{stage}' reads params from {file}; use params.yaml")
+                keys.extend(ks)
+        else:
+            keys.append(item)
+    return keys
+
+
+def load_stage_params(stage: str, params_path: Path | str = paths.PARAMS,
+                      dvc_yaml: Path | str = paths.DVC_YAML) -> StageParams:
+    """Validated params, narrowed to the keys `stage` declares in dvc.yaml."""
+    full = load_params(params_path)
+    out: dict = {}
+    for key in declared_keys(stage, dvc_yaml):
+        node, parts = full, key.split(".")
+        for part in parts:
+            if not isinstance(node, dict) or part not in node:
+                raise ParamsError(f"{dvc_yaml}: stage '{stage}' declares '{key}', which {params_path} lacks")
+            node = node[part]
+        target = out
+        for part in parts[:-1]:
+            target = target.setdefault(part, {})
+        target[parts[-1]] = node
+    return StageParams(out, stage)

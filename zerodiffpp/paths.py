@@ -1,0 +1,47 @@
+"""Every file the pipeline reads or writes, in one place (dvc.yaml repeats them; a test checks that)."""
+from pathlib import Path
+
+PARAMS = Path("params.yaml")
+DVC_YAML = Path("dvc.yaml")
+
+# extract
+FEATURES_DIR = Path("data/features")
+FEATURES = FEATURES_DIR / "features.npz"
+
+# pretrain
+PREPARED_DIR = Path("data/prepared")
+PREPARED = PREPARED_DIR / "prepared.npz"
+PRETRAIN_DIR = Path("models/pretrain")
+SC_ENCODER = PRETRAIN_DIR / "sc_encoder.pt"
+DRG = PRETRAIN_DIR / "drg.pt"
+SC_CURVE = Path("plots/pretrain_sc_loss.csv")
+DRG_CURVE = Path("plots/pretrain_drg_loss.csv")
+
+# train
+GENERATOR_DIR = Path("models/generator")
+GENERATOR = GENERATOR_DIR / "generator.pt"
+TRAIN_CURVE = Path("plots/train_loss.csv")
+
+# adapt (DiffTTA)
+ADAPTED_DIR = Path("models/adapted")
+ADAPTED_GENERATOR = ADAPTED_DIR / "generator.pt"
+PSEUDO_LABELS = ADAPTED_DIR / "pseudo_labels.npz"
+ADAPT_CURVE = Path("plots/adapt_loss.csv")
+
+# synthesize (DiffGen)
+SYNTHETIC_DIR = Path("data/synthetic")
+SYNTHETIC = SYNTHETIC_DIR / "synthetic.npz"
+
+# classify
+CLASSIFIER_DIR = Path("models/classifier")
+CLASSIFIERS = CLASSIFIER_DIR / "classifiers.pt"
+PREDICTIONS = CLASSIFIER_DIR / "predictions.npz"
+CLASSIFY_CURVE = Path("plots/classify_loss.csv")
+
+# report
+EVAL_METRICS = Path("metrics/eval.json")
+REPORT_MD = Path("metrics/report.md")
+PER_CLASS_CSV = Path("plots/per_class_accuracy.csv")
+CONFUSION_CSV = Path("plots/confusion_gzsl.csv")
+PER_CLASS_PNG = Path("plots/per_class_accuracy.png")
+CURVES_PNG = Path("plots/training_curves.png")

@@ -1,0 +1,133 @@
+"""The report stage's work: metrics JSON, per-class and confusion CSVs, PNG figures, report.md."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from zerodiffpp import metrics as M
+
+
+def evaluate(prep, syn: dict, preds: dict, pseudo: dict, ctx: dict, device) -> dict:
+    """Everything in metrics/eval.json. `ctx` carries the run's settings (numbers only)."""
+    gz = M.gzsl_scores(prep.y_test_seen, preds["gzsl_test_seen"], prep.y_test_unseen, preds["gzsl_test_unseen"],
+                       prep.seen, prep.unseen)
+    t1 = M.mean_per_class_accuracy(prep.y_test_unseen, preds["zsl_test_unseen"], prep.unseen)
+    full_unseen = (syn["kind"] == 0) & np.isin(syn["y"], prep.unseen)
+    seen_sp = M.seen_spuriousness(syn["x_seen_diag"], syn["y_seen_diag"], prep.x_train, prep.y_train,
+                                  prep.x_test_seen, prep.y_test_seen, prep.seen, ctx["probe_epochs"], device)
+    unseen_sp = M.unseen_spuriousness(syn["x"][full_unseen], syn["y"][full_unseen], prep.x_test_unseen,
+                                      prep.y_test_unseen, prep.unseen, ctx["probe_epochs"], ctx["oracle_folds"],
+                                      device, ctx["seed"])
+    out = {
+        "zsl": {"T1": t1}, "gzsl": gz, "spurious": {**seen_sp, **unseen_sp},
+        "seen_ratio": ctx["seen_ratio"], "seed": ctx["seed"], "transductive": int(ctx["transductive"]),
+        "n_train": int(len(prep.y_train)), "n_seen_classes": int(len(prep.seen)),
+        "n_unseen_classes": int(len(prep.unseen)),
+        "synthetic": {"n_full": int((syn["kind"] == 0).sum()), "n_partial": int((syn["kind"] == 1).sum())},
+    }
+    if len(pseudo["pred"]):
+        # Diagnostic only: read here, after every choice was made, and never fed back.
+        y_true = np.concatenate([prep.y_test_seen, prep.y_test_unseen])
+        kept = pseudo["kept"]
+        out["tta"] = {"n_kept": int(len(kept)), "n_test": int(len(y_true)),
+                      "pseudo_label_acc_all": float((pseudo["pred"] == y_true).mean()),
+                      "pseudo_label_acc_kept": float((pseudo["pred"][kept] == y_true[kept]).mean()) if len(kept) else 0.0}
+        if len(pseudo["rec_before"]):
+            out["tta"].update(rec_before=float(pseudo["rec_before"][0]), rec_after=float(pseudo["rec_after"][-1]))
+    return out
+
+
+def per_class_rows(prep, preds: dict) -> list[dict]:
+    rows = []
+    for split, y, pred, classes in (("test_seen", prep.y_test_seen, preds["gzsl_test_seen"], prep.seen),
+                                    ("test_unseen", prep.y_test_unseen, preds["gzsl_test_unseen"], prep.unseen)):
+        for c, acc in M.per_class_accuracy(y, pred, classes).items():
+            rows.append({"class": str(prep.class_names[c]), "split": split, "acc": acc})
+    return rows
+
+
+def confusion_rows(prep, preds: dict) -> list[dict]:
+    names = prep.class_names
+    y = np.concatenate([prep.y_test_seen, prep.y_test_unseen])
+    p = np.concatenate([preds["gzsl_test_seen"], preds["gzsl_test_unseen"]])
+    return [{"actual": str(names[a]), "predicted": str(names[b])} for a, b in zip(y, p)]
+
+
+def _plt():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def per_class_png(rows: list[dict], path: Path) -> None:
+    from zerodiffpp.io import atomic_path
+    plt = _plt()
+    rows = sorted(rows, key=lambda r: (r["split"], r["class"]))
+    fig, ax = plt.subplots(figsize=(7, 0.3 * len(rows) + 1.2))
+    colors = ["tab:blue" if r["split"] == "test_seen" else "tab:orange" for r in rows]
+    ax.barh([f'{r["class"]} ({"S" if r["split"] == "test_seen" else "U"})' for r in rows],
+            [r["acc"] for r in rows], color=colors)
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("GZSL per-class top-1 accuracy (blue: seen, orange: unseen)")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
+def curves_png(csv_paths: list[Path], path: Path) -> None:
+    from zerodiffpp.io import atomic_path
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(csv_paths), figsize=(4 * len(csv_paths), 3.2))
+    for ax, p in zip(np.atleast_1d(axes), csv_paths):
+        with open(p) as f:
+            rows = list(csv.DictReader(f))
+        for key in (rows[0].keys() if rows else []):
+            vals = [float(r[key]) if r[key] not in ("", "nan") else np.nan for r in rows]
+            if key != "step" and np.isfinite(vals).any():
+                ax.plot([float(r["step"]) for r in rows], vals, label=key)
+        ax.set_title(Path(p).stem, fontsize=9)
+        ax.set_xlabel("epoch")
+        if ax.lines:
+            ax.legend(fontsize=6)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=90)
+    plt.close(fig)
+
+
+def report_markdown(m: dict, params: dict) -> str:
+    pct = lambda v: f"{100 * v:.1f}"  # noqa: E731
+    lines = [
+        f"# Run report: {params['method']} on {params['data']['name']}",
+        "",
+        f"- seen_ratio {m['seen_ratio']}, seed {m['seed']}, {m['n_train']} training samples, "
+        f"{m['n_seen_classes']} seen / {m['n_unseen_classes']} unseen classes",
+        f"- setting: {'transductive (unlabelled test features used by DiffTTA/DiffGen)' if m['transductive'] else 'inductive (no test feature used before evaluation)'}",
+        f"- synthetic set: {m['synthetic']['n_full']} fully generated, {m['synthetic']['n_partial']} partially synthesised",
+        "",
+        "| ZSL T1 | GZSL U | GZSL S | GZSL H | seen spuriousness | unseen spuriousness |",
+        "|---|---|---|---|---|---|",
+        f"| {pct(m['zsl']['T1'])} | {pct(m['gzsl']['U'])} | {pct(m['gzsl']['S'])} | {pct(m['gzsl']['H'])} | "
+        f"{m['spurious']['seen']:+.3f} | {m['spurious']['unseen']:+.3f} |",
+        "",
+        f"Seen spuriousness = probe on generated seen features: train acc {pct(m['spurious']['seen_train_acc'])} "
+        f"minus test-seen acc {pct(m['spurious']['seen_test_acc'])}. Unseen spuriousness = oracle "
+        f"{pct(m['spurious']['unseen_oracle_acc'])} minus generated-only probe {pct(m['spurious']['unseen_gen_acc'])}.",
+    ]
+    if "tta" in m:
+        lines += ["", f"DiffTTA/DiffGen kept {m['tta']['n_kept']} of {m['tta']['n_test']} test features; pseudo-label "
+                  f"accuracy (diagnostic, hidden labels read only here) {pct(m['tta']['pseudo_label_acc_kept'])} on the "
+                  f"kept ones, {pct(m['tta']['pseudo_label_acc_all'])} on all."]
+        if "rec_before" in m["tta"]:
+            lines.append(f"Reconstruction loss on the kept features: {m['tta']['rec_before']:.3f} -> {m['tta']['rec_after']:.3f}.")
+    lines += ["", "Settings that matter: " + ", ".join(
+        f"{k}={v}" for k, v in (("gen.epochs", params["gen"]["epochs"]), ("gen.hidden", params["gen"]["hidden"]),
+                                ("synth.unseen_per_class", params["synth"]["unseen_per_class"]),
+                                ("tta.enabled", params["tta"]["enabled"]), ("diffgen.enabled", params["diffgen"]["enabled"]),
+                                ("diffgen.start_step", params["diffgen"]["start_step"]),
+                                ("classifier.epochs", params["classifier"]["epochs"]))), ""]
+    return "\n".join(lines)

@@ -1,0 +1,56 @@
+"""Small pieces every training loop shares: batch sampling, optimisers, loss curves, checkpoints."""
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+
+def adam(params, lr: float, betas=(0.5, 0.999)) -> torch.optim.Adam:
+    """Adam with the GAN betas of the official code. The fused kernel (one pass over all parameters)
+    cut the optimiser's share of a critic step from about a quarter to a few percent on CPU."""
+    return torch.optim.Adam(params, lr=lr, betas=betas, fused=True)
+
+
+def iters_per_epoch(n: int, batch_size: int) -> int:
+    return max(1, math.ceil(n / batch_size))
+
+
+def random_batch(n: int, batch_size: int, device) -> torch.Tensor:
+    """A fresh random draw of min(batch, n) distinct indices (as the official code samples)."""
+    return torch.randperm(n, device=device)[:min(batch_size, n)]
+
+
+def to_tensor(a: np.ndarray, device, dtype=torch.float32) -> torch.Tensor:
+    return torch.as_tensor(np.ascontiguousarray(a), dtype=dtype, device=device)
+
+
+class Curve:
+    """Per-epoch means of named losses, written as a CSV plot by the stage."""
+
+    def __init__(self, prefix: str = ""):
+        self.prefix, self.rows, self._acc = prefix, [], defaultdict(list)
+
+    def add(self, **values: float) -> None:
+        for k, v in values.items():
+            self._acc[k].append(float(v))
+
+    def end_epoch(self, epoch: int) -> dict:
+        row = {"step": epoch, **{f"{self.prefix}{k}": float(np.mean(v)) for k, v in self._acc.items()}}
+        self.rows.append(row)
+        self._acc.clear()
+        return row
+
+
+def set_requires_grad(modules, flag: bool) -> None:
+    for m in modules:
+        if m is not None:
+            for p in m.parameters():
+                p.requires_grad_(flag)
+
+
+def state_dicts(modules: dict[str, nn.Module | None]) -> dict:
+    return {k: m.state_dict() for k, m in modules.items() if m is not None}

@@ -1,0 +1,117 @@
+"""DiffTTA: test-time adaptation of the generator by pseudo-label reconstruction (ZeroDiff++ iv).
+
+The paper's procedure is not public; this is the project's definition (README, METHOD.md):
+ a. generate unseen features from pure noise; train a provisional GZSL classifier on real seen
+    training features plus these;
+ b. pseudo-label the pooled, unlabelled test features; keep the most confident per predicted class;
+ c. fine-tune G and E to reconstruct the kept features through the diffusion process, conditioned on
+    the pseudo-class semantics and each sample's own SC representation, confidence-weighted, with a
+    pull toward the trained weights. Rounds repeat a-c.
+Test labels are never an input here.
+"""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from zerodiffpp import diffusion as dfn
+from zerodiffpp.classifier import train_softmax
+from zerodiffpp.generation import Synthesizer
+from zerodiffpp.losses import reparameterize
+from zerodiffpp.training import Curve, adam, to_tensor
+
+log = logging.getLogger(__name__)
+
+
+def select_confident(pred: np.ndarray, conf: np.ndarray, keep_fraction: float, min_confidence: float) -> np.ndarray:
+    """Positions kept: per predicted class, the ceil(keep_fraction * n) most confident, and only those
+    at least `min_confidence` confident. Ties are broken by position, so the result is deterministic."""
+    kept = []
+    for c in np.unique(pred):
+        pos = np.flatnonzero(pred == c)
+        order = pos[np.argsort(-conf[pos], kind="stable")]
+        top = order[:int(np.ceil(keep_fraction * len(pos)))]
+        kept.append(top[conf[top] >= min_confidence])
+    return np.sort(np.concatenate(kept)) if kept else np.zeros(0, np.int64)
+
+
+def pseudo_label(synth: Synthesizer, prep, x_test: np.ndarray, p_synth: dict, p_clf: dict, device):
+    """Steps a and b: (predicted class, confidence) for every pooled test feature."""
+    x_un, y_un = synth.full(prep.unseen, p_synth["unseen_per_class"], p_synth["sampler"])
+    clf = train_softmax(np.concatenate([prep.x_train, x_un]), np.concatenate([prep.y_train, y_un]),
+                        np.arange(prep.n_classes), p_clf["epochs"], p_clf["batch_size"], p_clf["lr"], device,
+                        desc="adapt: provisional GZSL classifier")
+    probs = clf.probabilities(x_test, device)
+    return clf.classes[probs.argmax(1)], probs.max(1)
+
+
+def reconstruction_loss(synth: Synthesizer, x, r, a, w, t=None):
+    """Confidence-weighted squared error of G's one-step reconstruction of x_0 from x_{t+1}."""
+    t = dfn.sample_timesteps(len(x), synth.sched, x.device) if t is None else t
+    _, x_next = dfn.q_sample_pairs(x, t, synth.sched)
+    z = reparameterize(*synth.gen["E"](x, a))
+    x0_hat = synth.gen["G"](z, a, r, x_next, t)
+    return (w * ((x0_hat - x) ** 2).sum(1)).sum() / w.sum()
+
+
+def evaluate_reconstruction(synth: Synthesizer, x, r, a, w, seed: int = 12345) -> float:
+    """The reconstruction loss on fixed noise (same seed before and after adaptation)."""
+    state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        losses = [reconstruction_loss(synth, x, r, a, w, torch.full((len(x),), s, device=x.device))
+                  for s in range(synth.sched.timesteps)]
+    torch.random.set_rng_state(state)
+    return float(torch.stack(losses).mean())
+
+
+def finetune(synth: Synthesizer, x: np.ndarray, r: np.ndarray | None, y: np.ndarray, conf: np.ndarray,
+             p: dict, device, curve: Curve, round_idx: int) -> tuple[float, float]:
+    """Step c. Returns the reconstruction loss on the kept samples before and after."""
+    xt, at, wt = to_tensor(x, device), synth.att[torch.as_tensor(y, device=device)], to_tensor(conf, device)
+    rt = to_tensor(r, device) if synth.uses_r else None
+    before = evaluate_reconstruction(synth, xt, rt, at, wt)
+    params = list(synth.gen.parameters())
+    anchor = [q.detach().clone() for q in params]
+    opt = adam(params, p["lr"])
+    synth.gen.train()
+    for epoch in tqdm(range(p["epochs"]), desc=f"adapt: DiffTTA round {round_idx + 1}", unit="epoch"):
+        perm = torch.randperm(len(xt), device=device)
+        for i in range(0, len(xt), p["batch_size"]):
+            idx = perm[i:i + p["batch_size"]]
+            rec = reconstruction_loss(synth, xt[idx], rt[idx] if rt is not None else None, at[idx], wt[idx])
+            pull = sum(((q - q0) ** 2).sum() for q, q0 in zip(params, anchor))
+            loss = rec + p["anchor_weight"] * pull
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            curve.add(reconstruction=rec.item(), anchor=float(pull))
+        curve.end_epoch(len(curve.rows))
+    synth.gen.eval()
+    after = evaluate_reconstruction(synth, xt, rt, at, wt)
+    log.info("DiffTTA round %d: reconstruction on %d kept samples %.4f -> %.4f", round_idx + 1, len(x), before, after)
+    return before, after
+
+
+def run_difftta(synth: Synthesizer, prep, p_tta: dict, p_synth: dict, p_clf: dict, device, adapt: bool = True):
+    """All rounds. With `adapt` false (DiffGen without DiffTTA) only one pseudo-labelling pass runs
+    and the generator is left as trained. Returns the last pseudo-labels and per-round diagnostics."""
+    x_test, r_test = prep.test_features()
+    curve, rounds = Curve(), []
+    pred = conf = kept = None
+    for k in range(p_tta["rounds"] if adapt else 1):
+        pred, conf = pseudo_label(synth, prep, x_test, p_synth, p_clf, device)
+        kept = select_confident(pred, conf, p_tta["keep_fraction"], p_tta["min_confidence"])
+        if not adapt:
+            break
+        if len(kept) == 0:
+            log.warning("DiffTTA: no test feature passed tta.min_confidence=%s; generator left unchanged",
+                        p_tta["min_confidence"])
+            break
+        before, after = finetune(synth, x_test[kept], r_test[kept] if synth.uses_r else None, pred[kept],
+                                 conf[kept], p_tta, device, curve, k)
+        rounds.append({"round": k + 1, "kept": int(len(kept)), "rec_before": before, "rec_after": after})
+    return pred, conf, kept, rounds, curve.rows

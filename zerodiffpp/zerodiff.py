@@ -1,0 +1,174 @@
+"""ZeroDiff's feature generator (DFG): a VAE-GAN trained through diffusion augmentation.
+
+Encoder E(x, a) -> z; generator G(z, a, r, x_{t+1}, t) -> x_hat_0; attribute decoder Dec(x) -> a
+for feedback; three WGAN-GP critics over three views:
+  x0 (semantic)       D_s(x_0, a)
+  xc (SC view)        D_r(x_0, r)
+  xt (diffusion)      D_d(x_t, x_{t+1}, a, r, t)
+and Wasserstein mutual learning between their per-sample estimates. Switches remove the diffusion
+critic, the SC view (critic and r conditioning) or mutual learning for ablations.
+"""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+import torch.nn as nn
+from tqdm import tqdm
+
+from zerodiffpp import diffusion as dfn
+from zerodiffpp.losses import gradient_penalty, mutual_learning, reparameterize, vae_loss, weighted_l1
+from zerodiffpp.networks import AttrDecoder, Critic, FeatureEncoder, FeatureGenerator
+from zerodiffpp.training import Curve, adam, iters_per_epoch, random_batch, set_requires_grad, to_tensor
+
+log = logging.getLogger(__name__)
+
+
+def model_config(x_dim: int, att_dim: int, rep_dim: int, p: dict, dp: dict) -> dict:
+    return dict(kind="zerodiff", x_dim=x_dim, att_dim=att_dim, rep_dim=rep_dim, noise_dim=p["noise_dim"],
+                hidden=p["hidden"], cond_dim=p["cond_dim"], time_dim=dp["time_dim"], use_r=bool(p["sc_view"]),
+                timesteps=dp["timesteps"], beta_min=dp["beta_min"], beta_max=dp["beta_max"])
+
+
+def build_generator(cfg: dict) -> nn.ModuleDict:
+    """E and G: what later stages need to generate and to adapt."""
+    return nn.ModuleDict({
+        "E": FeatureEncoder(cfg["x_dim"], cfg["att_dim"], cfg["hidden"], cfg["noise_dim"]),
+        "G": FeatureGenerator(cfg["noise_dim"], cfg["att_dim"], cfg["x_dim"], cfg["rep_dim"], cfg["hidden"],
+                              cfg["time_dim"], cfg["cond_dim"], use_r=cfg["use_r"]),
+    })
+
+
+def build_critics(cfg: dict, p: dict) -> dict[str, Critic]:
+    """Only the switched-on critics are built."""
+    X, A, R, H, C, TD = cfg["x_dim"], cfg["att_dim"], cfg["rep_dim"], p["critic_hidden"], cfg["cond_dim"], cfg["time_dim"]
+    critics = {"x0": Critic(X + A, H)}
+    if p["sc_view"]:
+        critics["xc"] = Critic(X, H, rep_dim=R, cond_dim=C)
+    if p["diffusion_critic"]:
+        critics["xt"] = Critic(2 * X + A, H, rep_dim=R if p["sc_view"] else 0, time_dim=TD, cond_dim=C)
+    return critics
+
+
+class ZeroDiffTrainer:
+    """One object per training run: networks, optimisers, the adaptive GP weight and the step logic."""
+
+    def __init__(self, x, r, y, att, p: dict, dp: dict, device):
+        self.p, self.device = p, device
+        self.sched = dfn.vp_schedule(dp["timesteps"], dp["beta_min"], dp["beta_max"])
+        self.x, self.a_all = to_tensor(x, device), to_tensor(att, device)
+        self.r = to_tensor(r, device) if p["sc_view"] else None
+        self.y = to_tensor(y, device, torch.long)
+        self.cfg = model_config(x.shape[1], att.shape[1], r.shape[1] if p["sc_view"] else 0, p, dp)
+        self.gen = build_generator(self.cfg).to(device)
+        self.critics = {k: c.to(device) for k, c in build_critics(self.cfg, p).items()}
+        self.dec = AttrDecoder(x.shape[1], p["dec_hidden"], att.shape[1]).to(device)
+        self.opt_g = adam(self.gen["G"].parameters(), p["lr"])
+        self.opt_e = adam(self.gen["E"].parameters(), p["encoder_lr"], betas=(0.9, 0.999))  # default betas, as official
+        self.opt_d = adam([q for c in self.critics.values() for q in c.parameters()], p["lr"])
+        self.opt_dec = adam(self.dec.parameters(), p["dec_lr"])
+        self.lam = float(p["lambda_gp"])
+        self.weights = {"x0": p["gamma_x0"], "xt": p["gamma_xt"], "xc": 1.0}
+
+    def batch(self):
+        idx = random_batch(len(self.x), self.p["batch_size"], self.device)
+        return self.x[idx], (self.r[idx] if self.r is not None else None), self.a_all[self.y[idx]]
+
+    def forward_fake(self, x0, r, a):
+        """Encoder latent -> forward pair -> one-step x_hat_0 -> posterior x_hat_t."""
+        mu, logvar = self.gen["E"](x0, a)
+        z = reparameterize(mu, logvar)
+        t = dfn.sample_timesteps(len(x0), self.sched, self.device)
+        x_t, x_next = dfn.q_sample_pairs(x0, t, self.sched)
+        x0_hat = self.gen["G"](z, a, r, x_next, t)
+        return dict(mu=mu, logvar=logvar, t=t, x_t=x_t, x_next=x_next, x0_hat=x0_hat,
+                    xt_hat=dfn.sample_posterior(x0_hat, x_next, t, self.sched))
+
+    def scores(self, name, x0_or_xt, f, a, r):
+        """Critic `name` on a real or fake sample; conditions are always the real ones."""
+        c = self.critics[name]
+        if name == "x0":
+            return c(x0_or_xt, a)
+        if name == "xc":
+            return c(x0_or_xt, r=r)
+        return c(x0_or_xt, f["x_next"], a, r=r, t=f["t"])
+
+    def critic_step(self):
+        x0, r, a = self.batch()
+        dec_loss = weighted_l1(self.dec(x0), a)
+        self.opt_dec.zero_grad(set_to_none=True)
+        (self.p["gamma_rec"] * dec_loss).backward()
+        self.opt_dec.step()
+        with torch.no_grad():
+            f = self.forward_fake(x0, r, a)
+        adv, gp_total, w = 0.0, 0.0, {}
+        for name in self.critics:
+            real, fake = (f["x_t"], f["xt_hat"]) if name == "xt" else (x0, f["x0_hat"])
+            d_real, d_fake = self.scores(name, real, f, a, r), self.scores(name, fake, f, a, r)
+            w[name] = d_real - d_fake
+            gp = gradient_penalty(lambda v, n=name: self.scores(n, v, f, a, r), real, fake)
+            adv = adv + self.weights[name] * (-w[name].mean() + self.lam * gp)
+            gp_total += gp.item()
+        loss = self.p["gamma_adv"] * adv
+        ml = torch.zeros(())
+        if self.p["mutual_learning"] and len(w) > 1:
+            step_w = self.sched.sqrt_alpha_bar.to(self.device)[f["t"]].float() ** self.p["ml_factor"]
+            ml = mutual_learning(w, step_w)
+            loss = loss + self.p["gamma_ml"] * ml
+        self.opt_d.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_d.step()
+        return dict(critic=loss.item(), dec=dec_loss.item(), ml=ml.item(), gp=gp_total / len(self.critics),
+                    **{f"W_{k}": v.mean().item() for k, v in w.items()}), (x0, r, a)
+
+    def generator_step(self, x0, r, a):
+        set_requires_grad([*self.critics.values(), self.dec], False)
+        f = self.forward_fake(x0, r, a)
+        vae = vae_loss(f["x0_hat"], x0, f["mu"], f["logvar"])
+        adv = 0.0
+        for name in self.critics:
+            fake = f["xt_hat"] if name == "xt" else f["x0_hat"]
+            adv = adv - self.weights[name] * self.scores(name, fake, f, a, r).mean()
+        rec = weighted_l1(self.dec(f["x0_hat"]), a)
+        loss = self.p["gamma_vae"] * vae + self.p["gamma_adv"] * adv + self.p["gamma_rec"] * rec
+        self.opt_g.zero_grad(set_to_none=True)
+        self.opt_e.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_g.step()
+        self.opt_e.step()
+        set_requires_grad([*self.critics.values(), self.dec], True)
+        return dict(generator=loss.item(), vae=vae.item(), g_adv=float(adv.detach()) if torch.is_tensor(adv) else adv, g_rec=rec.item())
+
+    def adapt_gp_weight(self, mean_gp: float) -> None:
+        """tf-VAEGAN's rule on the mean penalty of the active critics (the official code fed it the
+        sum of three penalties, a rule written for one critic)."""
+        if not self.p["adaptive_gp"]:
+            return
+        if mean_gp > 1.05:
+            self.lam *= 1.1
+        elif mean_gp < 1.001:
+            self.lam /= 1.1
+
+    def train(self, epochs: int, desc: str = "train: ZeroDiff generator") -> list[dict]:
+        curve = Curve()
+        for epoch in tqdm(range(epochs), desc=desc, unit="epoch"):
+            for _ in range(iters_per_epoch(len(self.x), self.p["batch_size"])):
+                gps = []
+                for _ in range(self.p["critic_iter"]):
+                    stats, last = self.critic_step()
+                    gps.append(stats["gp"])
+                self.adapt_gp_weight(float(np.mean(gps)))
+                curve.add(**stats, **self.generator_step(*last), lambda_gp=self.lam)
+            row = curve.end_epoch(epoch)
+            log.debug("epoch %d %s", epoch, row)
+        return curve.rows
+
+    def checkpoint(self) -> dict:
+        return {"config": self.cfg, "state": self.gen.state_dict()}
+
+
+def load_generator(ckpt: dict, device) -> tuple[nn.ModuleDict, dict]:
+    gen = build_generator(ckpt["config"]).to(device)
+    gen.load_state_dict(ckpt["state"])
+    return gen.eval(), ckpt["config"]
