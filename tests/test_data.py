@@ -1,0 +1,134 @@
+import numpy as np
+import pytest
+from scipy.io import loadmat, savemat
+
+from tests.conftest import SHARED_XLSA17, make_xlsa17
+from zerodiffpp.data import DataError, FeatureSet, MinMax, load_xlsa17, prepare_split, subsample_per_class
+
+
+def test_loader_reads_xlsa17_conventions(xlsa17_dir):
+    fs = load_xlsa17(xlsa17_dir, "TOY")
+    res = loadmat(xlsa17_dir / "res101.mat")
+    assert fs.x.shape == (144, 32)  # features are stored D x N
+    np.testing.assert_allclose(fs.x[5], res["features"][:, 5])
+    assert fs.labels.min() == 0 and fs.labels.max() == 5  # 1-based on disk
+    assert fs.att.shape == (6, 6)
+    assert fs.seen_classes.tolist() == [0, 1, 2, 3] and fs.unseen_classes.tolist() == [4, 5]
+    assert fs.class_names.tolist() == [f"c{k}" for k in range(6)]
+
+
+def test_row_feature_files_replace_x_and_supply_r(xlsa17_dir):
+    rng = np.random.default_rng(1)
+    savemat(xlsa17_dir / "ce_ce.mat", {"features": rng.random((144, 16)).astype(np.float32)})
+    savemat(xlsa17_dir / "con_paco.mat", {"features": rng.random((144, 8)).astype(np.float32)})
+    fs = load_xlsa17(xlsa17_dir, "TOY", x_file="ce_ce.mat", r_file="con_paco.mat")
+    assert fs.x.shape == (144, 16) and fs.r.shape == (144, 8)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(one_based=False), "1-based"),
+    (dict(extra_split={"test_seen_loc": np.array([[0], [3]])}), "must hold 1-based indices"),
+    (dict(drop_keys=("trainval_loc",)), "missing key 'trainval_loc'"),
+    (dict(drop_keys=("features",)), "missing key 'features'"),
+    (dict(extra_res={"features": np.zeros((32, 10), np.float32)}), "'features' must be D x N"),
+    (dict(extra_res={"labels": np.full((144, 1), 9)}), "'labels' go up to 9"),
+    (dict(extra_split={"test_unseen_loc": np.array([[1], [2]])}), "both seen"),
+    (dict(extra_split={"trainval_loc": np.array([[500]])}), "indexes up to 500"),
+])
+def test_malformed_files_are_named(tmp_path, kwargs, message):
+    folder = make_xlsa17(tmp_path / "BAD", **kwargs)
+    with pytest.raises(DataError, match=message):
+        load_xlsa17(folder, "TOY")
+
+
+def test_nan_features_are_rejected(tmp_path):
+    x = np.random.default_rng(0).random((32, 144)).astype(np.float32)
+    x[3, 7] = np.nan
+    folder = make_xlsa17(tmp_path / "NAN", extra_res={"features": x})
+    with pytest.raises(DataError, match="NaN or inf in 1 samples"):
+        load_xlsa17(folder, "TOY")
+
+
+def test_missing_folder_and_file(tmp_path):
+    with pytest.raises(DataError, match="not a folder"):
+        load_xlsa17(tmp_path / "nope", "AWA2")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="res101.mat: file not found"):
+        load_xlsa17(tmp_path / "empty", "AWA2")
+
+
+def test_subsample_keeps_ratio_per_class_and_at_least_one():
+    labels = np.repeat([0, 1, 2], [100, 10, 3])
+    keep = subsample_per_class(labels, 0.1, seed=0)
+    assert np.bincount(labels[keep]).tolist() == [10, 1, 1]
+    assert np.array_equal(keep, subsample_per_class(labels, 0.1, seed=0))
+    assert not np.array_equal(keep, subsample_per_class(labels, 0.1, seed=1))
+    assert len(subsample_per_class(labels, 1.0, seed=0)) == len(labels)
+    with pytest.raises(ValueError, match="seen_ratio"):
+        subsample_per_class(labels, 0.0, seed=0)
+
+
+def test_scaler_is_fitted_on_the_kept_subset_only(xlsa17_dir):
+    fs = load_xlsa17(xlsa17_dir, "TOY")
+    prep, scaler = prepare_split(fs, 0.25, seed=3)
+    assert prep.x_train.min() == pytest.approx(0.0) and prep.x_train.max() == pytest.approx(1.0)
+    kept = fs.x[prep.train_index]
+    np.testing.assert_allclose(scaler.lo, kept.min(0))
+    assert len(prep.y_test_seen) == len(fs.test_seen) and len(prep.y_test_unseen) == len(fs.test_unseen)
+    assert np.bincount(prep.y_train).tolist() == [4, 4, 4, 4]  # 18 per class * 0.25, rounded
+
+
+def test_minmax_constant_feature_does_not_divide_by_zero():
+    s = MinMax.fit(np.ones((4, 2)))
+    assert np.isfinite(s(np.ones((2, 2)))).all()
+
+
+def test_featureset_roundtrip(tmp_path, xlsa17_dir):
+    fs = load_xlsa17(xlsa17_dir, "TOY")
+    fs.save(tmp_path / "f.npz")
+    back = FeatureSet.load(tmp_path / "f.npz")
+    np.testing.assert_array_equal(back.x, fs.x)
+    assert back.class_names.tolist() == fs.class_names.tolist()
+
+
+@pytest.mark.skipif(not SHARED_XLSA17.exists(), reason="../shared/data/xlsa17 is not present")
+@pytest.mark.parametrize("name, counts, sizes", [
+    ("AWA2", (40, 10), (23527, 5882, 7913)),
+    ("CUB", (150, 50), (7057, 1764, 2967)),
+    ("SUN", (645, 72), (10320, 2580, 1440)),
+])
+def test_real_split_files(tmp_path, name, counts, sizes):
+    """The real att_splits.mat with a generated res101.mat whose labels agree with the splits."""
+    split = loadmat(SHARED_XLSA17 / name / "att_splits.mat")
+    n_classes = split["att"].shape[1]
+    locs = {k: split[k].ravel() for k in ("trainval_loc", "test_seen_loc", "test_unseen_loc")}
+    n = int(max(v.max() for v in locs.values()))
+    # labels consistent with the splits: give each image the class of its position in a real class list
+    labels = np.zeros(n, np.int64)
+    rng = np.random.default_rng(0)
+    cls_seen, cls_unseen = _classes_from_names(SHARED_XLSA17 / name, split, counts)
+    labels[locs["trainval_loc"] - 1] = rng.choice(cls_seen, len(locs["trainval_loc"]))
+    labels[locs["trainval_loc"][:len(cls_seen)] - 1] = cls_seen  # every seen class has training images
+    labels[locs["test_seen_loc"] - 1] = rng.choice(cls_seen, len(locs["test_seen_loc"]))
+    labels[locs["test_unseen_loc"] - 1] = rng.choice(cls_unseen, len(locs["test_unseen_loc"]))
+    labels[locs["test_unseen_loc"][:len(cls_unseen)] - 1] = cls_unseen
+    labels[labels == 0] = cls_seen[0]  # images outside the proposed split
+    folder = tmp_path / name
+    folder.mkdir()
+    savemat(folder / "res101.mat", {"features": np.zeros((4, n), np.float32), "labels": labels.reshape(-1, 1)})
+    (folder / "att_splits.mat").symlink_to(SHARED_XLSA17 / name / "att_splits.mat")
+    fs = load_xlsa17(folder, name)
+    assert (len(fs.seen_classes), len(fs.unseen_classes)) == counts
+    assert (len(fs.trainval), len(fs.test_seen), len(fs.test_unseen)) == sizes
+    assert fs.att.shape[0] == n_classes
+    np.testing.assert_allclose(np.linalg.norm(fs.att, axis=1), 1.0, atol=1e-4)
+
+
+def _classes_from_names(folder, split, counts):
+    """1-based class ids of the proposed split's seen and unseen classes, from the class lists."""
+    names = [str(np.asarray(v).ravel()[0]) for v in split["allclasses_names"].ravel()]
+    unseen_names = (folder / "testclasses.txt").read_text().split()
+    unseen = np.array([names.index(u) + 1 for u in unseen_names])
+    seen = np.array([i + 1 for i in range(len(names)) if i + 1 not in set(unseen)])
+    assert (len(seen), len(unseen)) == counts
+    return seen, unseen

@@ -1,0 +1,33 @@
+import numpy as np
+
+from zerodiffpp import embedded
+
+
+def test_attribute_table_is_graded_and_complete():
+    att, names = embedded.load_attributes()
+    assert att.shape == (10, len(names)) and len(names) >= 16
+    assert ((att >= 0) & (att <= 1)).all()
+    seen = [embedded.CLASS_NAMES.index(c) for c in embedded.CLASS_NAMES if c not in embedded.UNSEEN]
+    for u in embedded.UNSEEN:
+        row = att[embedded.CLASS_NAMES.index(u)]
+        # every attribute an unseen class has takes more than one value among the seen classes,
+        # so its effect can be learned from them
+        for j in np.flatnonzero(row > 0):
+            assert len(np.unique(att[seen, j])) > 1, (u, names[j])
+
+
+def test_images_and_split():
+    images, labels = embedded.load_images()
+    assert images.shape == (10000, 28, 28) and np.bincount(labels).tolist() == [1000] * 10
+    trainval, test_seen, test_unseen = embedded.split_indices(labels, 0.2, 0)
+    assert len(trainval) == 5600 and len(test_seen) == 1400 and len(test_unseen) == 3000
+    assert not set(trainval) & set(test_seen)
+    again = embedded.split_indices(labels, 0.2, 0)
+    assert np.array_equal(again[0], trainval)
+
+
+def test_pretrained_network_extracts_features():
+    fs = embedded.load_embedded(image_size=64, batch_size=16, test_fraction=0.5, split_seed=0, limit=2)
+    assert fs.x.shape == (20, 1280) and np.isfinite(fs.x).all() and fs.x.std() > 0
+    assert fs.class_names.tolist() == embedded.CLASS_NAMES
+    np.testing.assert_allclose(np.linalg.norm(fs.att, axis=1), 1.0, atol=1e-6)

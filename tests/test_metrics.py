@@ -1,0 +1,73 @@
+import numpy as np
+import pytest
+
+from zerodiffpp import metrics as M
+
+
+def test_per_class_mean_is_not_the_sample_mean():
+    # class 0: 8 samples all right; class 1: 2 samples all wrong -> per-class 0.5, per-sample 0.8
+    y = np.array([0] * 8 + [1] * 2)
+    pred = np.array([0] * 8 + [0] * 2)
+    assert M.mean_per_class_accuracy(y, pred, np.array([0, 1])) == pytest.approx(0.5)
+    assert (pred == y).mean() == pytest.approx(0.8)
+
+
+def test_class_without_test_samples_is_reported_and_left_out():
+    y = np.array([0, 0, 1])
+    pred = np.array([0, 1, 1])
+    per = M.per_class_accuracy(y, pred, np.array([0, 1, 2]))
+    assert per[0] == 0.5 and per[1] == 1.0 and np.isnan(per[2])
+    assert M.mean_per_class_accuracy(y, pred, np.array([0, 1, 2])) == pytest.approx(0.75)
+    with pytest.raises(ValueError, match="no class"):
+        M.mean_per_class_accuracy(y, pred, np.array([5]))
+
+
+def test_harmonic_mean_known_values():
+    assert M.harmonic_mean(0.5, 0.5) == pytest.approx(0.5)
+    assert M.harmonic_mean(0.2, 0.8) == pytest.approx(0.32)
+    assert M.harmonic_mean(0.0, 0.9) == 0.0
+    assert M.harmonic_mean(0.0, 0.0) == 0.0
+
+
+def test_gzsl_scores_on_hand_made_predictions():
+    seen, unseen = np.array([0, 1]), np.array([2, 3])
+    y_s, p_s = np.array([0, 0, 1, 1]), np.array([0, 0, 1, 2])  # S = (1 + 0.5) / 2
+    y_u, p_u = np.array([2, 3, 3, 3]), np.array([2, 0, 3, 3])  # U = (1 + 2/3) / 2
+    out = M.gzsl_scores(y_s, p_s, y_u, p_u, seen, unseen)
+    assert out["S"] == pytest.approx(0.75) and out["U"] == pytest.approx(5 / 6)
+    assert out["H"] == pytest.approx(2 * 0.75 * (5 / 6) / (0.75 + 5 / 6))
+
+
+def _blobs(rng, centers, n, noise):
+    y = np.repeat(np.arange(len(centers)), n)
+    return (centers[y] + noise * rng.normal(size=(len(y), centers.shape[1]))).astype(np.float32), y
+
+
+def test_seen_spuriousness_near_zero_for_faithful_and_large_for_memorising_generator():
+    rng = np.random.default_rng(0)
+    centers = rng.normal(size=(3, 30)) * 0.3
+    x_train, y_train = _blobs(rng, centers, 40, 1.0)
+    x_test, y_test = _blobs(rng, centers, 200, 1.0)
+    seen = np.arange(3)
+    faithful_x, faithful_y = _blobs(rng, centers, 300, 1.0)
+    good = M.seen_spuriousness(faithful_x, faithful_y, x_train, y_train, x_test, y_test, seen, 40, "cpu")
+    copy_x = np.repeat(x_train, 15, axis=0) + 0.01 * rng.normal(size=(len(x_train) * 15, 30))
+    copy_y = np.repeat(y_train, 15)
+    bad = M.seen_spuriousness(copy_x.astype(np.float32), copy_y, x_train, y_train, x_test, y_test, seen, 40, "cpu")
+    assert abs(good["seen"]) < 0.1
+    assert bad["seen"] > good["seen"] + 0.15
+    assert bad["seen_train_acc"] > bad["seen_test_acc"] + 0.15
+
+
+def test_unseen_spuriousness_gap_near_zero_when_generated_equals_real():
+    rng = np.random.default_rng(1)
+    centers = rng.normal(size=(3, 8)) * 2
+    unseen = np.array([5, 6, 7])
+    x_test, y_idx = _blobs(rng, centers, 60, 1.0)
+    y_test = unseen[y_idx]
+    x_gen, g_idx = _blobs(rng, centers, 200, 1.0)
+    out = M.unseen_spuriousness(x_gen, unseen[g_idx], x_test, y_test, unseen, 40, 5, "cpu", seed=0)
+    assert abs(out["unseen"]) < 0.1
+    shifted = M.unseen_spuriousness(x_gen + rng.normal(size=(1, 8)).astype(np.float32) * 3, unseen[g_idx], x_test,
+                                    y_test, unseen, 40, 5, "cpu", seed=0)
+    assert shifted["unseen"] > out["unseen"]

@@ -1,0 +1,90 @@
+import numpy as np
+import pytest
+import torch
+
+from tests.tiny import tiny_prepared
+from zerodiffpp import networks as N
+from zerodiffpp.representation import sample_r, train_drg
+from zerodiffpp.zerodiff import ZeroDiffTrainer, build_critics, build_generator, model_config
+
+
+def test_network_shapes():
+    B, X, A, R, Z, C = 5, 20, 6, 8, 4, 7
+    t = torch.randint(0, 4, (B,))
+    x, a, r, z = torch.rand(B, X), torch.rand(B, A), torch.rand(B, R), torch.randn(B, Z)
+    assert N.SCEncoder(X, 16, R, 3)(x).shape == (B, R)
+    assert N.SCEncoder(X, 16, R, 3).project(x).norm(dim=1).allclose(torch.ones(B))
+    assert N.RepGenerator(Z, A, R, 16, 8, A)(z, a, r, t).shape == (B, R)
+    mu, logvar = N.FeatureEncoder(X, A, 16, Z)(x, a)
+    assert mu.shape == logvar.shape == (B, Z)
+    g = N.FeatureGenerator(Z, A, X, R, 16, 8, C)(z, a, r, x, t)
+    assert g.shape == (B, X) and (g >= 0).all() and (g <= 1).all()
+    assert N.FeatureGenerator(Z, A, X, R, 16, 8, C, use_r=False)(z, a, None, x, t).shape == (B, X)
+    assert N.AttrDecoder(X, 16, A)(x).norm(dim=1).allclose(torch.ones(B))
+    assert N.Critic(2 * X + A, 16, rep_dim=R, time_dim=8, cond_dim=C)(x, x, a, r=r, t=t).shape == (B,)
+    assert N.CondGenerator(Z, A, X, 16)(z, a).shape == (B, X)
+
+
+@pytest.mark.parametrize("switches, expected", [
+    ({}, ["x0", "xc", "xt"]),
+    ({"diffusion_critic": False}, ["x0", "xc"]),
+    ({"sc_view": False}, ["x0", "xt"]),
+    ({"sc_view": False, "diffusion_critic": False}, ["x0"]),
+])
+def test_switched_off_critics_are_not_built(switches, expected):
+    from tests.tiny import tiny_params
+    p = tiny_params(gen=switches)
+    cfg = model_config(10, 4, 0 if not p["gen"]["sc_view"] else 6, p["gen"], p["diffusion"])
+    assert sorted(build_critics(cfg, p["gen"])) == expected
+    gen = build_generator(cfg)
+    assert (gen["G"].remb is None) == (not p["gen"]["sc_view"])
+
+
+def _trainer(prep, p, **switches):
+    g = dict(p["gen"], **switches)
+    torch.manual_seed(0)
+    return ZeroDiffTrainer(prep.x_train, prep.r_train, prep.y_train, prep.att, g, p["diffusion"], "cpu")
+
+
+def test_a_few_steps_lower_the_losses(tmp_path):
+    prep, p = tiny_prepared(tmp_path)
+    tr = _trainer(prep, p)
+    x0, r, a = tr.batch()
+    first = [tr.generator_step(x0, r, a)["vae"] for _ in range(3)]
+    for _ in range(60):
+        tr.critic_step()
+        tr.generator_step(x0, r, a)
+    last = [tr.generator_step(x0, r, a)["vae"] for _ in range(3)]
+    assert np.mean(last) < np.mean(first)
+    decs = [tr.critic_step()[0]["dec"] for _ in range(40)]
+    assert np.mean(decs[-5:]) < np.mean(decs[:5])
+
+
+def test_mutual_learning_switch_zeroes_its_loss(tmp_path):
+    prep, p = tiny_prepared(tmp_path)
+    on = _trainer(prep, p).critic_step()[0]
+    off = _trainer(prep, p, mutual_learning=False).critic_step()[0]
+    assert on["ml"] > 0 and off["ml"] == 0.0
+    solo = _trainer(prep, p, sc_view=False, diffusion_critic=False).critic_step()[0]
+    assert solo["ml"] == 0.0 and "W_xt" not in solo and "W_xc" not in solo
+
+
+def test_same_seed_same_weights(tmp_path):
+    prep, p = tiny_prepared(tmp_path)
+    states = []
+    for _ in range(2):
+        torch.manual_seed(7)
+        tr = _trainer(prep, p)
+        torch.manual_seed(7)
+        tr.train(1, desc=None)
+        states.append(tr.checkpoint()["state"])
+    for k in states[0]:
+        assert torch.equal(states[0][k], states[1][k]), k
+
+
+def test_drg_trains_and_samples_in_range(tmp_path):
+    prep, p = tiny_prepared(tmp_path)
+    gen, cfg, rows = train_drg(prep.r_train, prep.y_train, prep.att, p["drg"], p["diffusion"], "cpu")
+    assert len(rows) == p["drg"]["epochs"] and {"drg_critic", "drg_gp", "drg_generator"} <= set(rows[0])
+    r = sample_r(gen, cfg, torch.as_tensor(prep.att[:3]))
+    assert r.shape == (3, prep.r_train.shape[1]) and (r >= 0).all() and (r <= 1).all()

@@ -1,0 +1,44 @@
+import shutil
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT
+from zerodiffpp.params import ParamsError, load_params, load_stage_params, validate
+
+
+@pytest.fixture
+def params():
+    return yaml.safe_load(open(ROOT / "params.yaml"))
+
+
+def test_committed_params_are_valid():
+    load_params(ROOT / "params.yaml")
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda p: p["train"].update(seen_ratio=0.0), "train.seen_ratio: expected a value in (0"),
+    (lambda p: p["train"].update(seen_ratio=1.5), "train.seen_ratio"),
+    (lambda p: p["train"].update(seen_ration=0.1), "unknown key 'train.seen_ration'"),
+    (lambda p: p.update(methd="zerodiff"), "unknown key 'methd'"),
+    (lambda p: p["data"].update(name="IMAGENET"), "data.name: expected one of"),
+    (lambda p: p["gen"].update(lr="1e-3"), "write decimals like 0.001"),
+    (lambda p: p["gen"].pop("lr"), "gen.lr is missing"),
+    (lambda p: p["diffgen"].update(start_step=4), "diffgen.start_step must be < diffusion.timesteps"),
+    (lambda p: p["data"].update(name="CUB", root=""), "data.root must name an xlsa17 folder"),
+])
+def test_bad_params_name_the_key(params, mutate, message):
+    mutate(params)
+    with pytest.raises(ParamsError, match=message.replace("(", r"\(").replace(".", r"\.")):
+        validate(params, "params.yaml")
+
+
+def test_stage_sees_only_declared_keys(tmp_path):
+    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    shutil.copy(ROOT / "dvc.yaml", tmp_path / "dvc.yaml")
+    p = load_stage_params("classify", tmp_path / "params.yaml", tmp_path / "dvc.yaml")
+    assert p["classifier"]["epochs"] > 0
+    with pytest.raises(KeyError, match="stage 'classify' reads param 'gen'"):
+        p["gen"]
+    with pytest.raises(KeyError, match="train.seen_ratio"):
+        p["train"]["seen_ratio"]

@@ -1,0 +1,126 @@
+"""End to end: `dvc repro` in a temporary copy of the repo on tiny settings and an AWA2-shaped toy
+xlsa17 folder (40 seen / 10 unseen classes), then the user's DVC workflows on it."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT, make_xlsa17
+from tests.tiny import tiny_params
+
+
+def _run(args, cwd, env, check=True):
+    out = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+    if check and out.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} failed ({out.returncode}):\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
+    return out
+
+
+def copy_repo(dst: Path) -> None:
+    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                           capture_output=True, text=True, check=True).stdout.split()
+    for f in files:
+        if (ROOT / f).is_file() and not f.startswith(("metrics/", "plots/", "dvc.lock")):
+            (dst / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / f, dst / f)
+
+
+def dvc_env(tmp: Path) -> dict:
+    env = dict(os.environ)
+    env.update(DVC_NO_ANALYTICS="1", DVC_SITE_CACHE_DIR=str(tmp / "site-cache"), GIT_AUTHOR_NAME="t",
+               GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t",
+               PATH=f"{Path(sys.executable).parent}:{env['PATH']}")
+    return env
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("pipeline")
+    data = make_xlsa17(tmp / "AWA2", n_seen=40, n_unseen=10, att_dim=85, x_dim=48, per_class=8)
+    work = tmp / "repo"
+    work.mkdir()
+    copy_repo(work)
+    params = tiny_params(data={"name": "AWA2", "root": str(data)})
+    params["synth"].update(unseen_per_class=10, seen_per_class=10)
+    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = dvc_env(tmp)
+    _run(["git", "init", "-q"], work, env)
+    _run(["git", "add", "-A"], work, env)
+    _run(["git", "commit", "-qm", "tiny"], work, env)
+    out = _run([sys.executable, "-m", "dvc", "repro"], work, env)
+    _run(["git", "add", "-A"], work, env)
+    _run(["git", "commit", "-qm", "lock"], work, env)
+    return work, env, out.stdout + out.stderr
+
+
+def test_repro_writes_metrics(repo):
+    work, _, _ = repo
+    m = json.loads((work / "metrics" / "eval.json").read_text())
+    for key in ("T1",):
+        assert 0 <= m["zsl"][key] <= 1
+    for key in ("U", "S", "H"):
+        assert 0 <= m["gzsl"][key] <= 1
+    assert m["n_seen_classes"] == 40 and m["n_unseen_classes"] == 10 and m["seen_ratio"] == 1.0
+    assert m["transductive"] == 1 and m["tta"]["n_kept"] > 0 and m["synthetic"]["n_partial"] > 0
+    assert {"seen", "unseen", "seen_train_acc", "seen_test_acc", "unseen_gen_acc", "unseen_oracle_acc"} <= set(m["spurious"])
+    assert all(isinstance(v, (int, float)) for v in _leaves(m))
+    for f in ("per_class_accuracy.csv", "confusion_gzsl.csv", "per_class_accuracy.png", "training_curves.png",
+              "train_loss.csv", "pretrain_sc_loss.csv", "pretrain_drg_loss.csv", "adapt_loss.csv"):
+        assert (work / "plots" / f).stat().st_size > 0, f
+    assert "Run report" in (work / "metrics" / "report.md").read_text()
+
+
+def _leaves(d):
+    for v in d.values():
+        yield from (_leaves(v) if isinstance(v, dict) else [v])
+
+
+def test_second_repro_does_nothing(repo):
+    work, env, _ = repo
+    assert _run([sys.executable, "-m", "dvc", "status", "--json"], work, env).stdout.strip() == "{}"
+    out = _run([sys.executable, "-m", "dvc", "repro"], work, env).stdout
+    assert "Running stage" not in out
+
+
+def test_scarcity_experiment_and_methods(repo):
+    work, env, _ = repo
+    base = json.loads((work / "metrics" / "eval.json").read_text())
+    out = _run([sys.executable, "-m", "dvc", "exp", "run", "--temp", "-n", "scarce", "-S", "train.seen_ratio=0.5"],
+               work, env)
+    assert "Running stage 'extract'" not in out.stdout  # extraction does not depend on the ratio
+    for method in ("fclswgan", "zerodiff"):
+        out = _run([sys.executable, "-m", "dvc", "exp", "run", "--temp", "-n", method, "-S", f"method={method}"],
+                   work, env)
+        assert "Running stage 'extract'" not in out.stdout and "Running stage 'pretrain'" not in out.stdout
+    shown = json.loads(_run([sys.executable, "-m", "dvc", "exp", "show", "--json"], work, env).stdout)
+    exps = {e["name"]: e for e in _experiments(shown)}
+    assert {"scarce", "fclswgan", "zerodiff"} <= set(exps)
+    scarce = exps["scarce"]["data"]["metrics"]["metrics/eval.json"]["data"]
+    assert scarce["seen_ratio"] == 0.5 and scarce["n_train"] < base["n_train"]
+    for method in ("fclswgan", "zerodiff"):
+        m = exps[method]["data"]["metrics"]["metrics/eval.json"]["data"]
+        assert m["transductive"] == 0 and m["synthetic"]["n_partial"] == 0 and "tta" not in m
+
+
+def _experiments(shown):
+    for rev in shown:
+        for exp in rev.get("experiments") or []:
+            for r in exp.get("revs", []):
+                yield r
+
+
+def test_bad_params_fail_before_any_work(repo, tmp_path):
+    work, env, _ = repo
+    bad = tmp_path / "bad"
+    shutil.copytree(work, bad, ignore=shutil.ignore_patterns(".dvc", "data", "models"))
+    p = yaml.safe_load((bad / "params.yaml").read_text())
+    p["train"]["seen_ratio"] = 0
+    (bad / "params.yaml").write_text(yaml.safe_dump(p))
+    out = _run([sys.executable, "-m", "stages.pretrain"], bad, env, check=False)
+    assert out.returncode != 0 and "train.seen_ratio: expected a value in (0" in out.stderr
+    assert not (bad / "data" / "prepared").exists()

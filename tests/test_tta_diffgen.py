@@ -1,0 +1,91 @@
+import numpy as np
+import pytest
+import torch
+
+from tests.tiny import tiny_prepared
+from zerodiffpp.generation import Synthesizer, diffgen_set
+from zerodiffpp.representation import train_drg
+from zerodiffpp.tta import run_difftta, select_confident
+from zerodiffpp.zerodiff import ZeroDiffTrainer
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    torch.manual_seed(0)
+    prep, p = tiny_prepared(tmp_path_factory.mktemp("tta"))
+    drg, cfg, _ = train_drg(prep.r_train, prep.y_train, prep.att, p["drg"], p["diffusion"], "cpu")
+    tr = ZeroDiffTrainer(prep.x_train, prep.r_train, prep.y_train, prep.att, p["gen"], p["diffusion"], "cpu")
+    tr.train(2, desc=None)
+    return prep, p, tr.checkpoint(), {"config": cfg, "state": drg.state_dict()}
+
+
+def _synth(trained):
+    prep, _, gen, drg = trained
+    return Synthesizer(gen, drg, prep.att, "cpu")
+
+
+def test_partial_synthesis_from_k0_returns_the_real_feature(trained):
+    prep = trained[0]
+    x, r, y = prep.x_test_seen[:10], prep.r_test_seen[:10], prep.y_test_seen[:10]
+    np.testing.assert_array_equal(_synth(trained).partial(x, r, y, 0), x)
+
+
+def test_larger_k_lands_farther_from_the_input(trained):
+    prep = trained[0]
+    x, r, y = prep.x_test_seen, prep.r_test_seen, prep.y_test_seen
+    s = _synth(trained)
+    torch.manual_seed(0)
+    dist = [np.linalg.norm(s.partial(x, r, y, k) - x, axis=1).mean() for k in (0, 1, 2, 3)]
+    assert dist[0] == 0.0
+    assert dist[1] < dist[3] and dist[2] < dist[3]
+
+
+def test_select_confident_per_class():
+    pred = np.array([0, 0, 0, 0, 1, 1, 2])
+    conf = np.array([0.9, 0.5, 0.7, 0.2, 0.6, 0.8, 0.3])
+    assert select_confident(pred, conf, 0.5, 0.0).tolist() == [0, 2, 5, 6]
+    assert select_confident(pred, conf, 0.5, 0.65).tolist() == [0, 2, 5]
+    assert select_confident(pred, conf, 1.0, 0.95).tolist() == []
+
+
+def _run_tta(trained, prep):
+    _, p, gen, drg = trained
+    s = Synthesizer(gen, drg, prep.att, "cpu")
+    torch.manual_seed(3)
+    pred, conf, kept, rounds, _ = run_difftta(s, prep, p["tta"], p["synth"], p["classifier"], "cpu")
+    return s, pred, conf, kept, rounds
+
+
+def test_difftta_lowers_reconstruction_on_kept_samples(trained):
+    _, _, _, kept, rounds = _run_tta(trained, trained[0])
+    assert len(kept) > 0
+    assert rounds[0]["rec_after"] < rounds[0]["rec_before"]
+
+
+def test_shuffling_test_labels_changes_nothing(trained):
+    import copy
+    prep = trained[0]
+    shuffled = copy.deepcopy(prep)
+    rng = np.random.default_rng(0)
+    shuffled.y_test_seen = rng.permutation(shuffled.y_test_seen)
+    shuffled.y_test_unseen = rng.permutation(shuffled.y_test_unseen)[::-1].copy()
+    a, b = _run_tta(trained, prep), _run_tta(trained, shuffled)
+    for k in a[0].checkpoint()["state"]:
+        assert torch.equal(a[0].checkpoint()["state"][k], b[0].checkpoint()["state"][k])
+    np.testing.assert_array_equal(a[1], b[1])
+    x_test, r_test = prep.test_features()
+    torch.manual_seed(5)
+    sa = diffgen_set(a[0], x_test, r_test, a[1], a[2], a[3], 2, 1, 20)
+    torch.manual_seed(5)
+    sb = diffgen_set(b[0], x_test, r_test, b[1], b[2], b[3], 2, 1, 20)
+    np.testing.assert_array_equal(sa[0], sb[0])
+
+
+def test_diffgen_caps_per_class(trained):
+    prep = trained[0]
+    s, pred, conf, kept, _ = _run_tta(trained, prep)
+    x_test, r_test = prep.test_features()
+    x, y, src = diffgen_set(s, x_test, r_test, pred, conf, kept, 2, 3, 5)
+    assert x.shape == (len(y), x_test.shape[1])
+    assert np.bincount(y).max() <= 5
+    assert set(np.unique(y)) == set(np.unique(pred[kept]))
