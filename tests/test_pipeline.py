@@ -97,9 +97,14 @@ def test_scarcity_experiment_and_methods(repo):
         out = _run([sys.executable, "-m", "dvc", "exp", "run", "--temp", "-n", method, "-S", f"method={method}"],
                    work, env)
         assert "Running stage 'extract'" not in out.stdout and "Running stage 'pretrain'" not in out.stdout
+    _run([sys.executable, "-m", "dvc", "exp", "run", "--temp", "-n", "both-off", "-S", "tta.enabled=false",
+          "-S", "diffgen.enabled=false"], work, env)
     shown = json.loads(_run([sys.executable, "-m", "dvc", "exp", "show", "--json"], work, env).stdout)
     exps = {e["name"]: e for e in _experiments(shown)}
-    assert {"scarce", "fclswgan", "zerodiff"} <= set(exps)
+    assert {"scarce", "fclswgan", "zerodiff", "both-off"} <= set(exps)
+    # ZeroDiff++ with both test-time switches off is exactly the inductive ZeroDiff
+    metrics = lambda n: exps[n]["data"]["metrics"]["metrics/eval.json"]["data"]  # noqa: E731
+    assert metrics("both-off") == metrics("zerodiff")
     scarce = exps["scarce"]["data"]["metrics"]["metrics/eval.json"]["data"]
     assert scarce["seen_ratio"] == 0.5 and scarce["n_train"] < base["n_train"]
     for method in ("fclswgan", "zerodiff"):
@@ -124,3 +129,13 @@ def test_bad_params_fail_before_any_work(repo, tmp_path):
     out = _run([sys.executable, "-m", "stages.pretrain"], bad, env, check=False)
     assert out.returncode != 0 and "train.seen_ratio: expected a value in (0" in out.stderr
     assert not (bad / "data" / "prepared").exists()
+
+
+def test_sweep_script_on_a_tiny_grid(repo):
+    work, env, _ = repo
+    out = subprocess.run([sys.executable, "-m", "scripts.sweep", "--ratios", "0.5,1.0", "--seeds", "0", "--prefix", "t",
+                          "--out", "results/t"], cwd=work, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+    summary = (work / "results" / "t" / "summary.md").read_text()
+    assert "| zerodiffpp | 0.5 | 1 |" in summary and "| zerodiffpp | 1.0 | 1 |" in summary
+    assert (work / "results" / "t" / "sweep.png").stat().st_size > 0

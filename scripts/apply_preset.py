@@ -1,0 +1,52 @@
+"""Merge a preset (presets/<name>.yaml) into params.yaml, keeping its comments, then validate.
+
+    python -m scripts.apply_preset cub --root /data/xlsa17/CUB
+"""
+import argparse
+from pathlib import Path
+
+import yaml
+from ruamel.yaml import YAML  # ships with dvc; round-trips comments
+
+from zerodiffpp import paths
+from zerodiffpp.params import ParamsError, load_params
+
+PRESETS = Path(__file__).resolve().parents[1] / "presets"
+
+
+def apply(name: str, root: str | None, params_path: Path = paths.PARAMS) -> None:
+    preset_path = PRESETS / f"{name}.yaml"
+    if not preset_path.exists():
+        raise SystemExit(f"{preset_path}: no such preset (have {sorted(p.stem for p in PRESETS.glob('*.yaml'))})")
+    preset = yaml.safe_load(preset_path.read_text())
+    if root:
+        preset.setdefault("data", {})["root"] = root
+    rt = YAML()
+    rt.preserve_quotes = True
+    params = rt.load(params_path.read_text())
+    before = params_path.read_text()
+    for section, values in preset.items():
+        for key, value in values.items():
+            if section not in params or key not in params[section]:
+                raise SystemExit(f"{preset_path}: unknown key {section}.{key}")
+            params[section][key] = value
+    with open(params_path, "w") as f:
+        rt.dump(params, f)
+    try:
+        load_params(params_path)
+    except ParamsError:
+        params_path.write_text(before)
+        raise
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("name", help="awa2 | cub | sun")
+    ap.add_argument("--root", help="xlsa17 dataset folder (sets data.root)")
+    a = ap.parse_args()
+    apply(a.name, a.root)
+    print(f"params.yaml: applied presets/{a.name}.yaml")
+
+
+if __name__ == "__main__":
+    main()
