@@ -13,6 +13,7 @@ def main():
     prep = Prepared.load(paths.PREPARED)
     syn, preds, pseudo = load_npz(paths.SYNTHETIC), load_npz(paths.PREDICTIONS), load_npz(paths.PSEUDO_LABELS)
     ctx = {"seen_ratio": p["train"]["seen_ratio"], "seed": p["train"]["seed"], **p["report"],
+           "validation": p["data"]["protocol"] == "validation",
            "transductive": methods.is_transductive(p["method"], p["tta"]["enabled"], p["diffgen"]["enabled"])}
     m = evaluate(prep, syn, preds, pseudo, ctx, device)
     rows = per_class_rows(prep, preds)

@@ -11,7 +11,7 @@ SHARED_XLSA17 = ROOT.parent / "shared" / "data" / "xlsa17"
 
 
 def make_xlsa17(folder: Path, n_seen=4, n_unseen=2, att_dim=6, x_dim=32, per_class=24, seed=0,
-                one_based=True, extra_res=None, extra_split=None, drop_keys=()):
+                one_based=True, extra_res=None, extra_split=None, drop_keys=(), n_val=0):
     """Write res101.mat + att_splits.mat in the xlsa17 conventions (features D x N, 1-based labels and
     *_loc, att A x C). Features are class prototypes plus noise, so classes are learnable."""
     rng = np.random.default_rng(seed)
@@ -34,6 +34,11 @@ def make_xlsa17(folder: Path, n_seen=4, n_unseen=2, att_dim=6, x_dim=32, per_cla
              "test_seen_loc": np.array(test_seen).reshape(-1, 1) + off,
              "test_unseen_loc": np.array(test_unseen).reshape(-1, 1) + off,
              "allclasses_names": np.array([[f"c{k}"] for k in range(c)], dtype=object)}
+    if n_val:  # xlsa17's class-disjoint train_loc / val_loc: the last n_val seen classes are validation
+        tv = np.array(trainval)
+        is_val = labels[tv] >= n_seen - n_val
+        split["train_loc"] = tv[~is_val].reshape(-1, 1) + off
+        split["val_loc"] = tv[is_val].reshape(-1, 1) + off
     res.update(extra_res or {})
     split.update(extra_split or {})
     for k in drop_keys:

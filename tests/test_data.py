@@ -132,3 +132,25 @@ def _classes_from_names(folder, split, counts):
     seen = np.array([i + 1 for i in range(len(names)) if i + 1 not in set(unseen)])
     assert (len(seen), len(unseen)) == counts
     return seen, unseen
+
+
+def test_validation_protocol_uses_only_seen_training_images(tmp_path):
+    base = make_xlsa17(tmp_path / "V0")
+    tv = loadmat(base / "att_splits.mat")["trainval_loc"].ravel()
+    labels = loadmat(base / "res101.mat")["labels"].ravel()
+    val_loc = tv[np.isin(labels[tv - 1], [3, 4])].reshape(-1, 1)  # 1-based classes 3, 4 = ids 2, 3
+    folder = make_xlsa17(tmp_path / "V", extra_split={"val_loc": val_loc, "train_loc": tv[:5].reshape(-1, 1)})
+    fs = load_xlsa17(folder, "TOY")
+    assert fs.val_classes.tolist() == [2, 3]
+    prep, _ = prepare_split(fs, 1.0, seed=0, protocol="validation")
+    assert prep.seen.tolist() == [0, 1] and prep.unseen.tolist() == [2, 3]
+    used = set(prep.train_index)
+    assert used <= set(fs.trainval)
+    assert len(prep.y_test_unseen) == len(val_loc)
+    assert len(prep.y_test_seen) + len(prep.y_train) == np.isin(fs.labels[fs.trainval], [0, 1]).sum()
+
+
+def test_validation_protocol_needs_validation_classes(xlsa17_dir):
+    fs = load_xlsa17(xlsa17_dir, "TOY")
+    with pytest.raises(DataError, match="defines no validation classes"):
+        prepare_split(fs, 1.0, seed=0, protocol="validation")

@@ -31,3 +31,7 @@ def test_pretrained_network_extracts_features():
     assert fs.x.shape == (20, 1280) and np.isfinite(fs.x).all() and fs.x.std() > 0
     assert fs.class_names.tolist() == embedded.CLASS_NAMES
     np.testing.assert_allclose(np.linalg.norm(fs.att, axis=1), 1.0, atol=1e-6)
+
+
+def test_validation_classes_are_seen():
+    assert set(embedded.VALIDATION) <= set(embedded.CLASS_NAMES) - set(embedded.UNSEEN)

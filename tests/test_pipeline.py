@@ -41,7 +41,8 @@ def dvc_env(tmp: Path) -> dict:
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("pipeline")
-    data = make_xlsa17(tmp / "AWA2", n_seen=40, n_unseen=10, att_dim=85, x_dim=48, per_class=8)
+    data = make_xlsa17(tmp / "AWA2", n_seen=40, n_unseen=10, att_dim=85, x_dim=48, per_class=8,
+                       n_val=13)
     work = tmp / "repo"
     work.mkdir()
     copy_repo(work)
@@ -97,6 +98,9 @@ def test_scarcity_experiment_and_methods(repo):
         out = _run([sys.executable, "-m", "dvc", "exp", "run", "--temp", "-n", method, "-S", f"method={method}"],
                    work, env)
         assert "Running stage 'extract'" not in out.stdout and "Running stage 'pretrain'" not in out.stdout
+    out = _run([sys.executable, "-m", "dvc", "exp", "run", "--temp", "-n", "validation", "-S",
+                "data.protocol=validation"], work, env)
+    assert "Running stage 'extract'" not in out.stdout
     _run([sys.executable, "-m", "dvc", "exp", "run", "--temp", "-n", "both-off", "-S", "tta.enabled=false",
           "-S", "diffgen.enabled=false"], work, env)
     shown = json.loads(_run([sys.executable, "-m", "dvc", "exp", "show", "--json"], work, env).stdout)
@@ -105,6 +109,9 @@ def test_scarcity_experiment_and_methods(repo):
     # ZeroDiff++ with both test-time switches off is exactly the inductive ZeroDiff
     metrics = lambda n: exps[n]["data"]["metrics"]["metrics/eval.json"]["data"]  # noqa: E731
     assert metrics("both-off") == metrics("zerodiff")
+    val = metrics("validation")
+    assert val["validation"] == 1 and val["n_seen_classes"] == 27 and val["n_unseen_classes"] == 13
+    assert metrics("scarce")["validation"] == 0
     scarce = exps["scarce"]["data"]["metrics"]["metrics/eval.json"]["data"]
     assert scarce["seen_ratio"] == 0.5 and scarce["n_train"] < base["n_train"]
     for method in ("fclswgan", "zerodiff"):

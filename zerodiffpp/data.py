@@ -28,6 +28,8 @@ class FeatureSet:
     test_seen: np.ndarray
     test_unseen: np.ndarray
     r: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))  # optional (N, R) SC features
+    # seen classes held out as pseudo-unseen by the validation protocol (xlsa17 val_loc classes)
+    val_classes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
     def save(self, path) -> None:
         io.save_npz(path, **{f.name: getattr(self, f.name) for f in fields(self)})
@@ -36,6 +38,26 @@ class FeatureSet:
     def load(cls, path) -> "FeatureSet":
         z = io.load_npz(path)
         return cls(**{f.name: z[f.name] for f in fields(cls)})
+
+    def validation_view(self, seed: int, held_out_fraction: float = 0.2) -> "FeatureSet":
+        """The validation protocol: a class-disjoint split carved from the seen training images only.
+        `val_classes` play the unseen classes; the other seen classes keep (1 - fraction) of their
+        training images for training and the rest as test-seen. The real test splits are not used."""
+        if self.val_classes.size == 0:
+            raise DataError("data.protocol is 'validation' but this dataset defines no validation classes "
+                            "(xlsa17 train_loc/val_loc or valclasses1.txt)")
+        y = self.labels[self.trainval]
+        is_val = np.isin(y, self.val_classes)
+        rng = np.random.default_rng(seed)
+        train, held = [], []
+        for c in np.unique(y[~is_val]):
+            pos = rng.permutation(self.trainval[y == c])
+            n_held = int(round(held_out_fraction * len(pos)))
+            held.append(pos[:n_held])
+            train.append(pos[n_held:])
+        return FeatureSet(x=self.x, labels=self.labels, att=self.att, class_names=self.class_names,
+                          trainval=np.sort(np.concatenate(train)), test_seen=np.sort(np.concatenate(held)),
+                          test_unseen=self.trainval[is_val], r=self.r)
 
     @property
     def seen_classes(self) -> np.ndarray:
@@ -157,12 +179,32 @@ def load_xlsa17(root: Path | str, name: str, x_file: str = "res101.mat", r_file:
         test_seen=_one_based(split, "test_seen_loc", split_path, n),
         test_unseen=_one_based(split, "test_unseen_loc", split_path, n),
         r=np.ascontiguousarray(r, dtype=np.float32))
+    fs.val_classes = _validation_classes(split, split_path, fs, names, root)
     fs.check(str(root))
     if name in EXPECTED_CLASSES:
         got = (len(fs.seen_classes), len(fs.unseen_classes))
         if got != EXPECTED_CLASSES[name]:
             raise DataError(f"{split_path}: {name} should have {EXPECTED_CLASSES[name]} seen/unseen classes, got {got}")
     return fs
+
+
+def _validation_classes(split: dict, split_path: Path, fs: FeatureSet, names: np.ndarray, root: Path) -> np.ndarray:
+    """Class ids of xlsa17's class-disjoint validation split: the classes of val_loc, else the names in
+    valclasses1.txt, else none (then data.protocol 'validation' is refused)."""
+    if "val_loc" in split:
+        val = _one_based(split, "val_loc", split_path, len(fs.labels))
+        classes = np.unique(fs.labels[val])
+    elif (root / "valclasses1.txt").exists():
+        wanted = (root / "valclasses1.txt").read_text().split()
+        missing = [w for w in wanted if w not in set(names.tolist())]
+        if missing:
+            raise DataError(f"{root / 'valclasses1.txt'}: classes {missing[:5]} are not in allclasses_names")
+        classes = np.array([names.tolist().index(w) for w in wanted], np.int64)
+    else:
+        return np.zeros(0, np.int64)
+    if np.setdiff1d(classes, fs.seen_classes).size:
+        raise DataError(f"{split_path}: validation classes must be seen (trainval) classes")
+    return classes.astype(np.int64)
 
 
 def _load_row_features(path: Path, n: int) -> np.ndarray:
@@ -243,9 +285,14 @@ class Prepared:
                 np.concatenate([self.r_test_seen, self.r_test_unseen]))
 
 
-def prepare_split(fs: FeatureSet, seen_ratio: float, seed: int) -> tuple[Prepared, MinMax]:
+def prepare_split(fs: FeatureSet, seen_ratio: float, seed: int, protocol: str = "test") -> tuple[Prepared, MinMax]:
     """Keep `seen_ratio` of each seen class's training images, fit MinMax on them, scale everything.
+    With protocol 'validation' the split is first replaced by `fs.validation_view` (no test image used).
     SC features are filled in later by the pretrain stage (zeros of width 0 here unless supplied)."""
+    if protocol == "validation":
+        fs = fs.validation_view(seed)
+    elif protocol != "test":
+        raise ValueError(f"data.protocol must be 'test' or 'validation', got {protocol!r}")
     keep = fs.trainval[subsample_per_class(fs.labels[fs.trainval], seen_ratio, seed)]
     scaler = MinMax.fit(fs.x[keep])
     r_scaled = {}

@@ -27,6 +27,8 @@ CLASS_NAMES = ["bear", "bird", "cat", "cow", "dog", "elephant", "giraffe", "hors
 # Every attribute that sets an unseen class apart (long neck, woolly outline, bulk) is graded
 # across the seen classes, so a generator can learn it from them.
 UNSEEN = ["bear", "giraffe", "sheep"]
+# The validation protocol (data.protocol: validation) holds these seen classes out as pseudo-unseen.
+VALIDATION = ["cow", "dog"]
 ATTRIBUTES_CSV = Path(__file__).parent / "assets" / "animal_attributes.csv"
 
 
@@ -123,6 +125,7 @@ def load_embedded(image_size: int, batch_size: int, test_fraction: float, split_
     x = extract_features(images, image_size, batch_size)
     trainval, test_seen, test_unseen = split_indices(labels, test_fraction, split_seed)
     fs = FeatureSet(x=x, labels=labels, att=att.astype(np.float32), class_names=np.array(CLASS_NAMES),
-                    trainval=trainval, test_seen=test_seen, test_unseen=test_unseen)
+                    trainval=trainval, test_seen=test_seen, test_unseen=test_unseen,
+                    val_classes=np.array([CLASS_NAMES.index(c) for c in VALIDATION]))
     fs.check("embedded dataset")
     return fs

@@ -42,6 +42,7 @@ SCHEMA: dict[str, Any] = {
         "embedding": _choice("att", "sent"),
         "image_size": _num(32, integer=True), "extract_batch_size": POS_INT,
         "test_fraction": _num(0, 1, lo_open=True), "split_seed": NONNEG_INT,
+        "protocol": _choice("test", "validation"),
     },
     "train": {
         "seen_ratio": _num(0, 1, lo_open=True), "seed": NONNEG_INT,

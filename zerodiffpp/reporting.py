@@ -23,6 +23,7 @@ def evaluate(prep, syn: dict, preds: dict, pseudo: dict, ctx: dict, device) -> d
     out = {
         "zsl": {"T1": t1}, "gzsl": gz, "spurious": {**seen_sp, **unseen_sp},
         "seen_ratio": ctx["seen_ratio"], "seed": ctx["seed"], "transductive": int(ctx["transductive"]),
+        "validation": int(ctx.get("validation", False)),
         "n_train": int(len(prep.y_train)), "n_seen_classes": int(len(prep.seen)),
         "n_unseen_classes": int(len(prep.unseen)),
         "synthetic": {"n_full": int((syn["kind"] == 0).sum()), "n_partial": int((syn["kind"] == 1).sum())},
@@ -106,6 +107,7 @@ def report_markdown(m: dict, params: dict) -> str:
         "",
         f"- seen_ratio {m['seen_ratio']}, seed {m['seed']}, {m['n_train']} training samples, "
         f"{m['n_seen_classes']} seen / {m['n_unseen_classes']} unseen classes",
+        f"- protocol: {'VALIDATION (seen classes only; the unseen columns are held-out seen classes)' if m['validation'] else 'test'}",
         f"- setting: {'transductive (unlabelled test features used by DiffTTA/DiffGen)' if m['transductive'] else 'inductive (no test feature used before evaluation)'}",
         f"- synthetic set: {m['synthetic']['n_full']} fully generated, {m['synthetic']['n_partial']} partially synthesised",
         "",
