@@ -24,7 +24,8 @@ def main():
         x_test, r_test = prep.test_features()
         g = p["diffgen"]
         x_p, y_p, _ = diffgen_set(synth, x_test, r_test, pseudo["pred"], pseudo["conf"], pseudo["kept"],
-                                  g["start_step"], g["per_feature"], g["max_per_class"])
+                                  g["start_step"], g["per_feature"], g["max_per_class"],
+                                  prep.unseen if g["classes"] == "unseen" else None)
         x, y = np.concatenate([x, x_p]), np.concatenate([y, y_p])
         kind = np.concatenate([kind, np.full(len(y_p), KIND_PARTIAL)])
         log.info("synthesize: %d partially synthesised features from step k=%d", len(y_p), g["start_step"])

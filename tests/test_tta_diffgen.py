@@ -89,3 +89,13 @@ def test_diffgen_caps_per_class(trained):
     assert x.shape == (len(y), x_test.shape[1])
     assert np.bincount(y).max() <= 5
     assert set(np.unique(y)) == set(np.unique(pred[kept]))
+
+
+def test_diffgen_can_be_restricted_to_unseen_pseudo_classes(trained):
+    prep = trained[0]
+    s, pred, conf, kept, _ = _run_tta(trained, prep)
+    x_test, r_test = prep.test_features()
+    pred = pred.copy()
+    pred[kept[: len(kept) // 2]] = prep.unseen[0]  # make sure some kept sources carry an unseen label
+    _, y, _ = diffgen_set(s, x_test, r_test, pred, conf, kept, 2, 1, 50, classes=prep.unseen)
+    assert len(y) > 0 and set(np.unique(y)) <= set(prep.unseen)

@@ -85,9 +85,13 @@ class Synthesizer:
 
 
 def diffgen_set(synth: Synthesizer, x_test: np.ndarray, r_test: np.ndarray, pred: np.ndarray, conf: np.ndarray,
-                kept: np.ndarray, start_step: int, per_feature: int, max_per_class: int):
+                kept: np.ndarray, start_step: int, per_feature: int, max_per_class: int,
+                classes: np.ndarray | None = None):
     """Partially synthesised features from the kept pseudo-labelled test features: `per_feature`
-    syntheses each, then at most `max_per_class` per pseudo-class (the most confident sources first)."""
+    syntheses each, then at most `max_per_class` per pseudo-class (the most confident sources first).
+    `classes` restricts the sources to those pseudo-classes (None: every class)."""
+    if classes is not None:
+        kept = kept[np.isin(pred[kept], classes)]
     src = []
     for c in np.unique(pred[kept]):
         pos = kept[pred[kept] == c]

@@ -13,6 +13,10 @@ import numpy as np
 import torch
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 @contextmanager
 def atomic_path(path: Path | str):
     """Yield a temporary path in the target's folder; rename it onto `path` only if the block succeeds."""
@@ -22,6 +26,7 @@ def atomic_path(path: Path | str):
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give outputs the usual mode
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

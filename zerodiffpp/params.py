@@ -76,7 +76,8 @@ SCHEMA: dict[str, Any] = {
         "enabled": BOOL, "rounds": POS_INT, "keep_fraction": _num(0, 1, lo_open=True), "min_confidence": _num(0, 1),
         "epochs": NONNEG_INT, "batch_size": POS_INT, "lr": POS, "anchor_weight": NONNEG,
     },
-    "diffgen": {"enabled": BOOL, "start_step": POS_INT, "per_feature": POS_INT, "max_per_class": POS_INT},
+    "diffgen": {"enabled": BOOL, "start_step": POS_INT, "per_feature": POS_INT, "max_per_class": POS_INT,
+                "classes": _choice("all", "unseen")},
     "classifier": {"epochs": POS_INT, "batch_size": POS_INT, "lr": POS},
     "report": {"oracle_folds": _num(2, integer=True), "probe_epochs": POS_INT},
 }
