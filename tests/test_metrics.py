@@ -71,3 +71,16 @@ def test_unseen_spuriousness_gap_near_zero_when_generated_equals_real():
     shifted = M.unseen_spuriousness(x_gen + rng.normal(size=(1, 8)).astype(np.float32) * 3, unseen[g_idx], x_test,
                                     y_test, unseen, 40, 5, "cpu", seed=0)
     assert shifted["unseen"] > out["unseen"]
+
+
+def test_calibrated_stacking_on_hand_made_probabilities():
+    from zerodiffpp.classifier import calibrated
+    probs = np.array([[0.60, 0.30, 0.10],
+                      [0.45, 0.10, 0.45]], np.float32)
+    classes, seen = np.array([0, 5, 7]), np.array([0])
+    np.testing.assert_array_equal(calibrated(probs, classes, seen, 0.0), probs)
+    np.testing.assert_allclose(calibrated(probs, classes, seen, 0.2), [[0.40, 0.30, 0.10], [0.25, 0.10, 0.45]])
+    assert classes[calibrated(probs, classes, seen, 0.2).argmax(1)].tolist() == [0, 7]
+    assert classes[calibrated(probs, classes, seen, 0.35).argmax(1)].tolist() == [5, 7]
+    # only the listed seen classes are penalised
+    np.testing.assert_allclose(calibrated(probs, classes, np.array([5, 7]), 0.1), [[0.60, 0.20, 0.00], [0.45, 0.00, 0.35]])

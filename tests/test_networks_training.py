@@ -88,3 +88,58 @@ def test_drg_trains_and_samples_in_range(tmp_path):
     assert len(rows) == p["drg"]["epochs"] and {"drg_critic", "drg_gp", "drg_generator"} <= set(rows[0])
     r = sample_r(gen, cfg, torch.as_tensor(prep.att[:3]))
     assert r.shape == (3, prep.r_train.shape[1]) and (r >= 0).all() and (r <= 1).all()
+
+
+def _encoder_grad_after_generator_step(tr):
+    """Norm of E's gradient from one generator step with only the adversarial term on."""
+    tr.p = dict(tr.p, gamma_vae=0.0, gamma_rec=0.0)
+    x0, r, a = tr.batch()
+    tr.opt_e.step = lambda: None  # keep the gradient for inspection
+    tr.generator_step(x0, r, a)
+    return sum(float(q.grad.abs().sum()) for q in tr.gen["E"].parameters() if q.grad is not None)
+
+
+def test_prior_fakes_do_not_pass_through_the_encoder(tmp_path):
+    """fake_latent prior: the adversarial loss is blind to E (z ~ N(0, I), as at synthesis);
+    posterior (official): the critics judge G(E(x, a), ...), so E gets an adversarial gradient."""
+    prep, p = tiny_prepared(tmp_path)
+    assert _encoder_grad_after_generator_step(_trainer(prep, p, fake_latent="prior")) == 0.0
+    assert _encoder_grad_after_generator_step(_trainer(prep, p, fake_latent="posterior")) > 0.0
+
+
+def test_prior_fakes_still_train_the_vae(tmp_path):
+    prep, p = tiny_prepared(tmp_path)
+    tr = _trainer(prep, p, fake_latent="prior")
+    x0, r, a = tr.batch()
+    before = tr.generator_step(x0, r, a)["vae"]
+    for _ in range(30):
+        tr.generator_step(x0, r, a)
+    assert tr.generator_step(x0, r, a)["vae"] < before
+
+
+def test_checkpoint_carries_the_attribute_decoder_into_the_vs_view(tmp_path):
+    from zerodiffpp.classifier import InputView
+    from zerodiffpp.generation import Synthesizer
+    prep, p = tiny_prepared(tmp_path)
+    tr = _trainer(prep, p, sc_view=False)
+    for _ in range(3):
+        tr.critic_step()
+    ckpt = Synthesizer(tr.checkpoint(), None, prep.att, "cpu").checkpoint()  # adapt passes it through
+    x = prep.x_test_unseen[:7]
+    assert InputView.from_generator("V", ckpt, "cpu")(x) is x
+    vs = InputView.from_generator("VS", ckpt, "cpu")(x)
+    A, H = prep.att.shape[1], p["gen"]["dec_hidden"]
+    assert vs.shape == (7, x.shape[1] + A + H)
+    np.testing.assert_array_equal(vs[:, :x.shape[1]], x)
+    with torch.no_grad():
+        expected = tr.dec(torch.as_tensor(x)).numpy()  # Dec(x), L2-normalised
+    np.testing.assert_allclose(vs[:, x.shape[1]:x.shape[1] + A], expected, atol=1e-6)
+    assert InputView.from_generator("VS", ckpt, "cpu")(x[:0]).shape == (0, x.shape[1] + A + H)
+
+
+def test_a_generator_without_decoder_is_classified_on_x():
+    from zerodiffpp.classifier import InputView
+    view = InputView.from_generator("VS", {"config": {"kind": "fclswgan"}, "state": {}}, "cpu")
+    assert view.name == "V"
+    with pytest.raises(ValueError, match="classifier.features"):
+        InputView("VA")

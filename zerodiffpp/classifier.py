@@ -1,13 +1,55 @@
 """Linear softmax classifiers over a chosen set of classes, trained for a fixed number of epochs."""
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from zerodiffpp.networks import LinearClassifier
+from zerodiffpp.networks import AttrDecoder, LinearClassifier
 from zerodiffpp.training import Curve, adam, to_tensor
+
+log = logging.getLogger(__name__)
+
+
+class InputView:
+    """What every softmax classifier of the pipeline reads (classifier.features).
+
+    'V': the feature x. 'VS': concat(x, Dec(x), Dec-hidden(x)), the official ZeroDiff / tf-VAEGAN
+    view. Dec is the generator's attribute decoder, trained on real seen features only; on any
+    feature, real or generated, it adds an attribute estimate and its hidden layer, which carry the
+    class semantics over to unseen classes. f-CLSWGAN trains no decoder, so its classifiers read V."""
+
+    def __init__(self, name: str, dec: AttrDecoder | None = None, device="cpu", batch: int = 8192):
+        if name not in ("V", "VS"):
+            raise ValueError(f"classifier.features: expected 'V' or 'VS', got {name!r}")
+        if name == "VS" and dec is None:
+            raise ValueError("classifier.features 'VS' needs the generator's attribute decoder")
+        self.name, self.dec, self.device, self.batch = name, dec, device, batch
+
+    @classmethod
+    def from_generator(cls, name: str, gen_ckpt: dict, device) -> "InputView":
+        """The view for a generator checkpoint; a checkpoint without a decoder (f-CLSWGAN) gives V."""
+        dec_ckpt = gen_ckpt.get("dec")
+        if name == "VS" and dec_ckpt is None:
+            log.info("classifier.features VS: this generator (%s) has no attribute decoder; classifiers read x",
+                     gen_ckpt["config"]["kind"])
+            return cls("V")
+        if name == "V":
+            return cls("V")
+        cfg = gen_ckpt["config"]
+        dec = AttrDecoder(cfg["x_dim"], dec_ckpt["hidden"], cfg["att_dim"]).to(device)
+        dec.load_state_dict(dec_ckpt["state"])
+        return cls("VS", dec.eval(), device)
+
+    @torch.no_grad()
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        if self.name == "V":
+            return x
+        return np.concatenate([self.dec.features(to_tensor(x[i:i + self.batch], self.device)).cpu().numpy()
+                               for i in range(0, max(len(x), 1), self.batch)])
 
 
 class SoftmaxClassifier:
@@ -32,11 +74,23 @@ class SoftmaxClassifier:
                for i in range(0, len(x), batch)]
         return np.concatenate(out) if out else np.zeros((0, len(self.classes)), np.float32)
 
-    def predict(self, x: np.ndarray, device) -> np.ndarray:
-        return self.classes[self.probabilities(x, device).argmax(1)]
+    def predict(self, x: np.ndarray, device, seen: np.ndarray | None = None, calibration: float = 0.0) -> np.ndarray:
+        """Arg-max class ids; with `seen` and `calibration`, calibrated stacking (below)."""
+        probs = self.probabilities(x, device)
+        if seen is not None:
+            probs = calibrated(probs, self.classes, seen, calibration)
+        return self.classes[probs.argmax(1)]
 
     def state(self) -> dict:
         return {"classes": self.classes, "state": self.net.state_dict()}
+
+
+def calibrated(probs: np.ndarray, classes: np.ndarray, seen: np.ndarray, calibration: float) -> np.ndarray:
+    """Calibrated stacking (Chao et al., ECCV 2016): subtract `calibration` from the probability of
+    every seen class before the arg-max. A GZSL classifier trained on real seen and generated unseen
+    features prefers seen classes; this trades S for U. 0 is the plain arg-max. The value is chosen
+    under data.protocol: validation, never on test (README)."""
+    return probs - calibration * np.isin(classes, seen).astype(probs.dtype)
 
 
 def train_softmax(x: np.ndarray, y: np.ndarray, classes: np.ndarray, epochs: int, batch_size: int, lr: float,

@@ -78,18 +78,19 @@ def build_backbone() -> torch.nn.Module:
     return model.eval()
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def extract_features(images: np.ndarray, image_size: int, batch_size: int,
                      model: torch.nn.Module | None = None) -> np.ndarray:
     """Grey silhouettes -> 3-channel, resized, normalised as EfficientNet-Lite expects ((v-127)/128)
     -> global-average-pooled 1280-d features of the last convolution."""
-    model = model or build_backbone()
+    # channels-last convolutions run about 1.6x faster on CPU here (same features to 1e-4)
+    model = (model or build_backbone()).to(memory_format=torch.channels_last)
     out = []
     for start in tqdm(range(0, len(images), batch_size), desc="extract EfficientNet-Lite0 features",
                       unit="batch"):
         batch = torch.from_numpy(images[start:start + batch_size]).float().unsqueeze(1)
         batch = F.interpolate(batch, size=(image_size, image_size), mode="bilinear", align_corners=False)
-        batch = ((batch - 127.0) / 128.0).expand(-1, 3, -1, -1)
+        batch = ((batch - 127.0) / 128.0).expand(-1, 3, -1, -1).contiguous(memory_format=torch.channels_last)
         fmap = model.extract_features(batch)
         out.append(fmap.mean(dim=(2, 3)).numpy())
     return np.concatenate(out).astype(np.float32)

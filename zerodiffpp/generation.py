@@ -23,6 +23,7 @@ class Synthesizer:
         self.gen: nn.ModuleDict = builder(self.cfg).to(device)
         self.gen.load_state_dict(gen_ckpt["state"])
         self.gen.eval()
+        self.dec_ckpt = gen_ckpt.get("dec")  # the attribute decoder rides along, unchanged, for the VS view
         self.att = to_tensor(att, device)
         self.uses_r = self.kind == "zerodiff" and self.cfg["use_r"]
         self.drg, self.drg_cfg = load_drg(drg_ckpt, device) if self.uses_r else (None, None)
@@ -81,7 +82,10 @@ class Synthesizer:
         return torch.cat(out).cpu().numpy().astype(np.float32)
 
     def checkpoint(self) -> dict:
-        return {"config": self.cfg, "state": self.gen.state_dict()}
+        ckpt = {"config": self.cfg, "state": self.gen.state_dict()}
+        if self.dec_ckpt is not None:
+            ckpt["dec"] = self.dec_ckpt
+        return ckpt
 
 
 def diffgen_set(synth: Synthesizer, x_test: np.ndarray, r_test: np.ndarray, pred: np.ndarray, conf: np.ndarray,

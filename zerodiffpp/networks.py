@@ -123,6 +123,11 @@ class AttrDecoder(nn.Module):
     def forward(self, x):
         return F.normalize(self.net(x), dim=1)
 
+    def features(self, x):
+        """concat(x, Dec(x), Dec-hidden(x)): the official classifiers' VS input."""
+        h = self.net[1](self.net[0](x))
+        return torch.cat([x, F.normalize(self.net[2](h), dim=1), h], dim=1)
+
 
 class Critic(nn.Module):
     """A WGAN critic over a concatenation of inputs; optional embeddings for r and t."""

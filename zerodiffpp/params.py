@@ -65,6 +65,7 @@ SCHEMA: dict[str, Any] = {
         "gamma_adv": NONNEG, "gamma_vae": NONNEG, "gamma_rec": NONNEG, "gamma_x0": NONNEG, "gamma_xt": NONNEG,
         "gamma_ml": NONNEG, "ml_factor": NONNEG,
         "diffusion_critic": BOOL, "sc_view": BOOL, "mutual_learning": BOOL,
+        "fake_latent": _choice("prior", "posterior"),
     },
     "fclswgan": {
         "epochs": NONNEG_INT, "batch_size": POS_INT, "lr": POS, "hidden": POS_INT, "critic_hidden": POS_INT,
@@ -78,7 +79,8 @@ SCHEMA: dict[str, Any] = {
     },
     "diffgen": {"enabled": BOOL, "start_step": POS_INT, "per_feature": POS_INT, "max_per_class": POS_INT,
                 "classes": _choice("all", "unseen")},
-    "classifier": {"epochs": POS_INT, "batch_size": POS_INT, "lr": POS},
+    "classifier": {"epochs": POS_INT, "batch_size": POS_INT, "lr": POS, "features": _choice("V", "VS"),
+                   "calibration": _num(0, 1)},
     "report": {"oracle_folds": _num(2, integer=True), "probe_epochs": POS_INT},
 }
 

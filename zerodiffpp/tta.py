@@ -18,7 +18,7 @@ import torch
 from tqdm import tqdm
 
 from zerodiffpp import diffusion as dfn
-from zerodiffpp.classifier import train_softmax
+from zerodiffpp.classifier import InputView, calibrated, train_softmax
 from zerodiffpp.generation import Synthesizer
 from zerodiffpp.losses import reparameterize
 from zerodiffpp.training import Curve, adam, to_tensor
@@ -39,13 +39,18 @@ def select_confident(pred: np.ndarray, conf: np.ndarray, keep_fraction: float, m
 
 
 def pseudo_label(synth: Synthesizer, prep, x_test: np.ndarray, p_synth: dict, p_clf: dict, device):
-    """Steps a and b: (predicted class, confidence) for every pooled test feature."""
+    """Steps a and b: (predicted class, confidence) for every pooled test feature. The provisional
+    classifier reads the same input view and predicts with the same calibrated stacking as the final
+    GZSL classifier (classifier.features, classifier.calibration); the confidence is the predicted
+    class's softmax probability."""
+    view = InputView.from_generator(p_clf["features"], synth.checkpoint(), device)
     x_un, y_un = synth.full(prep.unseen, p_synth["unseen_per_class"], p_synth["sampler"])
-    clf = train_softmax(np.concatenate([prep.x_train, x_un]), np.concatenate([prep.y_train, y_un]),
+    clf = train_softmax(view(np.concatenate([prep.x_train, x_un])), np.concatenate([prep.y_train, y_un]),
                         np.arange(prep.n_classes), p_clf["epochs"], p_clf["batch_size"], p_clf["lr"], device,
                         desc="adapt: provisional GZSL classifier")
-    probs = clf.probabilities(x_test, device)
-    return clf.classes[probs.argmax(1)], probs.max(1)
+    probs = clf.probabilities(view(x_test), device)
+    pos = calibrated(probs, clf.classes, prep.seen, p_clf["calibration"]).argmax(1)
+    return clf.classes[pos], probs[np.arange(len(pos)), pos]
 
 
 def reconstruction_loss(synth: Synthesizer, x, r, a, w, t=None):

@@ -7,6 +7,12 @@ for feedback; three WGAN-GP critics over three views:
   xt (diffusion)      D_d(x_t, x_{t+1}, a, r, t)
 and Wasserstein mutual learning between their per-sample estimates. Switches remove the diffusion
 critic, the SC view (critic and r conditioning) or mutual learning for ablations.
+
+`fake_latent` says which z the adversarial fakes are drawn with. 'posterior' is the official
+ZeroDiff code: z = E(x, a) of the real sample, so G can rebuild x from z (and the noised x_{t+1})
+without reading a, and the critics never see the path used at synthesis, G(z ~ N(0, I), a, ...).
+'prior' is tf-VAEGAN's default (encoded_noise off): the VAE term reconstructs from the posterior z,
+while the critics and the attribute feedback judge fakes drawn from the prior, as at synthesis.
 """
 from __future__ import annotations
 
@@ -75,15 +81,24 @@ class ZeroDiffTrainer:
         idx = random_batch(len(self.x), self.p["batch_size"], self.device)
         return self.x[idx], (self.r[idx] if self.r is not None else None), self.a_all[self.y[idx]]
 
-    def forward_fake(self, x0, r, a):
-        """Encoder latent -> forward pair -> one-step x_hat_0 -> posterior x_hat_t."""
-        mu, logvar = self.gen["E"](x0, a)
-        z = reparameterize(mu, logvar)
+    def forward_fake(self, x0, r, a, z):
+        """Forward pair -> one-step x_hat_0 from latent z -> posterior x_hat_t."""
         t = dfn.sample_timesteps(len(x0), self.sched, self.device)
         x_t, x_next = dfn.q_sample_pairs(x0, t, self.sched)
         x0_hat = self.gen["G"](z, a, r, x_next, t)
-        return dict(mu=mu, logvar=logvar, t=t, x_t=x_t, x_next=x_next, x0_hat=x0_hat,
+        return dict(t=t, x_t=x_t, x_next=x_next, x0_hat=x0_hat,
                     xt_hat=dfn.sample_posterior(x0_hat, x_next, t, self.sched))
+
+    def prior_latent(self, n: int):
+        return torch.randn(n, self.cfg["noise_dim"], device=self.device)
+
+    def adversarial_fake(self, x0, r, a, posterior: dict | None = None):
+        """The fakes the critics judge: from the posterior z (reusing `posterior` when given) or the prior."""
+        if self.p["fake_latent"] == "prior":
+            return self.forward_fake(x0, r, a, self.prior_latent(len(x0)))
+        if posterior is not None:
+            return posterior
+        return self.forward_fake(x0, r, a, reparameterize(*self.gen["E"](x0, a)))
 
     def scores(self, name, x0_or_xt, f, a, r):
         """Critic `name` on a real or fake sample; conditions are always the real ones."""
@@ -101,7 +116,7 @@ class ZeroDiffTrainer:
         (self.p["gamma_rec"] * dec_loss).backward()
         self.opt_dec.step()
         with torch.no_grad():
-            f = self.forward_fake(x0, r, a)
+            f = self.adversarial_fake(x0, r, a)
         adv, gp_total, w = 0.0, 0.0, {}
         for name in self.critics:
             real, fake = (f["x_t"], f["xt_hat"]) if name == "xt" else (x0, f["x0_hat"])
@@ -124,8 +139,10 @@ class ZeroDiffTrainer:
 
     def generator_step(self, x0, r, a):
         set_requires_grad([*self.critics.values(), self.dec], False)
-        f = self.forward_fake(x0, r, a)
-        vae = vae_loss(f["x0_hat"], x0, f["mu"], f["logvar"])
+        mu, logvar = self.gen["E"](x0, a)
+        rec_f = self.forward_fake(x0, r, a, reparameterize(mu, logvar))
+        vae = vae_loss(rec_f["x0_hat"], x0, mu, logvar)
+        f = self.adversarial_fake(x0, r, a, posterior=rec_f)
         adv = 0.0
         for name in self.critics:
             fake = f["xt_hat"] if name == "xt" else f["x0_hat"]
@@ -165,7 +182,9 @@ class ZeroDiffTrainer:
         return curve.rows
 
     def checkpoint(self) -> dict:
-        return {"config": self.cfg, "state": self.gen.state_dict()}
+        """E and G, plus the attribute decoder that the VS classifier view reads."""
+        return {"config": self.cfg, "state": self.gen.state_dict(),
+                "dec": {"hidden": self.p["dec_hidden"], "state": self.dec.state_dict()}}
 
 
 def load_generator(ckpt: dict, device) -> tuple[nn.ModuleDict, dict]:
