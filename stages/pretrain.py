@@ -12,7 +12,8 @@ def main():
     p = load_stage_params("pretrain")
     device = setup(p["train"], seed_offset=1)
     fs = FeatureSet.load(paths.FEATURES)
-    prep, _ = prepare_split(fs, p["train"]["seen_ratio"], p["train"]["seed"], p["data"]["protocol"])
+    prep, _ = prepare_split(fs, p["train"]["seen_ratio"], p["train"]["seed"], p["data"]["protocol"],
+                            p["data"]["val_classes"])
     log.info("pretrain: %s protocol; %d seen / %d unseen classes", p["data"]["protocol"], len(prep.seen), len(prep.unseen))
     log.info("pretrain: seen_ratio %.3f keeps %d of %d training samples", p["train"]["seen_ratio"],
              len(prep.y_train), len(fs.trainval))

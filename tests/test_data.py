@@ -154,3 +154,19 @@ def test_validation_protocol_needs_validation_classes(xlsa17_dir):
     fs = load_xlsa17(xlsa17_dir, "TOY")
     with pytest.raises(DataError, match="defines no validation classes"):
         prepare_split(fs, 1.0, seed=0, protocol="validation")
+
+
+def test_validation_classes_named_in_params_replace_the_datasets_own(xlsa17_dir):
+    fs = load_xlsa17(xlsa17_dir, "TOY")  # defines no validation classes of its own
+    name = lambda i: str(fs.class_names[i])
+    seen = fs.seen_classes
+    prep, _ = prepare_split(fs, 1.0, seed=0, protocol="validation", val_classes=f" {name(seen[1])},{name(seen[0])}")
+    assert prep.unseen.tolist() == sorted(seen[:2].tolist())
+    assert prep.seen.tolist() == seen[2:].tolist()
+    assert len(prep.y_test_unseen) == np.isin(fs.labels[fs.trainval], seen[:2]).sum()
+    with pytest.raises(DataError, match="data.val_classes: unknown class 'okapi'"):
+        prepare_split(fs, 1.0, seed=0, protocol="validation", val_classes="okapi")
+    with pytest.raises(DataError, match="is an unseen class"):
+        prepare_split(fs, 1.0, seed=0, protocol="validation", val_classes=name(fs.unseen_classes[0]))
+    with pytest.raises(DataError, match="at least one seen class must stay"):
+        prepare_split(fs, 1.0, seed=0, protocol="validation", val_classes=",".join(name(c) for c in seen))

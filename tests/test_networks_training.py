@@ -135,11 +135,13 @@ def test_checkpoint_carries_the_attribute_decoder_into_the_vs_view(tmp_path):
         expected = tr.dec(torch.as_tensor(x)).numpy()  # Dec(x), L2-normalised
     np.testing.assert_allclose(vs[:, x.shape[1]:x.shape[1] + A], expected, atol=1e-6)
     assert InputView.from_generator("VS", ckpt, "cpu")(x[:0]).shape == (0, x.shape[1] + A + H)
+    s = InputView.from_generator("S", ckpt, "cpu")(x)  # the decoder's embedding alone
+    np.testing.assert_allclose(s, vs[:, x.shape[1]:], atol=1e-6)
 
 
 def test_a_generator_without_decoder_is_classified_on_x():
     from zerodiffpp.classifier import InputView
-    view = InputView.from_generator("VS", {"config": {"kind": "fclswgan"}, "state": {}}, "cpu")
-    assert view.name == "V"
+    for name in ("VS", "S"):
+        assert InputView.from_generator(name, {"config": {"kind": "fclswgan"}, "state": {}}, "cpu").name == "V"
     with pytest.raises(ValueError, match="classifier.features"):
         InputView("VA")

@@ -18,37 +18,44 @@ class InputView:
     """What every softmax classifier of the pipeline reads (classifier.features).
 
     'V': the feature x. 'VS': concat(x, Dec(x), Dec-hidden(x)), the official ZeroDiff / tf-VAEGAN
-    view. Dec is the generator's attribute decoder, trained on real seen features only; on any
-    feature, real or generated, it adds an attribute estimate and its hidden layer, which carry the
-    class semantics over to unseen classes. f-CLSWGAN trains no decoder, so its classifiers read V."""
+    view. 'S': concat(Dec(x), Dec-hidden(x)) alone, the decoder's semantic embedding (classifying in
+    an embedding space, as CE-GZSL does). Dec is the generator's attribute decoder, trained on real
+    seen features only; on any feature, real or generated, it gives an attribute estimate and its
+    hidden layer, which carry the class semantics over to unseen classes. f-CLSWGAN trains no
+    decoder, so its classifiers read V."""
+
+    NAMES = ("V", "VS", "S")
 
     def __init__(self, name: str, dec: AttrDecoder | None = None, device="cpu", batch: int = 8192):
-        if name not in ("V", "VS"):
-            raise ValueError(f"classifier.features: expected 'V' or 'VS', got {name!r}")
-        if name == "VS" and dec is None:
-            raise ValueError("classifier.features 'VS' needs the generator's attribute decoder")
+        if name not in self.NAMES:
+            raise ValueError(f"classifier.features: expected one of {self.NAMES}, got {name!r}")
+        if name != "V" and dec is None:
+            raise ValueError(f"classifier.features {name!r} needs the generator's attribute decoder")
         self.name, self.dec, self.device, self.batch = name, dec, device, batch
 
     @classmethod
     def from_generator(cls, name: str, gen_ckpt: dict, device) -> "InputView":
         """The view for a generator checkpoint; a checkpoint without a decoder (f-CLSWGAN) gives V."""
         dec_ckpt = gen_ckpt.get("dec")
-        if name == "VS" and dec_ckpt is None:
-            log.info("classifier.features VS: this generator (%s) has no attribute decoder; classifiers read x",
-                     gen_ckpt["config"]["kind"])
-            return cls("V")
-        if name == "V":
+        if name == "V" or dec_ckpt is None:
+            if name != "V":
+                log.info("classifier.features %s: this generator (%s) has no attribute decoder; classifiers read x",
+                         name, gen_ckpt["config"]["kind"])
             return cls("V")
         cfg = gen_ckpt["config"]
         dec = AttrDecoder(cfg["x_dim"], dec_ckpt["hidden"], cfg["att_dim"]).to(device)
         dec.load_state_dict(dec_ckpt["state"])
-        return cls("VS", dec.eval(), device)
+        return cls(name, dec.eval(), device)
+
+    def _embed(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.dec.semantic(x)
+        return torch.cat([x, s], dim=1) if self.name == "VS" else s
 
     @torch.no_grad()
     def __call__(self, x: np.ndarray) -> np.ndarray:
         if self.name == "V":
             return x
-        return np.concatenate([self.dec.features(to_tensor(x[i:i + self.batch], self.device)).cpu().numpy()
+        return np.concatenate([self._embed(to_tensor(x[i:i + self.batch], self.device)).cpu().numpy()
                                for i in range(0, max(len(x), 1), self.batch)])
 
 

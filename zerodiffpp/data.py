@@ -39,15 +39,20 @@ class FeatureSet:
         z = io.load_npz(path)
         return cls(**{f.name: z[f.name] for f in fields(cls)})
 
-    def validation_view(self, seed: int, held_out_fraction: float = 0.2) -> "FeatureSet":
+    def validation_view(self, seed: int, held_out_fraction: float = 0.2, classes: str = "") -> "FeatureSet":
         """The validation protocol: a class-disjoint split carved from the seen training images only.
-        `val_classes` play the unseen classes; the other seen classes keep (1 - fraction) of their
-        training images for training and the rest as test-seen. The real test splits are not used."""
-        if self.val_classes.size == 0:
+        The validation classes play the unseen classes: `classes` (data.val_classes, comma-separated
+        seen class names) or, when empty, the dataset's own (`val_classes`). The other seen classes
+        keep (1 - fraction) of their training images for training and the rest as test-seen. The
+        real test splits are not used."""
+        val_classes = self.named_seen_classes(classes) if classes.strip() else self.val_classes
+        if val_classes.size == 0:
             raise DataError("data.protocol is 'validation' but this dataset defines no validation classes "
-                            "(xlsa17 train_loc/val_loc or valclasses1.txt)")
+                            "(xlsa17 train_loc/val_loc or valclasses1.txt); name them in data.val_classes")
         y = self.labels[self.trainval]
-        is_val = np.isin(y, self.val_classes)
+        is_val = np.isin(y, val_classes)
+        if is_val.all():
+            raise DataError(f"data.val_classes {classes!r}: at least one seen class must stay a training class")
         rng = np.random.default_rng(seed)
         train, held = [], []
         for c in np.unique(y[~is_val]):
@@ -58,6 +63,19 @@ class FeatureSet:
         return FeatureSet(x=self.x, labels=self.labels, att=self.att, class_names=self.class_names,
                           trainval=np.sort(np.concatenate(train)), test_seen=np.sort(np.concatenate(held)),
                           test_unseen=self.trainval[is_val], r=self.r)
+
+    def named_seen_classes(self, names: str) -> np.ndarray:
+        """Class ids of comma-separated seen class names (data.val_classes)."""
+        ids = []
+        for name in (n.strip() for n in names.split(",")):
+            hits = np.flatnonzero(self.class_names == name)
+            if hits.size == 0:
+                raise DataError(f"data.val_classes: unknown class {name!r}; expected seen class names "
+                                f"such as {', '.join(map(str, self.class_names[self.seen_classes][:5]))}")
+            if hits[0] not in self.seen_classes:
+                raise DataError(f"data.val_classes: {name!r} is an unseen class; validation classes must be seen")
+            ids.append(int(hits[0]))
+        return np.unique(ids)
 
     @property
     def seen_classes(self) -> np.ndarray:
@@ -285,12 +303,13 @@ class Prepared:
                 np.concatenate([self.r_test_seen, self.r_test_unseen]))
 
 
-def prepare_split(fs: FeatureSet, seen_ratio: float, seed: int, protocol: str = "test") -> tuple[Prepared, MinMax]:
+def prepare_split(fs: FeatureSet, seen_ratio: float, seed: int, protocol: str = "test",
+                  val_classes: str = "") -> tuple[Prepared, MinMax]:
     """Keep `seen_ratio` of each seen class's training images, fit MinMax on them, scale everything.
     With protocol 'validation' the split is first replaced by `fs.validation_view` (no test image used).
     SC features are filled in later by the pretrain stage (zeros of width 0 here unless supplied)."""
     if protocol == "validation":
-        fs = fs.validation_view(seed)
+        fs = fs.validation_view(seed, classes=val_classes)
     elif protocol != "test":
         raise ValueError(f"data.protocol must be 'test' or 'validation', got {protocol!r}")
     keep = fs.trainval[subsample_per_class(fs.labels[fs.trainval], seen_ratio, seed)]

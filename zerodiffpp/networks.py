@@ -120,13 +120,16 @@ class AttrDecoder(nn.Module):
         self.net = mlp(x_dim, hidden, att_dim)
         init_weights(self)
 
-    def forward(self, x):
-        return F.normalize(self.net(x), dim=1)
+    def hidden(self, x):
+        return self.net[1](self.net[0](x))
 
-    def features(self, x):
-        """concat(x, Dec(x), Dec-hidden(x)): the official classifiers' VS input."""
-        h = self.net[1](self.net[0](x))
-        return torch.cat([x, F.normalize(self.net[2](h), dim=1), h], dim=1)
+    def forward(self, x):
+        return F.normalize(self.net[2](self.hidden(x)), dim=1)
+
+    def semantic(self, x):
+        """concat(Dec(x), Dec-hidden(x)): the decoder's semantic embedding of x."""
+        h = self.hidden(x)
+        return torch.cat([F.normalize(self.net[2](h), dim=1), h], dim=1)
 
 
 class Critic(nn.Module):

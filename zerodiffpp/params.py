@@ -42,7 +42,7 @@ SCHEMA: dict[str, Any] = {
         "embedding": _choice("att", "sent"),
         "image_size": _num(32, integer=True), "extract_batch_size": POS_INT,
         "test_fraction": _num(0, 1, lo_open=True), "split_seed": NONNEG_INT,
-        "protocol": _choice("test", "validation"),
+        "protocol": _choice("test", "validation"), "val_classes": STR,
     },
     "train": {
         "seen_ratio": _num(0, 1, lo_open=True), "seed": NONNEG_INT,
@@ -79,7 +79,7 @@ SCHEMA: dict[str, Any] = {
     },
     "diffgen": {"enabled": BOOL, "start_step": POS_INT, "per_feature": POS_INT, "max_per_class": POS_INT,
                 "classes": _choice("all", "unseen")},
-    "classifier": {"epochs": POS_INT, "batch_size": POS_INT, "lr": POS, "features": _choice("V", "VS"),
+    "classifier": {"epochs": POS_INT, "batch_size": POS_INT, "lr": POS, "features": _choice("V", "VS", "S"),
                    "calibration": _num(0, 1)},
     "report": {"oracle_folds": _num(2, integer=True), "probe_epochs": POS_INT},
 }
