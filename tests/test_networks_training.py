@@ -21,8 +21,22 @@ def test_network_shapes():
     assert g.shape == (B, X) and (g >= 0).all() and (g <= 1).all()
     assert N.FeatureGenerator(Z, A, X, R, 16, 8, C, use_r=False)(z, a, None, x, t).shape == (B, X)
     assert N.AttrDecoder(X, 16, A)(x).norm(dim=1).allclose(torch.ones(B))
-    assert N.Critic(2 * X + A, 16, rep_dim=R, time_dim=8, cond_dim=C)(x, x, a, r=r, t=t).shape == (B,)
+    assert N.Critic(X, X + A, 16, rep_dim=R, time_dim=8, cond_dim=C)(x, x, a, r=r, t=t).shape == (B,)
     assert N.CondGenerator(Z, A, X, 16)(z, a).shape == (B, X)
+
+
+def test_critic_is_one_linear_layer_over_sample_and_conditions():
+    B, X, A, H = 4, 6, 3, 5
+    torch.manual_seed(0)
+    c = N.Critic(X, A, H)
+    x, a = torch.rand(B, X), torch.rand(B, A)
+    big = torch.nn.Linear(X + A, H)
+    with torch.no_grad():
+        big.weight.copy_(torch.cat([c.data_fc.weight, c.cond_fc.weight], dim=1))
+        big.bias.copy_(c.data_fc.bias)
+    expected = c.out(big(torch.cat([x, a], dim=1))).squeeze(1)
+    assert torch.allclose(c(x, a), expected, atol=1e-6)
+    assert torch.allclose(c.judge(x, c.condition(a)), expected, atol=1e-6)
 
 
 @pytest.mark.parametrize("switches, expected", [
@@ -77,7 +91,7 @@ def test_stacked_real_fake_scores_equal_separate_calls(tmp_path):
         f = tr.adversarial_fake(x0, r, a)
         for name in ("x0", "xc", "xt"):
             real, fake = (f["x_t"], f["xt_hat"]) if name == "xt" else (x0, f["x0_hat"])
-            d_real, d_fake = tr.real_fake_scores(name, real, fake, f, a, r)
+            d_real, d_fake = tr.real_fake_scores(name, real, fake, tr.condition(name, f, a, r))
             assert torch.allclose(d_real, tr.scores(name, real, f, a, r), atol=1e-6)
             assert torch.allclose(d_fake, tr.scores(name, fake, f, a, r), atol=1e-6)
             assert not torch.allclose(d_real, d_fake)

@@ -22,7 +22,7 @@ def build_generator(cfg: dict) -> nn.ModuleDict:
 def train_fclswgan(x: np.ndarray, y: np.ndarray, att: np.ndarray, seen: np.ndarray, p: dict, device):
     cfg = dict(kind="fclswgan", x_dim=x.shape[1], att_dim=att.shape[1], noise_dim=p["noise_dim"], hidden=p["hidden"])
     gen = build_generator(cfg).to(device)
-    critic = Critic(x.shape[1] + att.shape[1], p["critic_hidden"]).to(device)
+    critic = Critic(x.shape[1], att.shape[1], p["critic_hidden"]).to(device)
     # the classification-loss classifier: seen classes only, frozen while G trains
     clf = train_softmax(x, y, seen, epochs=p["cls_epochs"], batch_size=p["batch_size"] * 4, lr=0.001,
                         device=device, desc="train: f-CLSWGAN seen classifier")

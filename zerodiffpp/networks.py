@@ -16,7 +16,8 @@ def init_weights(module: nn.Module) -> None:
     for m in module.modules():
         if isinstance(m, nn.Linear):
             nn.init.normal_(m.weight, 0.0, 0.02)
-            nn.init.zeros_(m.bias)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
 
 
 def mlp(in_dim: int, hidden: int, out_dim: int, out_act: nn.Module | None = None) -> nn.Sequential:
@@ -133,23 +134,40 @@ class AttrDecoder(nn.Module):
 
 
 class Critic(nn.Module):
-    """A WGAN critic over a concatenation of inputs; optional embeddings for r and t."""
+    """A WGAN critic D(x | conditions) -> one score per row.
 
-    def __init__(self, in_dim, hidden, rep_dim=0, time_dim=0, cond_dim=0):
+    x is the judged sample; the conditions are the other inputs plus optional r and t embeddings.
+    The first layer is one linear map of concat(x, conditions), stored as two blocks so that the
+    conditions' share can be computed once (`condition`) and reused for the real, fake and
+    interpolated x of a critic step (`judge`): the same function as one big layer, with the
+    condition columns multiplied once instead of three times."""
+
+    def __init__(self, data_dim, cond_in, hidden, rep_dim=0, time_dim=0, cond_dim=0):
         super().__init__()
         self.remb = CondEmbed(rep_dim, cond_dim) if rep_dim else None
         self.temb = TimeEmbed(time_dim, cond_dim) if time_dim else None
-        extra = (cond_dim if rep_dim else 0) + (cond_dim if time_dim else 0)
-        self.net = mlp(in_dim + extra, hidden, 1)
+        cond_total = cond_in + (cond_dim if rep_dim else 0) + (cond_dim if time_dim else 0)
+        self.data_fc = nn.Linear(data_dim, hidden)
+        self.cond_fc = nn.Linear(cond_total, hidden, bias=False) if cond_total else None
+        self.out = nn.Sequential(nn.LeakyReLU(0.2), nn.Linear(hidden, 1))
         init_weights(self)
 
-    def forward(self, *inputs, r=None, t=None):
-        parts = list(inputs)
+    def condition(self, *conds, r=None, t=None):
+        """The conditions' contribution to the first layer (None for an unconditional critic)."""
+        parts = list(conds)
         if self.remb is not None:
             parts.append(self.remb(r))
         if self.temb is not None:
             parts.append(self.temb(t))
-        return self.net(torch.cat(parts, dim=1)).squeeze(1)
+        return self.cond_fc(torch.cat(parts, dim=1)) if self.cond_fc is not None else None
+
+    def judge(self, x, cond):
+        """Scores of x under precomputed conditions `cond` (one row per row of x)."""
+        h = self.data_fc(x)
+        return self.out(h if cond is None else h + cond).squeeze(1)
+
+    def forward(self, x, *conds, r=None, t=None):
+        return self.judge(x, self.condition(*conds, r=r, t=t))
 
 
 # ----------------------------------------------------------------------------------- baseline

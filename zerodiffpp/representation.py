@@ -32,8 +32,8 @@ def train_drg(r: np.ndarray, y: np.ndarray, att: np.ndarray, p: dict, dp: dict, 
                input_step=p["input_step"], timesteps=dp["timesteps"], beta_min=dp["beta_min"],
                beta_max=dp["beta_max"])
     gen = build_drg(cfg).to(device)
-    d_r0 = Critic(R + A, p["critic_hidden"]).to(device)
-    d_rt = Critic(2 * R + A, p["critic_hidden"], time_dim=dp["time_dim"], cond_dim=A).to(device)
+    d_r0 = Critic(R, A, p["critic_hidden"]).to(device)
+    d_rt = Critic(R, R + A, p["critic_hidden"], time_dim=dp["time_dim"], cond_dim=A).to(device)
     opt_g, opt_d = adam(gen.parameters(), p["lr"]), adam(list(d_r0.parameters()) + list(d_rt.parameters()), p["lr"])
     rt, at = to_tensor(r, device), to_tensor(att, device)
     yt = to_tensor(y, device, torch.long)

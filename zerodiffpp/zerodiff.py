@@ -49,11 +49,11 @@ def build_generator(cfg: dict) -> nn.ModuleDict:
 def build_critics(cfg: dict, p: dict) -> dict[str, Critic]:
     """Only the switched-on critics are built."""
     X, A, R, H, C, TD = cfg["x_dim"], cfg["att_dim"], cfg["rep_dim"], p["critic_hidden"], cfg["cond_dim"], cfg["time_dim"]
-    critics = {"x0": Critic(X + A, H)}
+    critics = {"x0": Critic(X, A, H)}
     if p["sc_view"]:
-        critics["xc"] = Critic(X, H, rep_dim=R, cond_dim=C)
+        critics["xc"] = Critic(X, 0, H, rep_dim=R, cond_dim=C)
     if p["diffusion_critic"]:
-        critics["xt"] = Critic(2 * X + A, H, rep_dim=R if p["sc_view"] else 0, time_dim=TD, cond_dim=C)
+        critics["xt"] = Critic(X, X + A, H, rep_dim=R if p["sc_view"] else 0, time_dim=TD, cond_dim=C)
     return critics
 
 
@@ -100,22 +100,24 @@ class ZeroDiffTrainer:
             return posterior
         return self.forward_fake(x0, r, a, reparameterize(*self.gen["E"](x0, a)))
 
-    def scores(self, name, x0_or_xt, f, a, r):
-        """Critic `name` on a real or fake sample; conditions are always the real ones."""
+    def condition(self, name, f, a, r):
+        """Critic `name`'s conditions, always the real ones: a; r; or (x_{t+1}, a, r, t)."""
         c = self.critics[name]
         if name == "x0":
-            return c(x0_or_xt, a)
+            return c.condition(a)
         if name == "xc":
-            return c(x0_or_xt, r=r)
-        return c(x0_or_xt, f["x_next"], a, r=r, t=f["t"])
+            return c.condition(r=r)
+        return c.condition(f["x_next"], a, r=r, t=f["t"])
 
-    def real_fake_scores(self, name, real, fake, f, a, r):
-        """Critic `name` on real and fake stacked into one batch. A critic scores each row on its own,
-        so this equals two calls; one matmul over 2B rows runs faster per row on CPU than two over B."""
-        def twice(v):
-            return None if v is None else torch.cat([v, v])
-        both = self.scores(name, torch.cat([real, fake]), {"x_next": twice(f["x_next"]), "t": twice(f["t"])},
-                           twice(a), twice(r))
+    def scores(self, name, x0_or_xt, f, a, r):
+        """Critic `name` on a real or fake sample."""
+        return self.critics[name].judge(x0_or_xt, self.condition(name, f, a, r))
+
+    def real_fake_scores(self, name, real, fake, cond):
+        """Critic `name` on real and fake stacked into one batch under conditions computed once. A
+        critic scores each row on its own, so this equals two calls; one matmul over 2B rows runs
+        faster per row on CPU than two over B."""
+        both = self.critics[name].judge(torch.cat([real, fake]), torch.cat([cond, cond]))
         return both[:len(real)], both[len(real):]
 
     def critic_step(self):
@@ -129,9 +131,10 @@ class ZeroDiffTrainer:
         adv, gp_total, w = 0.0, 0.0, {}
         for name in self.critics:
             real, fake = (f["x_t"], f["xt_hat"]) if name == "xt" else (x0, f["x0_hat"])
-            d_real, d_fake = self.real_fake_scores(name, real, fake, f, a, r)
+            cond = self.condition(name, f, a, r)
+            d_real, d_fake = self.real_fake_scores(name, real, fake, cond)
             w[name] = d_real - d_fake
-            gp = gradient_penalty(lambda v, n=name: self.scores(n, v, f, a, r), real, fake)
+            gp = gradient_penalty(lambda v, c=self.critics[name], cond=cond: c.judge(v, cond), real, fake)
             adv = adv + self.weights[name] * (-w[name].mean() + self.lam * gp)
             gp_total += gp.item()
         loss = self.p["gamma_adv"] * adv
