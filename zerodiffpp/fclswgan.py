@@ -38,8 +38,9 @@ def train_fclswgan(x: np.ndarray, y: np.ndarray, att: np.ndarray, seen: np.ndarr
                 x0, a = xt[idx], at[yt[idx]]
                 with torch.no_grad():
                     fake = gen["G"](torch.randn(len(idx), p["noise_dim"], device=device), a)
-                w = critic(x0, a).mean() - critic(fake, a).mean()
-                gp = gradient_penalty(lambda v: critic(v, a), x0, fake)
+                cond = critic.condition(a)
+                w = critic.judge(x0, cond).mean() - critic.judge(fake, cond).mean()
+                gp = gradient_penalty(lambda v: critic.input_gradient(v, cond), x0, fake)
                 loss_d = -w + p["lambda_gp"] * gp
                 opt_d.zero_grad(set_to_none=True)
                 loss_d.backward()

@@ -7,15 +7,25 @@ import torch
 import torch.nn.functional as F
 
 
-def gradient_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor,
+def gradient_penalty(input_gradient: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor,
                      fake: torch.Tensor) -> torch.Tensor:
     """mean((||grad_x D(x_hat)||_2 - 1)^2) at x_hat = alpha real + (1 - alpha) fake, one alpha per sample.
-    Only the data argument is interpolated: `critic` closes over its (real) conditions."""
+
+    `input_gradient(x)` returns grad_x D(x) row by row, differentiable in the critic's parameters:
+    `Critic.input_gradient` in closed form, or `autograd_input_gradient(critic)` for any critic.
+    Only the data argument is interpolated: the callable closes over the (real) conditions."""
     alpha = torch.rand(real.shape[0], 1, device=real.device, dtype=real.dtype)
-    x_hat = (alpha * real + (1 - alpha) * fake.detach()).requires_grad_(True)
-    out = critic(x_hat)
-    (grad,) = torch.autograd.grad(out.sum(), x_hat, create_graph=True)
-    return ((grad.norm(2, dim=1) - 1.0) ** 2).mean()
+    x_hat = alpha * real.detach() + (1 - alpha) * fake.detach()
+    return ((input_gradient(x_hat).norm(2, dim=1) - 1.0) ** 2).mean()
+
+
+def autograd_input_gradient(critic: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
+    """grad_x critic(x) by double backpropagation, for a critic without a closed form."""
+    def input_gradient(x: torch.Tensor) -> torch.Tensor:
+        x = x.detach().requires_grad_(True)
+        (grad,) = torch.autograd.grad(critic(x).sum(), x, create_graph=True)
+        return grad
+    return input_gradient
 
 
 def mutual_learning(w: dict[str, torch.Tensor], step_weight: torch.Tensor) -> torch.Tensor:

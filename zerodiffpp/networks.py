@@ -166,8 +166,28 @@ class Critic(nn.Module):
         h = self.data_fc(x)
         return self.out(h if cond is None else h + cond).squeeze(1)
 
+    def judge_pair(self, real, fake, cond):
+        """(scores of real, scores of fake) under the same conditions, from one stacked batch: rows
+        are scored independently, so this equals two `judge` calls, and one matmul over 2B rows
+        runs faster per row on CPU than two over B."""
+        both = self.judge(torch.cat([real, fake]), None if cond is None else torch.cat([cond, cond]))
+        return both[:len(real)], both[len(real):]
+
     def forward(self, x, *conds, r=None, t=None):
         return self.judge(x, self.condition(*conds, r=r, t=t))
+
+    def input_gradient(self, x, cond):
+        """grad_x judge(x, cond) per row, in closed form: w_out^T diag(slope(h)) W_data with slope 1
+        where h > 0 and the LeakyReLU's negative slope elsewhere (as its backward defines it at 0).
+        The slope is piecewise constant, so gradients reach only W_data and w_out, as under double
+        backpropagation; this skips that second pass (the WGAN-GP penalty's largest cost) and the
+        unused gradient with respect to x."""
+        with torch.no_grad():
+            h = self.data_fc(x)
+            if cond is not None:
+                h = h + cond
+            slope = torch.where(h > 0, 1.0, self.out[0].negative_slope)
+        return (slope * self.out[1].weight) @ self.data_fc.weight
 
 
 # ----------------------------------------------------------------------------------- baseline

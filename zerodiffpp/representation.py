@@ -55,10 +55,11 @@ def train_drg(r: np.ndarray, y: np.ndarray, att: np.ndarray, p: dict, dp: dict, 
                 t = dfn.sample_timesteps(len(idx), sched, device)
                 with torch.no_grad():
                     r_t, r_next, r0_hat, rt_hat = fake(r0, a, t)
-                w0 = d_r0(r0, a).mean() - d_r0(r0_hat, a).mean()
-                wt = d_rt(r_t, r_next, a, t=t).mean() - d_rt(rt_hat, r_next, a, t=t).mean()
-                gp = gradient_penalty(lambda v: d_r0(v, a), r0, r0_hat) + \
-                    gradient_penalty(lambda v: d_rt(v, r_next, a, t=t), r_t, rt_hat)
+                cond0, cond_t = d_r0.condition(a), d_rt.condition(r_next, a, t=t)  # once per critic step
+                (real0, fake0), (real_t, fake_t) = d_r0.judge_pair(r0, r0_hat, cond0), d_rt.judge_pair(r_t, rt_hat, cond_t)
+                w0, wt = real0.mean() - fake0.mean(), real_t.mean() - fake_t.mean()
+                gp = gradient_penalty(lambda v: d_r0.input_gradient(v, cond0), r0, r0_hat) + \
+                    gradient_penalty(lambda v: d_rt.input_gradient(v, cond_t), r_t, rt_hat)
                 loss_d = -(w0 + wt) + lam * gp
                 opt_d.zero_grad(set_to_none=True)
                 loss_d.backward()
