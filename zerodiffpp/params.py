@@ -134,6 +134,9 @@ def _check_cross(p: dict, source: str) -> None:
                           f"got {p['diffgen']['start_step']}")
     if p["diffusion"]["beta_max"] <= p["diffusion"]["beta_min"]:
         raise ParamsError(f"{source}: diffusion.beta_max must exceed diffusion.beta_min")
+    if p["data"]["val_classes"].strip() and p["data"]["protocol"] != "validation":
+        raise ParamsError(f"{source}: data.val_classes ({p['data']['val_classes']!r}) applies only under "
+                          f"data.protocol: validation, got protocol {p['data']['protocol']!r}")
     if p["data"]["name"] != "embedded" and not p["data"]["root"]:
         raise ParamsError(f"{source}: data.root must name an xlsa17 folder when data.name is {p['data']['name']}")
 
