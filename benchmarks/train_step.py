@@ -1,11 +1,12 @@
-"""Benchmark: the ZeroDiff train step at paper widths on CUB-shaped inputs.
+"""Benchmark: the ZeroDiff train step, at paper widths on CUB-shaped inputs or at the embedded default.
 
 Prints iterations per second (one iteration = gen.critic_iter critic steps + one generator step),
 the model FLOPs per iteration (counted by torch's profiler over a real iteration, backward
-and gradient-penalty double-backward included), the achieved FLOP rate, and that rate as a
-fraction of a plain matrix-multiply rate measured in the same run on the same GEMM shapes.
+and gradient-penalty included), the achieved FLOP rate, and that rate as a fraction of a plain
+matrix-multiply rate measured in the same run on the same GEMM shapes.
 
     python -m benchmarks.train_step [--device auto] [--iters 3] [--width 4096]
+    python -m benchmarks.train_step --shape embedded --iters 40   # params.yaml widths, 1280-d x, 18 attributes
 """
 import argparse
 import time
@@ -18,20 +19,25 @@ from zerodiffpp.params import load_params
 from zerodiffpp.runtime import resolve_device
 from zerodiffpp.zerodiff import ZeroDiffTrainer
 
-X_DIM, ATT_DIM, REP_DIM, BATCH, N_CLASSES = 2048, 312, 2048, 64, 150
+BATCH = 64
+# (x dim, attribute dim, r dim, classes, training samples) of the two input shapes
+SHAPES = {"cub": (2048, 312, 2048, 150, 2000), "embedded": (1280, 18, 128, 10, 5600)}
 
 
-def make_trainer(width: int, device) -> ZeroDiffTrainer:
+def make_trainer(shape: str, width: int, device) -> ZeroDiffTrainer:
+    """Paper shape: every width set to `width` and the noise / embedding sizes to the attribute
+    size, as the official CUB settings. Embedded shape: params.yaml's gen section as it is."""
+    x_dim, att_dim, rep_dim, n_classes, n = SHAPES[shape]
     p = load_params()
-    g = dict(p["gen"], hidden=width, critic_hidden=width, dec_hidden=width, noise_dim=ATT_DIM, cond_dim=ATT_DIM,
-             batch_size=BATCH)
-    d = dict(p["diffusion"], time_dim=ATT_DIM)
+    g, d = dict(p["gen"], batch_size=BATCH), dict(p["diffusion"])
+    if shape == "cub":
+        g.update(hidden=width, critic_hidden=width, dec_hidden=width, noise_dim=att_dim, cond_dim=att_dim)
+        d.update(time_dim=att_dim)
     rng = np.random.default_rng(0)
-    n = 2000
-    x, r = rng.random((n, X_DIM), np.float32), rng.random((n, REP_DIM), np.float32)
-    att = rng.random((N_CLASSES, ATT_DIM)).astype(np.float32)
+    x, r = rng.random((n, x_dim), np.float32), rng.random((n, rep_dim), np.float32)
+    att = rng.random((n_classes, att_dim)).astype(np.float32)
     att /= np.linalg.norm(att, axis=1, keepdims=True)
-    return ZeroDiffTrainer(x, r, rng.integers(0, N_CLASSES, n), att, g, d, device)
+    return ZeroDiffTrainer(x, r, rng.integers(0, n_classes, n), att, g, d, device)
 
 
 def iteration(tr: ZeroDiffTrainer) -> None:
@@ -61,15 +67,16 @@ def gemm_rate(tr: ZeroDiffTrainer, device, repeats: int = 3) -> float:
     return repeats * sum(2 * a.shape[0] * a.shape[1] * b.shape[1] for a, b in mats) / (time.perf_counter() - t)
 
 
-def main():
+def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--device", default="auto")
     ap.add_argument("--iters", type=int, default=3)
-    ap.add_argument("--width", type=int, default=4096)
-    a = ap.parse_args()
+    ap.add_argument("--width", type=int, default=4096, help="all widths, shape cub only")
+    ap.add_argument("--shape", choices=sorted(SHAPES), default="cub")
+    a = ap.parse_args(argv)
     device = resolve_device(a.device)
     torch.manual_seed(0)
-    tr = make_trainer(a.width, device)
+    tr = make_trainer(a.shape, a.width, device)
     n_params = sum(q.numel() for net in [*tr.gen.values(), *tr.critics.values(), tr.dec] for q in net.parameters())
     iteration(tr)  # warm-up
     # torch's profiler counts the FLOPs of every matrix product it runs, backward and the gradient
@@ -84,8 +91,10 @@ def main():
     sync(device)
     per_iter = (time.perf_counter() - t) / a.iters
     achieved, peak = flops / per_iter, gemm_rate(tr, device)
-    print(f"device {device}, torch threads {torch.get_num_threads()}, widths {a.width}, batch {BATCH}, "
-          f"x {X_DIM} / a {ATT_DIM} / r {REP_DIM}, critic_iter {tr.p['critic_iter']}, {n_params / 1e6:.1f} M params")
+    x_dim, att_dim, rep_dim = SHAPES[a.shape][:3]
+    print(f"device {device}, torch threads {torch.get_num_threads()}, shape {a.shape}, widths {tr.p['hidden']}, "
+          f"batch {BATCH}, x {x_dim} / a {att_dim} / r {rep_dim}, critic_iter {tr.p['critic_iter']}, "
+          f"{n_params / 1e6:.1f} M params")
     print(f"iterations per second   {1 / per_iter:.3f}  ({per_iter * 1000:.0f} ms per iteration)")
     print(f"model FLOPs / iteration {flops / 1e9:.1f} GFLOP")
     print(f"achieved FLOP rate      {achieved / 1e9:.1f} GFLOP/s")
