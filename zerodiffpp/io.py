@@ -3,6 +3,7 @@ so an interrupted or failed stage never leaves a half-written file behind."""
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import tempfile
@@ -49,8 +50,14 @@ def load_npz(path) -> dict[str, np.ndarray]:
 
 
 def save_torch(path, obj) -> None:
+    """torch.save names the zip archive's root folder after the file it writes to, so saving to the
+    random temporary name directly would give every run different bytes (and DVC a different hash)
+    for the same weights. Serialised in memory first, the bytes depend on the object only."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
     with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+        with open(tmp, "wb") as f:
+            f.write(buffer.getbuffer())
 
 
 def load_torch(path, device="cpu"):
