@@ -39,7 +39,8 @@ def train_fclswgan(x: np.ndarray, y: np.ndarray, att: np.ndarray, seen: np.ndarr
                 with torch.no_grad():
                     fake = gen["G"](torch.randn(len(idx), p["noise_dim"], device=device), a)
                 cond = critic.condition(a)
-                w = critic.judge(x0, cond).mean() - critic.judge(fake, cond).mean()
+                d_real, d_fake = critic.judge_pair(x0, fake, cond)
+                w = d_real.mean() - d_fake.mean()
                 gp = gradient_penalty(lambda v: critic.input_gradient(v, cond), x0, fake)
                 loss_d = -w + p["lambda_gp"] * gp
                 opt_d.zero_grad(set_to_none=True)
