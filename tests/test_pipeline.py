@@ -76,6 +76,15 @@ def test_repro_writes_metrics(repo):
     assert "Run report" in (work / "metrics" / "report.md").read_text()
 
 
+
+def test_diagnostic_scripts_run_on_the_pipeline_outputs(repo):
+    """The generated-features probe and the ESZSL reference read what `dvc repro` wrote."""
+    work, env, _ = repo
+    probe = _run([sys.executable, "-m", "scripts.generated_features_probe", "--per-class", "5"], work, env).stdout
+    assert "adapted (DiffTTA) generator" in probe and probe.count("(unseen) |") == 2 * 10
+    eszsl = _run([sys.executable, "-m", "scripts.eszsl_reference"], work, env).stdout
+    assert "| validation |" in eszsl and "| test |" in eszsl
+
 def _leaves(d):
     for v in d.values():
         yield from (_leaves(v) if isinstance(v, dict) else [v])
