@@ -78,6 +78,13 @@ def test_scaler_is_fitted_on_the_kept_subset_only(xlsa17_dir):
     assert np.bincount(prep.y_train).tolist() == [4, 4, 4, 4]  # 18 per class * 0.25, rounded
 
 
+def test_minmax_maps_the_fitted_range_to_unit_interval_and_clips_outside_it():
+    s = MinMax.fit(np.array([[0.0, 10.0], [2.0, 10.001]]))
+    out = s(np.array([[1.0, 10.0005], [3.0, 50.0], [-1.0, 9.0]]))
+    np.testing.assert_allclose(out, [[0.5, 0.5], [1.0, 1.0], [0.0, 0.0]], atol=1e-4)
+    assert out.dtype == np.float32
+
+
 def test_minmax_constant_feature_does_not_divide_by_zero():
     s = MinMax.fit(np.ones((4, 2)))
     assert np.isfinite(s(np.ones((2, 2)))).all()

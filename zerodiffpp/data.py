@@ -251,7 +251,13 @@ def subsample_per_class(labels: np.ndarray, ratio: float, seed: int) -> np.ndarr
 
 
 class MinMax:
-    """MinMax scaling to [0, 1] with statistics of the kept training subset only."""
+    """MinMax scaling to [0, 1] with statistics of the kept training subset only.
+
+    Values outside the kept subset's range (test features, and training features of classes that
+    were held out) are clipped to [0, 1], the range of the generators' sigmoid outputs. Without the
+    clip a scarce subset can give a dimension a tiny range that blows a test value up: at
+    seen_ratio 0.1, seed 2 of the embedded default, one test value scaled to 3,791 and dominated
+    every distance and linear score on the test features."""
 
     def __init__(self, lo: np.ndarray, hi: np.ndarray):
         self.lo, self.scale = lo, np.where(hi - lo > 1e-12, hi - lo, 1.0)
@@ -261,7 +267,7 @@ class MinMax:
         return cls(x.min(axis=0), x.max(axis=0))
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        return ((x - self.lo) / self.scale).astype(np.float32)
+        return np.clip((x - self.lo) / self.scale, 0.0, 1.0).astype(np.float32)
 
 
 @dataclass
