@@ -1,7 +1,7 @@
 """ESZSL on the pipeline's own features and splits: a linear reference for the generative T1.
 
     python -m scripts.eszsl_reference                      # the dataset's validation classes
-    python -m scripts.eszsl_reference --folds cow,dog cat,horse
+    python -m scripts.eszsl_reference --folds cat,horse dog,horse   # the two folds the attribute table allows
 
 Needs `data/features/features.npz` (the extract stage). Reads data.* and train.seen_ratio / seed
 from params.yaml. The regularisers are chosen on the validation folds (seen classes held out, no

@@ -1,9 +1,12 @@
+import logging
+
 import numpy as np
 import pytest
 from scipy.io import loadmat, savemat
 
 from tests.conftest import SHARED_XLSA17, make_xlsa17
-from zerodiffpp.data import DataError, FeatureSet, MinMax, load_xlsa17, prepare_split, subsample_per_class
+from zerodiffpp.data import (DataError, FeatureSet, MinMax, load_xlsa17, prepare_split, subsample_per_class,
+                             unlearnable_attributes)
 
 
 def test_loader_reads_xlsa17_conventions(xlsa17_dir):
@@ -177,3 +180,26 @@ def test_validation_classes_named_in_params_replace_the_datasets_own(xlsa17_dir)
         prepare_split(fs, 1.0, seed=0, protocol="validation", val_classes=name(fs.unseen_classes[0]))
     with pytest.raises(DataError, match="at least one seen class must stay"):
         prepare_split(fs, 1.0, seed=0, protocol="validation", val_classes=",".join(name(c) for c in seen))
+
+
+def test_unlearnable_attributes_are_those_every_training_class_lacks():
+    att = np.array([[1.0, 0.0, 0.5],
+                    [0.5, 0.0, 0.0],
+                    [0.2, 0.7, 0.0],    # has attribute 1, which no training class (0, 1) has
+                    [0.3, 0.0, 0.9]])
+    assert unlearnable_attributes(att, [0, 1], [2, 3]) == [(2, 1)]
+    assert unlearnable_attributes(att, [0, 2], [1, 3]) == []
+
+
+def test_validation_fold_that_hides_an_attribute_is_reported(caplog):
+    labels = np.repeat(np.arange(4), 5)
+    att = np.array([[1.0, 0.0], [0.8, 0.0], [0.5, 0.5], [0.6, 0.0]], np.float32)
+    fs = FeatureSet(x=np.random.default_rng(0).random((20, 3), dtype=np.float32), labels=labels, att=att,
+                    class_names=np.array(["a", "b", "c", "d"]), trainval=np.arange(15), test_seen=np.arange(15),
+                    test_unseen=np.arange(15, 20))
+    with caplog.at_level(logging.WARNING, logger="zerodiffpp.data"):
+        fs.validation_view(0, classes="b")
+    assert not caplog.records
+    with caplog.at_level(logging.WARNING, logger="zerodiffpp.data"):
+        fs.validation_view(0, classes="c")
+    assert "held-out class 'c' has attribute column 1" in caplog.text

@@ -7,13 +7,24 @@ def test_attribute_table_is_graded_and_complete():
     att, names = embedded.load_attributes()
     assert att.shape == (10, len(names)) and len(names) >= 16
     assert ((att >= 0) & (att <= 1)).all()
-    seen = [embedded.CLASS_NAMES.index(c) for c in embedded.CLASS_NAMES if c not in embedded.UNSEEN]
-    for u in embedded.UNSEEN:
-        row = att[embedded.CLASS_NAMES.index(u)]
-        # every attribute an unseen class has takes more than one value among the seen classes,
-        # so its effect can be learned from them
-        for j in np.flatnonzero(row > 0):
-            assert len(np.unique(att[seen, j])) > 1, (u, names[j])
+    # every attribute an unseen (or validation) class has takes more than one value among the
+    # training classes of its split, so its effect can be learned from them
+    seen = embedded.seen_names()
+    assert embedded.ungraded_attributes(embedded.UNSEEN, seen) == []
+    for fold in embedded.VALIDATION_FOLDS:
+        assert embedded.ungraded_attributes(fold, [c for c in seen if c not in fold]) == []
+    assert tuple(embedded.VALIDATION) in embedded.VALIDATION_FOLDS
+
+
+def test_ungraded_attributes_finds_what_no_training_class_varies():
+    seen = embedded.seen_names()
+    # cow is the only seen class with horns; cat and dog the only ones with paws
+    assert embedded.ungraded_attributes(["cow", "dog"], [c for c in seen if c not in ("cow", "dog")]) == \
+        [("cow", "horns")]
+    assert embedded.ungraded_attributes(["cat", "dog"], [c for c in seen if c not in ("cat", "dog")]) == \
+        [("cat", "paws"), ("dog", "paws")]
+    # hooves is 1 in every training class here, so it cannot be learned either
+    assert ("giraffe", "hooves") in embedded.ungraded_attributes(["giraffe"], ["cow", "horse", "zebra"])
 
 
 def test_images_and_split():

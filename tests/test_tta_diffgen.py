@@ -5,7 +5,7 @@ import torch
 from tests.tiny import tiny_prepared
 from zerodiffpp.generation import Synthesizer, diffgen_set
 from zerodiffpp.representation import train_drg
-from zerodiffpp.tta import run_difftta, select_confident
+from zerodiffpp.tta import decoder_shares_unseen, run_difftta, select_confident
 from zerodiffpp.zerodiff import ZeroDiffTrainer
 
 
@@ -48,12 +48,43 @@ def test_select_confident_per_class():
     assert select_confident(pred, conf, 1.0, 0.95).tolist() == []
 
 
-def _run_tta(trained, prep):
+def _run_tta(trained, prep, **tta):
     _, p, gen, drg = trained
     s = Synthesizer(gen, drg, prep.att, "cpu")
     torch.manual_seed(3)
-    pred, conf, kept, rounds, _ = run_difftta(s, prep, p["tta"], p["synth"], p["classifier"], "cpu")
+    pred, conf, kept, rounds, _ = run_difftta(s, prep, {**p["tta"], **tta}, p["synth"], p["classifier"], "cpu")
     return s, pred, conf, kept, rounds
+
+
+def test_decoder_shares_the_unseen_mass_by_attribute_similarity():
+    classes, unseen = np.arange(4), np.array([2, 3])
+    att = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1], [0.6, 0, 0.8]])
+    probs = np.array([[0.5, 0.1, 0.3, 0.1],
+                      [0.1, 0.1, 0.1, 0.7]])
+    a_hat = np.array([[0.6, 0, 0.8],    # exactly class 3's attributes
+                      [0, 0, 1.0]])     # exactly class 2's
+    out = decoder_shares_unseen(probs, classes, unseen, a_hat, att, temperature=0.1)
+    np.testing.assert_allclose(out[:, :2], probs[:, :2])               # seen classes untouched
+    np.testing.assert_allclose(out[:, 2:].sum(1), probs[:, 2:].sum(1))  # unseen total kept
+    # cosines (0.8, 1.0) and (1.0, 0.8): softmax at temperature 0.1 gives 1 / (1 + e^2) to the lesser
+    lesser = 1 / (1 + np.exp(2.0))
+    np.testing.assert_allclose(out[0, 2:], 0.4 * np.array([lesser, 1 - lesser]))
+    np.testing.assert_allclose(out[1, 2:], 0.8 * np.array([1 - lesser, lesser]))
+    # a very low temperature hands the whole unseen mass to the nearest class
+    np.testing.assert_allclose(decoder_shares_unseen(probs, classes, unseen, a_hat, att, 1e-4)[:, 2:],
+                               [[0.0, 0.4], [0.8, 0.0]], atol=1e-12)
+
+
+def test_decoder_unseen_labels_change_only_unseen_pseudo_labels(trained):
+    prep = trained[0]
+    _, pred_c, _, _, _ = _run_tta(trained, prep, rounds=1)
+    _, pred_d, conf_d, kept_d, rounds = _run_tta(trained, prep, rounds=1, unseen_labels="decoder")
+    assert len(kept_d) > 0 and rounds[0]["rec_after"] < rounds[0]["rec_before"]
+    assert ((conf_d > 0) & (conf_d <= 1)).all()
+    # the classifier still decides seen against unseen; only the choice among unseen classes moves
+    np.testing.assert_array_equal(np.isin(pred_c, prep.unseen), np.isin(pred_d, prep.unseen))
+    seen_pos = ~np.isin(pred_c, prep.unseen)
+    np.testing.assert_array_equal(pred_c[seen_pos], pred_d[seen_pos])
 
 
 def test_difftta_lowers_reconstruction_on_kept_samples(trained):

@@ -14,6 +14,16 @@ from zerodiffpp.training import Curve, adam, to_tensor
 log = logging.getLogger(__name__)
 
 
+def load_decoder(gen_ckpt: dict, device) -> AttrDecoder:
+    """The attribute decoder Dec stored with a ZeroDiff generator checkpoint, in eval mode."""
+    dec_ckpt, cfg = gen_ckpt.get("dec"), gen_ckpt["config"]
+    if dec_ckpt is None:
+        raise ValueError(f"this generator ({cfg['kind']}) has no attribute decoder")
+    dec = AttrDecoder(cfg["x_dim"], dec_ckpt["hidden"], cfg["att_dim"]).to(device)
+    dec.load_state_dict(dec_ckpt["state"])
+    return dec.eval()
+
+
 class InputView:
     """What every softmax classifier of the pipeline reads (classifier.features).
 
@@ -42,10 +52,7 @@ class InputView:
                 log.info("classifier.features %s: this generator (%s) has no attribute decoder; classifiers read x",
                          name, gen_ckpt["config"]["kind"])
             return cls("V")
-        cfg = gen_ckpt["config"]
-        dec = AttrDecoder(cfg["x_dim"], dec_ckpt["hidden"], cfg["att_dim"]).to(device)
-        dec.load_state_dict(dec_ckpt["state"])
-        return cls(name, dec.eval(), device)
+        return cls(name, load_decoder(gen_ckpt, device), device)
 
     def _embed(self, x: torch.Tensor) -> torch.Tensor:
         s = self.dec.semantic(x)

@@ -5,12 +5,15 @@ After `extract`, the embedded default and the real benchmarks are the same `Feat
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 
 from zerodiffpp import io
+
+log = logging.getLogger(__name__)
 
 
 class DataError(ValueError):
@@ -53,6 +56,10 @@ class FeatureSet:
         is_val = np.isin(y, val_classes)
         if is_val.all():
             raise DataError(f"data.val_classes {classes!r}: at least one seen class must stay a training class")
+        for c, j in unlearnable_attributes(self.att, np.unique(y[~is_val]), val_classes):
+            log.warning("validation protocol: held-out class %r has attribute column %d, which is 0 in every "
+                        "remaining training class; nothing can learn it (choose other data.val_classes)",
+                        str(self.class_names[c]), j)
         rng = np.random.default_rng(seed)
         train, held = [], []
         for c in np.unique(y[~is_val]):
@@ -115,6 +122,15 @@ class FeatureSet:
             raise DataError(f"{source}: SC features must have one row per image (N={n}), got {self.r.shape}")
         if self.r.size and not np.isfinite(self.r).all():
             raise DataError(f"{source}: SC features contain NaN or inf")
+
+
+def unlearnable_attributes(att: np.ndarray, train_classes, held_out) -> list[tuple[int, int]]:
+    """(class, attribute column) pairs where a held-out class has an attribute (> 0) that every
+    training class lacks (= 0): a model fitted on the training classes has no example of its
+    effect. A split that should measure transfer, test or validation, must have none."""
+    train = att[np.asarray(train_classes)]
+    absent = np.flatnonzero((train == 0).all(axis=0))
+    return [(int(c), int(j)) for c in np.asarray(held_out) for j in absent if att[c, j] > 0]
 
 
 # ---------------------------------------------------------------------------------------------

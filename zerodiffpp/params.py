@@ -76,6 +76,7 @@ SCHEMA: dict[str, Any] = {
     "tta": {
         "enabled": BOOL, "rounds": POS_INT, "keep_fraction": _num(0, 1, lo_open=True), "min_confidence": _num(0, 1),
         "epochs": NONNEG_INT, "batch_size": POS_INT, "lr": POS, "anchor_weight": NONNEG,
+        "unseen_labels": _choice("classifier", "decoder"), "decoder_temperature": POS,
     },
     "diffgen": {"enabled": BOOL, "start_step": POS_INT, "per_feature": POS_INT, "max_per_class": POS_INT,
                 "classes": _choice("all", "unseen")},

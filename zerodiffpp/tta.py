@@ -18,7 +18,7 @@ import torch
 from tqdm import tqdm
 
 from zerodiffpp import diffusion as dfn
-from zerodiffpp.classifier import InputView, calibrated, train_softmax
+from zerodiffpp.classifier import InputView, calibrated, load_decoder, train_softmax
 from zerodiffpp.generation import Synthesizer
 from zerodiffpp.losses import reparameterize
 from zerodiffpp.training import Curve, adam, to_tensor
@@ -38,11 +38,27 @@ def select_confident(pred: np.ndarray, conf: np.ndarray, keep_fraction: float, m
     return np.sort(np.concatenate(kept)) if kept else np.zeros(0, np.int64)
 
 
-def pseudo_label(synth: Synthesizer, prep, x_test: np.ndarray, p_synth: dict, p_clf: dict, device):
+def decoder_shares_unseen(probs: np.ndarray, classes: np.ndarray, unseen: np.ndarray, a_hat: np.ndarray,
+                          att: np.ndarray, temperature: float) -> np.ndarray:
+    """The class posterior with the unseen classes ranked by the attribute decoder: each seen class
+    keeps its probability, and the total probability of the unseen classes is shared among them by
+    softmax(cos(Dec(x), a_c) / temperature). Rows of `a_hat` (Dec(x)) and `att` are unit vectors.
+    The classifier still says whether x looks unseen; the decoder, fitted on real seen features
+    only, says which unseen class it resembles, without going through generated features."""
+    is_unseen = np.isin(classes, unseen)
+    logits = a_hat @ att[classes[is_unseen]].T / temperature
+    share = np.exp(logits - logits.max(1, keepdims=True))
+    out = probs.copy()
+    out[:, is_unseen] = probs[:, is_unseen].sum(1, keepdims=True) * share / share.sum(1, keepdims=True)
+    return out
+
+
+def pseudo_label(synth: Synthesizer, prep, x_test: np.ndarray, p_tta: dict, p_synth: dict, p_clf: dict, device):
     """Steps a and b: (predicted class, confidence) for every pooled test feature. The provisional
     classifier reads the same input view and predicts with the same calibrated stacking as the final
-    GZSL classifier (classifier.features, classifier.calibration); the confidence is the predicted
-    class's softmax probability."""
+    GZSL classifier (classifier.features, classifier.calibration); with tta.unseen_labels 'decoder'
+    the attribute decoder ranks the unseen classes (`decoder_shares_unseen`). The confidence is the
+    predicted class's probability."""
     view = InputView.from_generator(p_clf["features"], synth.checkpoint(), device)
     x_un, y_un = synth.full(prep.unseen, p_synth["unseen_per_class"], p_synth["sampler"])
     clf = train_softmax(view(np.concatenate([prep.x_train, x_un])), np.concatenate([prep.y_train, y_un]),
@@ -50,6 +66,15 @@ def pseudo_label(synth: Synthesizer, prep, x_test: np.ndarray, p_synth: dict, p_
                         desc="adapt: provisional GZSL classifier")
     probs = clf.probabilities(view(x_test), device)
     pos = calibrated(probs, clf.classes, prep.seen, p_clf["calibration"]).argmax(1)
+    if p_tta["unseen_labels"] == "decoder":
+        dec = view.dec if view.dec is not None else load_decoder(synth.checkpoint(), device)
+        with torch.no_grad():
+            a_hat = dec(to_tensor(x_test, device)).cpu().numpy()
+        probs = decoder_shares_unseen(probs, clf.classes, prep.unseen, a_hat, prep.att,
+                                      p_tta["decoder_temperature"])
+        unseen_cols = np.flatnonzero(np.isin(clf.classes, prep.unseen))
+        to_unseen = np.isin(pos, unseen_cols)  # the classifier's seen / unseen decision stands
+        pos[to_unseen] = unseen_cols[probs[to_unseen][:, unseen_cols].argmax(1)]
     return clf.classes[pos], probs[np.arange(len(pos)), pos]
 
 
@@ -108,7 +133,7 @@ def run_difftta(synth: Synthesizer, prep, p_tta: dict, p_synth: dict, p_clf: dic
     curve, rounds = Curve(), []
     pred = conf = kept = None
     for k in range(p_tta["rounds"] if adapt else 1):
-        pred, conf = pseudo_label(synth, prep, x_test, p_synth, p_clf, device)
+        pred, conf = pseudo_label(synth, prep, x_test, p_tta, p_synth, p_clf, device)
         kept = select_confident(pred, conf, p_tta["keep_fraction"], p_tta["min_confidence"])
         if not adapt:
             break
