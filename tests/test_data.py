@@ -182,12 +182,12 @@ def test_validation_classes_named_in_params_replace_the_datasets_own(xlsa17_dir)
         prepare_split(fs, 1.0, seed=0, protocol="validation", val_classes=",".join(name(c) for c in seen))
 
 
-def test_unlearnable_attributes_are_those_every_training_class_lacks():
-    att = np.array([[1.0, 0.0, 0.5],
-                    [0.5, 0.0, 0.0],
-                    [0.2, 0.7, 0.0],    # has attribute 1, which no training class (0, 1) has
-                    [0.3, 0.0, 0.9]])
-    assert unlearnable_attributes(att, [0, 1], [2, 3]) == [(2, 1)]
+def test_unlearnable_attributes_are_those_constant_across_the_training_classes():
+    att = np.array([[1.0, 0.0, 0.5, 0.4],
+                    [0.5, 0.0, 0.0, 0.4],
+                    [0.2, 0.7, 0.0, 0.0],    # has attribute 1, which no training class (0, 1) has
+                    [0.3, 0.0, 0.9, 0.1]])   # attribute 3 is 0.4 in both training classes
+    assert unlearnable_attributes(att, [0, 1], [2, 3]) == [(2, 1), (3, 3)]
     assert unlearnable_attributes(att, [0, 2], [1, 3]) == []
 
 

@@ -57,8 +57,8 @@ class FeatureSet:
         if is_val.all():
             raise DataError(f"data.val_classes {classes!r}: at least one seen class must stay a training class")
         for c, j in unlearnable_attributes(self.att, np.unique(y[~is_val]), val_classes):
-            log.warning("validation protocol: held-out class %r has attribute column %d, which is 0 in every "
-                        "remaining training class; nothing can learn it (choose other data.val_classes)",
+            log.warning("validation protocol: held-out class %r has attribute column %d, which takes one value "
+                        "in every remaining training class; nothing can learn it (choose other data.val_classes)",
                         str(self.class_names[c]), j)
         rng = np.random.default_rng(seed)
         train, held = [], []
@@ -125,12 +125,13 @@ class FeatureSet:
 
 
 def unlearnable_attributes(att: np.ndarray, train_classes, held_out) -> list[tuple[int, int]]:
-    """(class, attribute column) pairs where a held-out class has an attribute (> 0) that every
-    training class lacks (= 0): a model fitted on the training classes has no example of its
-    effect. A split that should measure transfer, test or validation, must have none."""
+    """(class, attribute column) pairs where a held-out class has an attribute (> 0) that takes one
+    single value across the training classes (typically 0: none of them has it): a model fitted on
+    the training classes has no example of its effect. A split that should measure transfer, test or
+    validation, must have none."""
     train = att[np.asarray(train_classes)]
-    absent = np.flatnonzero((train == 0).all(axis=0))
-    return [(int(c), int(j)) for c in np.asarray(held_out) for j in absent if att[c, j] > 0]
+    constant = np.flatnonzero((train == train[:1]).all(axis=0))
+    return [(int(c), int(j)) for c in np.asarray(held_out) for j in constant if att[c, j] > 0]
 
 
 # ---------------------------------------------------------------------------------------------

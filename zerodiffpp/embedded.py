@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from zerodiffpp.data import DataError, FeatureSet
+from zerodiffpp.data import DataError, FeatureSet, unlearnable_attributes
 
 log = logging.getLogger(__name__)
 
@@ -75,12 +75,11 @@ def load_attributes(path: Path = ATTRIBUTES_CSV) -> tuple[np.ndarray, list[str]]
 
 
 def ungraded_attributes(held_out, training, path: Path = ATTRIBUTES_CSV) -> list[tuple[str, str]]:
-    """(class, attribute) pairs where a held-out class has an attribute (> 0) that takes a single value
-    across the training classes: its effect cannot be learned from them. Empty for a good split."""
+    """`data.unlearnable_attributes` on the raw table, by name: (class, attribute) pairs whose effect
+    cannot be learned from the training classes. Empty for a good split."""
     values, names = load_attributes(path)
-    rows = [CLASS_NAMES.index(c) for c in training]
-    return [(c, names[j]) for c in held_out for j in np.flatnonzero(values[CLASS_NAMES.index(c)] > 0)
-            if len(np.unique(values[rows, j])) == 1]
+    ids = lambda classes: [CLASS_NAMES.index(c) for c in classes]
+    return [(CLASS_NAMES[c], names[j]) for c, j in unlearnable_attributes(values, ids(training), ids(held_out))]
 
 
 def seen_names() -> list[str]:
