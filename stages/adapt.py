@@ -10,17 +10,16 @@ from zerodiffpp.params import load_stage_params
 from zerodiffpp.runtime import log, setup
 from zerodiffpp.tta import run_difftta
 
+SEED_OFFSET = 3
 
-def main():
-    p = load_stage_params("adapt")
-    device = setup(p["train"], seed_offset=3)
-    prep = Prepared.load(paths.PREPARED)
-    synth = Synthesizer(load_torch(paths.GENERATOR, device), load_torch(paths.DRG, device), prep.att, device)
+
+def run(p, prep: Prepared, gen_ckpt: dict, drg_ckpt: dict, device):
+    """-> (adapted generator checkpoint, pseudo-label arrays, adaptation curve)."""
+    synth = Synthesizer(gen_ckpt, drg_ckpt, prep.att, device)
     tta_on = methods.uses_tta(p["method"], p["tta"]["enabled"])
-    need_labels = tta_on or methods.uses_diffgen(p["method"], p["diffgen"]["enabled"])
     pseudo, rows = {"pred": np.zeros(0, np.int64), "conf": np.zeros(0, np.float32), "kept": np.zeros(0, np.int64),
                     "rec_before": np.zeros(0), "rec_after": np.zeros(0)}, []
-    if need_labels:
+    if tta_on or methods.uses_diffgen(p["method"], p["diffgen"]["enabled"]):
         pred, conf, kept, rounds, rows = run_difftta(synth, prep, p["tta"], p["synth"], p["classifier"], device,
                                                      adapt=tta_on)
         pseudo = {"pred": pred, "conf": conf.astype(np.float32), "kept": kept,
@@ -29,7 +28,15 @@ def main():
         log.info("adapt: kept %d of %d pseudo-labelled test features", len(kept), len(pred))
     else:
         log.info("adapt: method %s with tta.enabled=%s: generator passed through", p["method"], p["tta"]["enabled"])
-    save_torch(paths.ADAPTED_GENERATOR, synth.checkpoint())
+    return synth.checkpoint(), pseudo, rows
+
+
+def main():
+    p = load_stage_params("adapt")
+    device = setup(p["train"], SEED_OFFSET)
+    adapted, pseudo, rows = run(p, Prepared.load(paths.PREPARED), load_torch(paths.GENERATOR, device),
+                                load_torch(paths.DRG, device), device)
+    save_torch(paths.ADAPTED_GENERATOR, adapted)
     save_npz(paths.PSEUDO_LABELS, **pseudo)
     save_csv(paths.ADAPT_CURVE, rows or [{"step": 0, "reconstruction": float("nan"), "anchor": float("nan")}])
 

@@ -8,13 +8,13 @@ from zerodiffpp.io import load_npz, load_torch, save_csv, save_npz, save_torch
 from zerodiffpp.params import load_stage_params
 from zerodiffpp.runtime import log, setup
 
+SEED_OFFSET = 5
 
-def main():
-    p = load_stage_params("classify")
-    device = setup(p["train"], seed_offset=5)
+
+def run(p, prep: Prepared, syn: dict, adapted_ckpt: dict, device):
+    """-> (classifier states, test predictions, loss curve)."""
     c = p["classifier"]
-    prep, syn = Prepared.load(paths.PREPARED), load_npz(paths.SYNTHETIC)
-    view = InputView.from_generator(c["features"], load_torch(paths.ADAPTED_GENERATOR, device), device)
+    view = InputView.from_generator(c["features"], adapted_ckpt, device)
     log.info("classify: classifiers read view %s", view.name)
     gzsl = train_softmax(view(np.concatenate([prep.x_train, syn["x"]])), np.concatenate([prep.y_train, syn["y"]]),
                          np.arange(prep.n_classes), c["epochs"], c["batch_size"], c["lr"], device,
@@ -23,13 +23,22 @@ def main():
     zsl = train_softmax(view(syn["x"][unseen_rows]), syn["y"][unseen_rows], prep.unseen, c["epochs"],
                         c["batch_size"], c["lr"], device, desc="classify: ZSL classifier")
     x_seen, x_unseen = view(prep.x_test_seen), view(prep.x_test_unseen)
-    save_torch(paths.CLASSIFIERS, {"gzsl": gzsl.state(), "zsl": zsl.state(), "view": view.name})
     gamma = c["calibration"]
-    save_npz(paths.PREDICTIONS, gzsl_test_seen=gzsl.predict(x_seen, device, prep.seen, gamma),
-             gzsl_test_unseen=gzsl.predict(x_unseen, device, prep.seen, gamma),
-             zsl_test_unseen=zsl.predict(x_unseen, device))
-    save_csv(paths.CLASSIFY_CURVE, [{"step": a["step"], "gzsl_loss": a["loss"], "zsl_loss": b["loss"]}
-                                    for a, b in zip(gzsl.curve, zsl.curve)])
+    preds = dict(gzsl_test_seen=gzsl.predict(x_seen, device, prep.seen, gamma),
+                 gzsl_test_unseen=gzsl.predict(x_unseen, device, prep.seen, gamma),
+                 zsl_test_unseen=zsl.predict(x_unseen, device))
+    curve = [{"step": a["step"], "gzsl_loss": a["loss"], "zsl_loss": b["loss"]} for a, b in zip(gzsl.curve, zsl.curve)]
+    return {"gzsl": gzsl.state(), "zsl": zsl.state(), "view": view.name}, preds, curve
+
+
+def main():
+    p = load_stage_params("classify")
+    device = setup(p["train"], SEED_OFFSET)
+    states, preds, curve = run(p, Prepared.load(paths.PREPARED), load_npz(paths.SYNTHETIC),
+                               load_torch(paths.ADAPTED_GENERATOR, device), device)
+    save_torch(paths.CLASSIFIERS, states)
+    save_npz(paths.PREDICTIONS, **preds)
+    save_csv(paths.CLASSIFY_CURVE, curve)
 
 
 if __name__ == "__main__":

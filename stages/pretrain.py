@@ -7,11 +7,11 @@ from zerodiffpp.params import load_stage_params
 from zerodiffpp.representation import train_drg
 from zerodiffpp.runtime import log, setup
 
+SEED_OFFSET = 1
 
-def main():
-    p = load_stage_params("pretrain")
-    device = setup(p["train"], seed_offset=1)
-    fs = FeatureSet.load(paths.FEATURES)
+
+def run(p, fs: FeatureSet, device):
+    """-> (prepared split with its r, SC encoder checkpoint, DRG checkpoint, SC curve, DRG curve)."""
     prep, _ = prepare_split(fs, p["train"]["seen_ratio"], p["train"]["seed"], p["data"]["protocol"],
                             p["data"]["val_classes"])
     log.info("pretrain: %s protocol; %d seen / %d unseen classes", p["data"]["protocol"], len(prep.seen), len(prep.unseen))
@@ -26,9 +26,16 @@ def main():
         prep.r_train, prep.r_test_seen, prep.r_test_unseen = r["train"], r["test_seen"], r["test_unseen"]
         sc_ckpt = {"external": False, "state": enc.state_dict(), "r_min": scaler.lo, "r_scale": scaler.scale}
     drg, drg_cfg, drg_rows = train_drg(prep.r_train, prep.y_train, prep.att, p["drg"], p["diffusion"], device)
+    return prep, sc_ckpt, {"config": drg_cfg, "state": drg.state_dict()}, sc_rows, drg_rows
+
+
+def main():
+    p = load_stage_params("pretrain")
+    device = setup(p["train"], SEED_OFFSET)
+    prep, sc_ckpt, drg_ckpt, sc_rows, drg_rows = run(p, FeatureSet.load(paths.FEATURES), device)
     prep.save(paths.PREPARED)
     save_torch(paths.SC_ENCODER, sc_ckpt)
-    save_torch(paths.DRG, {"config": drg_cfg, "state": drg.state_dict()})
+    save_torch(paths.DRG, drg_ckpt)
     save_csv(paths.SC_CURVE, sc_rows or [{"step": 0, "sc_loss": float("nan")}])
     save_csv(paths.DRG_CURVE, drg_rows or [{"step": 0}])
 

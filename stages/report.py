@@ -6,16 +6,22 @@ from zerodiffpp.params import load_stage_params
 from zerodiffpp.reporting import confusion_rows, curves_png, evaluate, per_class_png, per_class_rows, report_markdown
 from zerodiffpp.runtime import log, setup
 
+SEED_OFFSET = 6
 
-def main():
-    p = load_stage_params("report")
-    device = setup(p["train"], seed_offset=6)
-    prep = Prepared.load(paths.PREPARED)
-    syn, preds, pseudo = load_npz(paths.SYNTHETIC), load_npz(paths.PREDICTIONS), load_npz(paths.PSEUDO_LABELS)
+
+def run(p, prep: Prepared, syn: dict, preds: dict, pseudo: dict, device) -> dict:
+    """-> the metrics of eval.json."""
     ctx = {"seen_ratio": p["train"]["seen_ratio"], "seed": p["train"]["seed"], **p["report"],
            "validation": p["data"]["protocol"] == "validation",
            "transductive": methods.is_transductive(p["method"], p["tta"]["enabled"], p["diffgen"]["enabled"])}
-    m = evaluate(prep, syn, preds, pseudo, ctx, device)
+    return evaluate(prep, syn, preds, pseudo, ctx, device)
+
+
+def main():
+    p = load_stage_params("report")
+    device = setup(p["train"], SEED_OFFSET)
+    prep, preds = Prepared.load(paths.PREPARED), load_npz(paths.PREDICTIONS)
+    m = run(p, prep, load_npz(paths.SYNTHETIC), preds, load_npz(paths.PSEUDO_LABELS), device)
     rows = per_class_rows(prep, preds)
     save_json(paths.EVAL_METRICS, m)
     save_text(paths.REPORT_MD, report_markdown(m, p))

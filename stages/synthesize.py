@@ -9,18 +9,16 @@ from zerodiffpp.io import load_npz, load_torch, save_npz
 from zerodiffpp.params import load_stage_params
 from zerodiffpp.runtime import log, setup
 
+SEED_OFFSET = 4
 KIND_FULL, KIND_PARTIAL = 0, 1
 
 
-def main():
-    p = load_stage_params("synthesize")
-    device = setup(p["train"], seed_offset=4)
-    prep = Prepared.load(paths.PREPARED)
-    synth = Synthesizer(load_torch(paths.ADAPTED_GENERATOR, device), load_torch(paths.DRG, device), prep.att, device)
+def run(p, prep: Prepared, adapted_ckpt: dict, drg_ckpt: dict, pseudo: dict, device) -> dict:
+    """-> the synthetic set: x, y, kind (full or partial), and generated seen features (diagnostic)."""
+    synth = Synthesizer(adapted_ckpt, drg_ckpt, prep.att, device)
     x, y = synth.full(prep.unseen, p["synth"]["unseen_per_class"], p["synth"]["sampler"])
     kind = np.full(len(y), KIND_FULL)
     if methods.uses_diffgen(p["method"], p["diffgen"]["enabled"]):
-        pseudo = load_npz(paths.PSEUDO_LABELS)
         x_test, r_test = prep.test_features()
         g = p["diffgen"]
         x_p, y_p, _ = diffgen_set(synth, x_test, r_test, pseudo["pred"], pseudo["conf"], pseudo["kept"],
@@ -30,8 +28,16 @@ def main():
         kind = np.concatenate([kind, np.full(len(y_p), KIND_PARTIAL)])
         log.info("synthesize: %d partially synthesised features from step k=%d", len(y_p), g["start_step"])
     x_seen, y_seen = synth.full(prep.seen, p["synth"]["seen_per_class"], p["synth"]["sampler"])
-    save_npz(paths.SYNTHETIC, x=x, y=y, kind=kind, x_seen_diag=x_seen, y_seen_diag=y_seen)
     log.info("synthesize: %d synthetic features (%d fully generated)", len(y), int((kind == KIND_FULL).sum()))
+    return dict(x=x, y=y, kind=kind, x_seen_diag=x_seen, y_seen_diag=y_seen)
+
+
+def main():
+    p = load_stage_params("synthesize")
+    device = setup(p["train"], SEED_OFFSET)
+    syn = run(p, Prepared.load(paths.PREPARED), load_torch(paths.ADAPTED_GENERATOR, device),
+              load_torch(paths.DRG, device), load_npz(paths.PSEUDO_LABELS), device)
+    save_npz(paths.SYNTHETIC, **syn)
 
 
 if __name__ == "__main__":

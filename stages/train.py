@@ -7,18 +7,23 @@ from zerodiffpp.params import load_stage_params
 from zerodiffpp.runtime import log, setup
 from zerodiffpp.zerodiff import ZeroDiffTrainer
 
+SEED_OFFSET = 2
+
+
+def run(p, prep: Prepared, device):
+    """-> (generator checkpoint, training curve)."""
+    if p["method"] == "fclswgan":
+        return train_fclswgan(prep.x_train, prep.y_train, prep.att, prep.seen, p["fclswgan"], device)
+    trainer = ZeroDiffTrainer(prep.x_train, prep.r_train, prep.y_train, prep.att, p["gen"], p["diffusion"], device)
+    log.info("train: critics %s", sorted(trainer.critics))
+    rows = trainer.train(p["gen"]["epochs"])
+    return trainer.checkpoint(), rows
+
 
 def main():
     p = load_stage_params("train")
-    device = setup(p["train"], seed_offset=2)
-    prep = Prepared.load(paths.PREPARED)
-    if p["method"] == "fclswgan":
-        ckpt, rows = train_fclswgan(prep.x_train, prep.y_train, prep.att, prep.seen, p["fclswgan"], device)
-    else:
-        trainer = ZeroDiffTrainer(prep.x_train, prep.r_train, prep.y_train, prep.att, p["gen"], p["diffusion"], device)
-        log.info("train: critics %s", sorted(trainer.critics))
-        rows = trainer.train(p["gen"]["epochs"])
-        ckpt = trainer.checkpoint()
+    device = setup(p["train"], SEED_OFFSET)
+    ckpt, rows = run(p, Prepared.load(paths.PREPARED), device)
     save_torch(paths.GENERATOR, ckpt)
     save_csv(paths.TRAIN_CURVE, rows or [{"step": 0}])
 

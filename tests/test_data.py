@@ -6,7 +6,7 @@ from scipy.io import loadmat, savemat
 
 from tests.conftest import SHARED_XLSA17, make_xlsa17
 from zerodiffpp.data import (DataError, FeatureSet, MinMax, load_xlsa17, prepare_split, subsample_per_class,
-                             unlearnable_attributes)
+                             unlearnable_attributes, without_constant_columns)
 
 
 def test_loader_reads_xlsa17_conventions(xlsa17_dir):
@@ -191,15 +191,27 @@ def test_unlearnable_attributes_are_those_constant_across_the_training_classes()
     assert unlearnable_attributes(att, [0, 2], [1, 3]) == []
 
 
-def test_validation_fold_that_hides_an_attribute_is_reported(caplog):
+def test_constant_attribute_columns_are_removed_and_rows_renormalised():
+    att = np.array([[0.6, 0.0, 0.8], [0.8, 0.0, 0.6], [0.0, 0.6, 0.8]], np.float32)
+    out, removed = without_constant_columns(att, [0, 1])  # column 1 is 0 in both training classes
+    assert removed.tolist() == [1]
+    np.testing.assert_allclose(out, [[0.6, 0.0, 0.8], [0.8, 0.0, 0.6], [0.0, 0.0, 1.0]], atol=1e-7)
+    same, none = without_constant_columns(att[:, :2], [0, 2])
+    assert none.size == 0 and same is not None and np.array_equal(same, att[:, :2])
+
+
+def test_validation_fold_removes_what_its_training_classes_cannot_vary(caplog):
     labels = np.repeat(np.arange(4), 5)
-    att = np.array([[1.0, 0.0], [0.8, 0.0], [0.5, 0.5], [0.6, 0.0]], np.float32)
+    att = np.array([[1.0, 0.0, 0.2], [0.8, 0.0, 0.4], [0.5, 0.5, 0.5], [0.6, 0.0, 0.6]], np.float32)
     fs = FeatureSet(x=np.random.default_rng(0).random((20, 3), dtype=np.float32), labels=labels, att=att,
                     class_names=np.array(["a", "b", "c", "d"]), trainval=np.arange(15), test_seen=np.arange(15),
                     test_unseen=np.arange(15, 20))
-    with caplog.at_level(logging.WARNING, logger="zerodiffpp.data"):
-        fs.validation_view(0, classes="b")
-    assert not caplog.records
-    with caplog.at_level(logging.WARNING, logger="zerodiffpp.data"):
-        fs.validation_view(0, classes="c")
-    assert "held-out class 'c' has attribute column 1" in caplog.text
+    with caplog.at_level(logging.INFO, logger="zerodiffpp.data"):
+        kept = fs.validation_view(0, classes="b")  # training classes a, c: column 1 varies
+    assert not caplog.records and np.array_equal(kept.att, att)
+    with caplog.at_level(logging.INFO, logger="zerodiffpp.data"):
+        view = fs.validation_view(0, classes="c")  # only c has column 1
+    assert "attribute columns [1]" in caplog.text
+    np.testing.assert_allclose(view.att[:, 1], 0.0)
+    np.testing.assert_allclose(view.att[2], [2 ** -0.5, 0.0, 2 ** -0.5], atol=1e-6)
+    np.testing.assert_array_equal(fs.att, att)  # the full dataset is left as it was

@@ -155,3 +155,26 @@ def test_sweep_script_on_a_tiny_grid(repo):
     summary = (work / "results" / "t" / "summary.md").read_text()
     assert "| zerodiffpp | 0.5 | 1 |" in summary and "| zerodiffpp | 1.0 | 1 |" in summary
     assert (work / "results" / "t" / "sweep.png").stat().st_size > 0
+
+
+def test_fold_study_runs_the_pipelines_code(repo):
+    """The in-process fold study reproduces `dvc exp run` under the validation protocol exactly, and
+    its variants share the fold's generators (a post-training change reruns adapt onwards only)."""
+    work, env, _ = repo
+    _run([sys.executable, "-m", "dvc", "exp", "run", "--temp", "-n", "val-1thread", "-S", "data.protocol=validation",
+          "-S", "train.threads=1"], work, env)
+    shown = json.loads(_run([sys.executable, "-m", "dvc", "exp", "show", "--json"], work, env).stdout)
+    dvc_metrics = next(e for e in _experiments(shown) if e["name"] == "val-1thread")["data"]["metrics"]
+    dvc_metrics = dvc_metrics["metrics/eval.json"]["data"]
+    out = _run([sys.executable, "-m", "scripts.fold_study", "--folds", "own", "--variant", "dec",
+                "tta.unseen_labels=decoder", "--variant", "ind", "tta.enabled=false", "diffgen.enabled=false",
+                "--out", "results/fs"], work, env).stdout
+    rows = [json.loads(line) for line in (work / "results" / "fs" / "runs.jsonl").read_text().splitlines()]
+    assert [r["variant"] for r in rows] == ["base", "dec", "ind"] and {r["fold"] for r in rows} == {"own"}
+    base = rows[0]
+    assert base["T1"] == dvc_metrics["zsl"]["T1"] and base["H"] == dvc_metrics["gzsl"]["H"]
+    assert rows[2]["pseudo_label_acc"] is None and rows[1]["pseudo_label_acc"] is not None
+    assert "| dec |" in out and "| base |" in out
+    bad = _run([sys.executable, "-m", "scripts.fold_study", "--variant", "x", "tta.no_such_key=1"], work, env,
+               check=False)
+    assert bad.returncode != 0 and "tta.no_such_key=1" in bad.stderr

@@ -77,7 +77,7 @@ def test_decoder_shares_the_unseen_mass_by_attribute_similarity():
 
 def test_decoder_unseen_labels_change_only_unseen_pseudo_labels(trained):
     prep = trained[0]
-    _, pred_c, _, _, _ = _run_tta(trained, prep, rounds=1)
+    _, pred_c, _, _, _ = _run_tta(trained, prep, rounds=1, unseen_labels="classifier")
     _, pred_d, conf_d, kept_d, rounds = _run_tta(trained, prep, rounds=1, unseen_labels="decoder")
     assert len(kept_d) > 0 and rounds[0]["rec_after"] < rounds[0]["rec_before"]
     assert ((conf_d > 0) & (conf_d <= 1)).all()

@@ -47,7 +47,8 @@ class FeatureSet:
         The validation classes play the unseen classes: `classes` (data.val_classes, comma-separated
         seen class names) or, when empty, the dataset's own (`val_classes`). The other seen classes
         keep (1 - fraction) of their training images for training and the rest as test-seen. The
-        real test splits are not used."""
+        real test splits are not used. Attribute columns that take one value in every training
+        class of the fold are removed (`without_constant_columns`)."""
         val_classes = self.named_seen_classes(classes) if classes.strip() else self.val_classes
         if val_classes.size == 0:
             raise DataError("data.protocol is 'validation' but this dataset defines no validation classes "
@@ -56,10 +57,11 @@ class FeatureSet:
         is_val = np.isin(y, val_classes)
         if is_val.all():
             raise DataError(f"data.val_classes {classes!r}: at least one seen class must stay a training class")
-        for c, j in unlearnable_attributes(self.att, np.unique(y[~is_val]), val_classes):
-            log.warning("validation protocol: held-out class %r has attribute column %d, which takes one value "
-                        "in every remaining training class; nothing can learn it (choose other data.val_classes)",
-                        str(self.class_names[c]), j)
+        train_classes = np.unique(y[~is_val])
+        att, removed = without_constant_columns(self.att, train_classes)
+        if removed.size:
+            log.info("validation protocol: attribute columns %s take one value in every training class of this "
+                     "fold (%s); removed for this fold", removed.tolist(), ", ".join(map(str, self.class_names[val_classes])))
         rng = np.random.default_rng(seed)
         train, held = [], []
         for c in np.unique(y[~is_val]):
@@ -67,7 +69,7 @@ class FeatureSet:
             n_held = int(round(held_out_fraction * len(pos)))
             held.append(pos[:n_held])
             train.append(pos[n_held:])
-        return FeatureSet(x=self.x, labels=self.labels, att=self.att, class_names=self.class_names,
+        return FeatureSet(x=self.x, labels=self.labels, att=att, class_names=self.class_names,
                           trainval=np.sort(np.concatenate(train)), test_seen=np.sort(np.concatenate(held)),
                           test_unseen=self.trainval[is_val], r=self.r)
 
@@ -122,6 +124,26 @@ class FeatureSet:
             raise DataError(f"{source}: SC features must have one row per image (N={n}), got {self.r.shape}")
         if self.r.size and not np.isfinite(self.r).all():
             raise DataError(f"{source}: SC features contain NaN or inf")
+
+
+def without_constant_columns(att: np.ndarray, train_classes) -> tuple[np.ndarray, np.ndarray]:
+    """(att with every column that takes one value across `train_classes` set to 0 and each row
+    re-normalised to unit L2 norm, the removed column indices). Such a column is a constant input to
+    everything fitted on those classes, so its value for a held-out class (typically 1 where every
+    training class has 0: only the held-out class has wings) has no learned effect and would only
+    shift the inputs arbitrarily. The validation folds remove these columns instead of being ruled
+    out; the test splits need none (`unlearnable_attributes`)."""
+    train = att[np.asarray(train_classes)]
+    removed = np.flatnonzero((train == train[:1]).all(axis=0))
+    if removed.size == 0:
+        return att, removed
+    if removed.size == att.shape[1]:
+        raise DataError(f"validation protocol: the training classes {np.asarray(train_classes).tolist()} share one "
+                        f"attribute vector; nothing can be learned from them (choose other data.val_classes)")
+    out = att.copy()
+    out[:, removed] = 0
+    norms = np.linalg.norm(out, axis=1, keepdims=True)
+    return (out / np.where(norms > 0, norms, 1)).astype(att.dtype), removed
 
 
 def unlearnable_attributes(att: np.ndarray, train_classes, held_out) -> list[tuple[int, int]]:

@@ -28,12 +28,10 @@ CLASS_NAMES = ["bear", "bird", "cat", "cow", "dog", "elephant", "giraffe", "hors
 # Every attribute that sets an unseen class apart (long neck, woolly outline, bulk) is graded
 # across the seen classes, so a generator can learn it from them.
 UNSEEN = ["bear", "giraffe", "sheep"]
-# The validation protocol (data.protocol: validation) holds these seen classes out as pseudo-unseen.
-# The same rule as for UNSEEN must hold (`ungraded_attributes`), which leaves two 2-class folds of the
-# seven seen classes: (cat, horse) and (dog, horse). Bird, elephant and zebra alone have wings, a
-# trunk and stripes, cow alone horns, and cat and dog are the only seen classes with paws.
+# `data.protocol: validation` on its own holds these two seen classes out as pseudo-unseen (a quick
+# single fold). Settings are compared with `python -m scripts.fold_study` over every 3-class subset of
+# the seen classes instead, the test split's shape (README, "How the defaults were chosen").
 VALIDATION = ["cat", "horse"]
-VALIDATION_FOLDS = [("cat", "horse"), ("dog", "horse")]
 ATTRIBUTES_CSV = Path(__file__).parent / "assets" / "animal_attributes.csv"
 
 
@@ -176,11 +174,10 @@ def load_embedded(image_size: int, batch_size: int, test_fraction: float, split_
         keep = np.concatenate([np.flatnonzero(labels == c)[:limit] for c in range(len(CLASS_NAMES))])
         images, labels = images[keep], labels[keep]
     attributes, _ = load_attributes()
-    for held_out in (UNSEEN, VALIDATION):
-        bad = ungraded_attributes(held_out, [c for c in seen_names() if c not in held_out])
-        if bad:
-            raise DataError(f"{ATTRIBUTES_CSV}: (class, attribute) {bad} cannot be learned from the training "
-                            f"classes of the split that holds out {held_out}: grade them across those classes")
+    bad = ungraded_attributes(UNSEEN, seen_names())
+    if bad:
+        raise DataError(f"{ATTRIBUTES_CSV}: (class, attribute) {bad} cannot be learned from the seen classes: "
+                        f"grade them across the seen classes")
     att = attributes / np.linalg.norm(attributes, axis=1, keepdims=True)  # L2 per class, as xlsa17 'att'
     log.info("embedded dataset: %d images, %d classes, %d attributes", len(images), len(CLASS_NAMES), att.shape[1])
     x = extract_features(images, image_size, batch_size)

@@ -1,0 +1,188 @@
+"""Compare settings on many validation folds, paired: per fold, train the generators once and run every
+variant's later stages on them. The stages' own `run` functions do the work, in-process, with the
+same seeds as `dvc repro`, so a fold's base row equals `dvc exp run -S data.protocol=validation -S
+data.val_classes=<fold>` run with train.threads 1.
+
+    python -m scripts.fold_study --jobs 2                      # embedded: all 35 three-class folds
+    python -m scripts.fold_study --variant decoder tta.unseen_labels=decoder --variant cal3 classifier.calibration=0.3
+    python -m scripts.fold_study --folds cat,horse dog,horse --set gen.epochs=10 --out results/validation/x
+
+--folds takes comma-separated seen class names per fold, `subsets:K` (every K-class subset of the
+seen classes; the default, K = 3 = the embedded test split's unseen classes) or `own` (the dataset's
+own validation classes, xlsa17 val_loc). A variant is a name and KEY=VALUE changes from the base
+(params.yaml plus --set); a variant that changes a pretrain or train param gets generators of its
+own. Needs data/features/features.npz (`dvc repro extract`); reads no test image. Writes
+<out>/runs.jsonl (one row per fold, seed and variant) and <out>/summary.md (means over folds and
+each variant against the base: mean differences and folds won)."""
+import argparse
+import copy
+import itertools
+import json
+import logging
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+# Stage progress bars from parallel folds would interleave; the study logs one line per fold instead.
+# tqdm reads this when it is first imported, hence before the imports below.
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+import numpy as np  # noqa: E402
+import yaml  # noqa: E402
+
+from stages import adapt, classify, pretrain, report, synthesize, train  # noqa: E402
+from zerodiffpp import paths  # noqa: E402
+from zerodiffpp.data import FeatureSet  # noqa: E402
+from zerodiffpp.io import save_text  # noqa: E402
+from zerodiffpp.params import ParamsError, declared_keys, load_params, validate  # noqa: E402
+from zerodiffpp.runtime import setup  # noqa: E402
+
+BASE = "base"
+MAX_FOLDS = 100
+METRICS = ("T1", "U", "S", "H")
+
+
+def set_param(p: dict, assignment: str) -> None:
+    key, sep, value = assignment.partition("=")
+    node = p
+    for part in key.split(".")[:-1]:
+        node = node.get(part) if isinstance(node, dict) else None
+        if node is None:
+            break
+    if not sep or not isinstance(node, dict) or key.split(".")[-1] not in node:
+        raise ParamsError(f"--set/--variant {assignment!r}: expected KEY=VALUE with a params.yaml key")
+    node[key.split(".")[-1]] = yaml.safe_load(value)
+
+
+def fold_list(spec: list[str], fs: FeatureSet) -> list[str]:
+    names = [str(n) for n in fs.class_names[fs.seen_classes]]
+    folds = []
+    for item in spec:
+        if item == "own":
+            folds.append("")
+        elif item.startswith("subsets:"):
+            k = int(item.split(":", 1)[1])
+            if not 0 < k < len(names):
+                raise SystemExit(f"--folds {item}: K must lie in [1, {len(names) - 1}] ({len(names)} seen classes)")
+            folds += [",".join(c) for c in itertools.combinations(names, k)]
+        else:
+            folds.append(item)
+    if len(folds) > MAX_FOLDS:
+        raise SystemExit(f"--folds gives {len(folds)} folds (more than {MAX_FOLDS}); name folds or use `own`")
+    return folds
+
+
+def training_signature(p: dict, keys: list[str]) -> str:
+    """The values of every param that pretrain or train declares: variants that agree share generators."""
+    def get(key):
+        node = p
+        for part in key.split("."):
+            node = node[part]
+        return node
+    return json.dumps({k: get(k) for k in keys}, sort_keys=True)
+
+
+_FEATURES: dict[str, FeatureSet] = {}
+
+
+def run_fold(job: tuple) -> list[dict]:
+    """Every variant on one (fold, seed): pretrain and train once per training signature."""
+    features, fold, seed, variants, keys = job
+    if features not in _FEATURES:
+        _FEATURES[features] = FeatureSet.load(features)
+    fs, trained, rows = _FEATURES[features], {}, []
+    for name, changes, p in variants:
+        p = copy.deepcopy(p)
+        p["data"].update(protocol="validation", val_classes=fold)
+        p["train"].update(seed=seed, threads=1)
+        start = time.time()
+        sig = training_signature(p, keys)
+        if sig not in trained:
+            device = setup(p["train"], pretrain.SEED_OFFSET)
+            prep, _, drg_ckpt, _, _ = pretrain.run(p, fs, device)
+            setup(p["train"], train.SEED_OFFSET)
+            trained[sig] = prep, drg_ckpt, train.run(p, prep, device)[0]
+        prep, drg_ckpt, gen_ckpt = trained[sig]
+        device = setup(p["train"], adapt.SEED_OFFSET)
+        adapted, pseudo, _ = adapt.run(p, prep, gen_ckpt, drg_ckpt, device)
+        setup(p["train"], synthesize.SEED_OFFSET)
+        syn = synthesize.run(p, prep, adapted, drg_ckpt, pseudo, device)
+        setup(p["train"], classify.SEED_OFFSET)
+        _, preds, _ = classify.run(p, prep, syn, adapted, device)
+        setup(p["train"], report.SEED_OFFSET)
+        m = report.run(p, prep, syn, preds, pseudo, device)
+        rows.append({"fold": fold or "own", "seed": seed, "variant": name, "changes": changes,
+                     "T1": m["zsl"]["T1"], **{k: m["gzsl"][k] for k in ("U", "S", "H")},
+                     "pseudo_label_acc": m.get("tta", {}).get("pseudo_label_acc_all"),
+                     "seconds": round(time.time() - start, 1)})
+    return rows
+
+
+def summarise(rows: list[dict], variants: list[str]) -> str:
+    by = {(r["fold"], r["seed"], r["variant"]): r for r in rows}
+    pairs = sorted({(r["fold"], r["seed"]) for r in rows})
+    lines = [f"{len(pairs)} fold x seed pairs; percentages; 'won' counts pairs where the variant beats {BASE}", "",
+             "| variant | T1 | U | S | H | (T1 + H) / 2 | T1 - base | H - base | T1 won | H won |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for v in variants:
+        own = [by[k + (v,)] for k in pairs]
+        base = [by[k + (BASE,)] for k in pairs]
+        mean = {m: 100 * np.mean([r[m] for r in own]) for m in METRICS}
+        d = {m: 100 * np.array([a[m] - b[m] for a, b in zip(own, base)]) for m in ("T1", "H")}
+        diff = "| - | - | - | - |" if v == BASE else \
+            f"| {d['T1'].mean():+.1f} | {d['H'].mean():+.1f} | {(d['T1'] > 0).sum()} | {(d['H'] > 0).sum()} |"
+        lines.append(f"| {v} | " + " | ".join(f"{mean[m]:.1f}" for m in METRICS) +
+                     f" | {(mean['T1'] + mean['H']) / 2:.1f} " + diff)
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--folds", nargs="+", default=["subsets:3"])
+    ap.add_argument("--seeds", default="0", help="comma list of train.seed values")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="base params override")
+    ap.add_argument("--variant", nargs="+", action="append", default=[], metavar="NAME KEY=VALUE",
+                    help="a named variant and its changes from the base (repeatable)")
+    ap.add_argument("--jobs", type=int, default=1, help="folds run in parallel, one thread each")
+    ap.add_argument("--params", default=str(paths.PARAMS))
+    ap.add_argument("--features", default=str(paths.FEATURES))
+    ap.add_argument("--out", default="results/validation/fold-study")
+    a = ap.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    base = load_params(a.params)
+    for s in a.set:
+        set_param(base, s)
+    validate(base, f"{a.params} with --set")
+    variants = [(BASE, [], base)]
+    for name, *changes in a.variant:
+        if name in {v[0] for v in variants}:
+            raise SystemExit(f"--variant {name}: the name is used twice")
+        p = copy.deepcopy(base)
+        for c in changes:
+            set_param(p, c)
+        validate(p, f"--variant {name}")
+        variants.append((name, changes, p))
+    if not Path(a.features).exists():
+        raise SystemExit(f"{a.features}: not found; run `dvc repro extract` first")
+    folds = fold_list(a.folds, FeatureSet.load(a.features))
+    keys = declared_keys("pretrain") + declared_keys("train")
+    jobs = [(a.features, f, int(s), variants, keys) for f in folds for s in a.seeds.split(",")]
+    logging.warning("fold study: %d folds x %d seeds x %d variants", len(folds), len(jobs) // len(folds), len(variants))
+    rows = []
+    with ProcessPoolExecutor(a.jobs) as pool:
+        for i, fold_rows in enumerate(pool.map(run_fold, jobs), 1):
+            rows += fold_rows
+            logging.warning("[%d/%d] %s seed %d: %s", i, len(jobs), fold_rows[0]["fold"], fold_rows[0]["seed"],
+                            "  ".join(f"{r['variant']} T1 {r['T1']:.3f} H {r['H']:.3f}" for r in fold_rows))
+    out = Path(a.out)
+    save_text(out / "runs.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    summary = summarise(rows, [v[0] for v in variants])
+    save_text(out / "summary.md", summary)
+    print(summary)
+    return rows
+
+
+if __name__ == "__main__":
+    main()
