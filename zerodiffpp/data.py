@@ -149,8 +149,8 @@ def without_constant_columns(att: np.ndarray, train_classes) -> tuple[np.ndarray
 def unlearnable_attributes(att: np.ndarray, train_classes, held_out) -> list[tuple[int, int]]:
     """(class, attribute column) pairs where a held-out class has an attribute (> 0) that takes one
     single value across the training classes (typically 0: none of them has it): a model fitted on
-    the training classes has no example of its effect. A split that should measure transfer, test or
-    validation, must have none."""
+    the training classes has no example of its effect. The embedded test split must have none
+    (`extract` checks it); validation folds remove such columns instead (`without_constant_columns`)."""
     train = att[np.asarray(train_classes)]
     constant = np.flatnonzero((train == train[:1]).all(axis=0))
     return [(int(c), int(j)) for c in np.asarray(held_out) for j in constant if att[c, j] > 0]
