@@ -137,6 +137,24 @@ def summarise(rows: list[dict], variants: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def build_variants(params_path: str, base_sets: list[str], variant_args: list[list[str]]) -> list[tuple]:
+    """[(name, changes, params)] with the base first; every params dict validated like params.yaml."""
+    base = load_params(params_path)
+    for s in base_sets:
+        set_param(base, s)
+    validate(base, f"{params_path} with --set")
+    variants = [(BASE, [], base)]
+    for name, *changes in variant_args:
+        if name in {v[0] for v in variants}:
+            raise ParamsError(f"--variant {name}: the name is used twice")
+        p = copy.deepcopy(base)
+        for c in changes:
+            set_param(p, c)
+        validate(p, f"--variant {name}")
+        variants.append((name, changes, p))
+    return variants
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -151,19 +169,10 @@ def main(argv=None):
     ap.add_argument("--out", default="results/validation/fold-study")
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    base = load_params(a.params)
-    for s in a.set:
-        set_param(base, s)
-    validate(base, f"{a.params} with --set")
-    variants = [(BASE, [], base)]
-    for name, *changes in a.variant:
-        if name in {v[0] for v in variants}:
-            raise SystemExit(f"--variant {name}: the name is used twice")
-        p = copy.deepcopy(base)
-        for c in changes:
-            set_param(p, c)
-        validate(p, f"--variant {name}")
-        variants.append((name, changes, p))
+    try:
+        variants = build_variants(a.params, a.set, a.variant)
+    except ParamsError as e:  # before any work: name the flag and key
+        raise SystemExit(f"fold_study: {e}") from None
     if not Path(a.features).exists():
         raise SystemExit(f"{a.features}: not found; run `dvc repro extract` first")
     folds = fold_list(a.folds, FeatureSet.load(a.features))

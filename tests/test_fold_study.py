@@ -1,0 +1,60 @@
+"""scripts/fold_study.py: fold lists, variant parsing and the paired summary, on hand-made inputs.
+(The end-to-end check that its rows equal `dvc exp run` is in tests/test_pipeline.py.)"""
+import numpy as np
+import pytest
+
+from scripts import fold_study
+from zerodiffpp.data import FeatureSet
+from zerodiffpp.params import ParamsError
+
+
+def _dataset(n_seen: int) -> FeatureSet:
+    labels = np.repeat(np.arange(n_seen + 1), 2)
+    names = np.array([f"c{i}" for i in range(n_seen + 1)])
+    seen_rows = np.flatnonzero(labels < n_seen)
+    return FeatureSet(x=np.zeros((len(labels), 2), np.float32), labels=labels,
+                      att=np.eye(n_seen + 1, dtype=np.float32), class_names=names, trainval=seen_rows,
+                      test_seen=seen_rows, test_unseen=np.flatnonzero(labels == n_seen))
+
+
+def test_fold_lists():
+    fs = _dataset(7)
+    folds = fold_study.fold_list(["subsets:3"], fs)
+    assert len(folds) == 35 and folds[0] == "c0,c1,c2" and len(set(folds)) == 35
+    assert fold_study.fold_list(["own", "c1,c4"], fs) == ["", "c1,c4"]
+    with pytest.raises(SystemExit, match="K must lie in"):
+        fold_study.fold_list(["subsets:7"], fs)
+    with pytest.raises(SystemExit, match="more than 100"):
+        fold_study.fold_list(["subsets:3"], _dataset(12))  # 220 folds
+
+
+def test_variants_are_validated_params():
+    variants = fold_study.build_variants("params.yaml", ["gen.epochs=3"],
+                                         [["dec", "tta.unseen_labels=classifier", "tta.rounds=2"]])
+    (base_name, _, base), (name, changes, p) = variants
+    assert base_name == "base" and name == "dec" and changes == ["tta.unseen_labels=classifier", "tta.rounds=2"]
+    assert base["gen"]["epochs"] == 3 and p["gen"]["epochs"] == 3
+    assert p["tta"]["rounds"] == 2 and base["tta"]["rounds"] != 2
+    with pytest.raises(ParamsError, match="tta.rounds: expected a value"):
+        fold_study.build_variants("params.yaml", [], [["bad", "tta.rounds=0"]])
+    with pytest.raises(ParamsError, match="expected KEY=VALUE"):
+        fold_study.build_variants("params.yaml", ["tta.rounds"], [])
+
+
+def test_training_signature_separates_only_training_params():
+    keys = ["gen", "train.seed"]
+    p = {"gen": {"epochs": 20}, "train": {"seed": 0}, "tta": {"rounds": 1}}
+    q = {"gen": {"epochs": 20}, "train": {"seed": 0}, "tta": {"rounds": 2}}
+    r = {"gen": {"epochs": 10}, "train": {"seed": 0}, "tta": {"rounds": 1}}
+    assert fold_study.training_signature(p, keys) == fold_study.training_signature(q, keys)
+    assert fold_study.training_signature(p, keys) != fold_study.training_signature(r, keys)
+
+
+def test_summary_pairs_each_variant_with_the_base():
+    rows = [{"fold": f, "seed": 0, "variant": v, "T1": t, "U": 0.5, "S": 0.5, "H": h}
+            for f, v, t, h in [("a", "base", 0.4, 0.5), ("a", "x", 0.6, 0.4),
+                               ("b", "base", 0.5, 0.5), ("b", "x", 0.5, 0.7)]]
+    table = fold_study.summarise(rows, ["base", "x"])
+    # x: mean T1 55.0, mean H 55.0; T1 +10.0, higher on fold a only (a tie is no win); H +5.0, won on b
+    assert "| x | 55.0 | 50.0 | 50.0 | 55.0 | 55.0 | +10.0 | +5.0 | 1 | 1 |" in table
+    assert table.startswith("2 fold x seed pairs")
