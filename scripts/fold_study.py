@@ -33,9 +33,9 @@ import yaml  # noqa: E402
 
 from stages import adapt, classify, pretrain, report, synthesize, train  # noqa: E402
 from zerodiffpp import paths  # noqa: E402
-from zerodiffpp.data import FeatureSet  # noqa: E402
+from zerodiffpp.data import DataError, FeatureSet  # noqa: E402
 from zerodiffpp.io import save_text  # noqa: E402
-from zerodiffpp.params import ParamsError, declared_keys, load_params, validate  # noqa: E402
+from zerodiffpp.params import ParamsError, declared_keys, load_params, lookup, validate  # noqa: E402
 from zerodiffpp.runtime import setup  # noqa: E402
 
 BASE = "base"
@@ -45,14 +45,15 @@ METRICS = ("T1", "U", "S", "H")
 
 def set_param(p: dict, assignment: str) -> None:
     key, sep, value = assignment.partition("=")
-    node = p
-    for part in key.split(".")[:-1]:
-        node = node.get(part) if isinstance(node, dict) else None
-        if node is None:
-            break
-    if not sep or not isinstance(node, dict) or key.split(".")[-1] not in node:
+    parent, _, leaf = key.rpartition(".")
+    try:
+        node = lookup(p, parent) if parent else p
+        lookup(node, leaf)
+    except KeyError:
+        node = None
+    if not sep or not isinstance(node, dict):
         raise ParamsError(f"--set/--variant {assignment!r}: expected KEY=VALUE with a params.yaml key")
-    node[key.split(".")[-1]] = yaml.safe_load(value)
+    node[leaf] = yaml.safe_load(value)
 
 
 def fold_list(spec: list[str], fs: FeatureSet) -> list[str]:
@@ -67,6 +68,7 @@ def fold_list(spec: list[str], fs: FeatureSet) -> list[str]:
                 raise SystemExit(f"--folds {item}: K must lie in [1, {len(names) - 1}] ({len(names)} seen classes)")
             folds += [",".join(c) for c in itertools.combinations(names, k)]
         else:
+            fs.named_seen_classes(item)  # an unknown or unseen class name fails here, before any training
             folds.append(item)
     if len(folds) > MAX_FOLDS:
         raise SystemExit(f"--folds gives {len(folds)} folds (more than {MAX_FOLDS}); name folds or use `own`")
@@ -75,12 +77,7 @@ def fold_list(spec: list[str], fs: FeatureSet) -> list[str]:
 
 def training_signature(p: dict, keys: list[str]) -> str:
     """The values of every param that pretrain or train declares: variants that agree share generators."""
-    def get(key):
-        node = p
-        for part in key.split("."):
-            node = node[part]
-        return node
-    return json.dumps({k: get(k) for k in keys}, sort_keys=True)
+    return json.dumps({k: lookup(p, k) for k in keys}, sort_keys=True)
 
 
 _FEATURES: dict[str, FeatureSet] = {}
@@ -175,7 +172,10 @@ def main(argv=None):
         raise SystemExit(f"fold_study: {e}") from None
     if not Path(a.features).exists():
         raise SystemExit(f"{a.features}: not found; run `dvc repro extract` first")
-    folds = fold_list(a.folds, FeatureSet.load(a.features))
+    try:
+        folds = fold_list(a.folds, FeatureSet.load(a.features))
+    except DataError as e:
+        raise SystemExit(f"fold_study: --folds: {e}") from None
     keys = declared_keys("pretrain") + declared_keys("train")
     jobs = [(a.features, f, int(s), variants, keys) for f in folds for s in a.seeds.split(",")]
     logging.warning("fold study: %d folds x %d seeds x %d variants", len(folds), len(jobs) // len(folds), len(variants))

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from scripts import fold_study
-from zerodiffpp.data import FeatureSet
+from zerodiffpp.data import DataError, FeatureSet
 from zerodiffpp.params import ParamsError
 
 
@@ -58,3 +58,10 @@ def test_summary_pairs_each_variant_with_the_base():
     # x: mean T1 55.0, mean H 55.0; T1 +10.0, higher on fold a only (a tie is no win); H +5.0, won on b
     assert "| x | 55.0 | 50.0 | 50.0 | 55.0 | 55.0 | +10.0 | +5.0 | 1 | 1 |" in table
     assert table.startswith("2 fold x seed pairs")
+
+
+def test_unknown_fold_class_fails_before_any_training():
+    with pytest.raises(DataError, match="unknown class 'c9'"):
+        fold_study.fold_list(["c1,c9"], _dataset(7))
+    with pytest.raises(DataError, match="'c7' is an unseen class"):
+        fold_study.fold_list(["c7"], _dataset(7))

@@ -61,10 +61,11 @@ class FeatureSet:
         att, removed = without_constant_columns(self.att, train_classes)
         if removed.size:
             log.info("validation protocol: attribute columns %s take one value in every training class of this "
-                     "fold (%s); removed for this fold", removed.tolist(), ", ".join(map(str, self.class_names[val_classes])))
+                     "fold (%s); removed for this fold", removed.tolist(),
+                     ", ".join(map(str, self.class_names[val_classes])))
         rng = np.random.default_rng(seed)
         train, held = [], []
-        for c in np.unique(y[~is_val]):
+        for c in train_classes:
             pos = rng.permutation(self.trainval[y == c])
             n_held = int(round(held_out_fraction * len(pos)))
             held.append(pos[:n_held])
@@ -133,8 +134,7 @@ def without_constant_columns(att: np.ndarray, train_classes) -> tuple[np.ndarray
     training class has 0: only the held-out class has wings) has no learned effect and would only
     shift the inputs arbitrarily. The validation folds remove these columns instead of being ruled
     out; the test splits need none (`unlearnable_attributes`)."""
-    train = att[np.asarray(train_classes)]
-    removed = np.flatnonzero((train == train[:1]).all(axis=0))
+    removed = _constant_columns(att, train_classes)
     if removed.size == 0:
         return att, removed
     if removed.size == att.shape[1]:
@@ -151,9 +151,14 @@ def unlearnable_attributes(att: np.ndarray, train_classes, held_out) -> list[tup
     single value across the training classes (typically 0: none of them has it): a model fitted on
     the training classes has no example of its effect. The embedded test split must have none
     (`extract` checks it); validation folds remove such columns instead (`without_constant_columns`)."""
-    train = att[np.asarray(train_classes)]
-    constant = np.flatnonzero((train == train[:1]).all(axis=0))
+    constant = _constant_columns(att, train_classes)
     return [(int(c), int(j)) for c in np.asarray(held_out) for j in constant if att[c, j] > 0]
+
+
+def _constant_columns(att: np.ndarray, train_classes) -> np.ndarray:
+    """Indices of the attribute columns that take one value across `train_classes`."""
+    train = att[np.asarray(train_classes)]
+    return np.flatnonzero((train == train[:1]).all(axis=0))
 
 
 # ---------------------------------------------------------------------------------------------

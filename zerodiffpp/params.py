@@ -165,6 +165,16 @@ class StageParams(dict):
                        f"under stages.{self._stage}.params")
 
 
+def lookup(params: dict, key: str):
+    """The value at dotted `key` ("tta.rounds"); KeyError(key) if any part is missing."""
+    node = params
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            raise KeyError(key)
+        node = node[part]
+    return node
+
+
 def declared_keys(stage: str, dvc_yaml: Path | str = paths.DVC_YAML) -> list[str]:
     with open(dvc_yaml) as f:
         spec = yaml.safe_load(f)
@@ -190,12 +200,11 @@ def load_stage_params(stage: str, params_path: Path | str = paths.PARAMS,
     full = load_params(params_path)
     out: dict = {}
     for key in declared_keys(stage, dvc_yaml):
-        node, parts = full, key.split(".")
-        for part in parts:
-            if not isinstance(node, dict) or part not in node:
-                raise ParamsError(f"{dvc_yaml}: stage '{stage}' declares '{key}', which {params_path} lacks")
-            node = node[part]
-        target = out
+        try:
+            node = lookup(full, key)
+        except KeyError:
+            raise ParamsError(f"{dvc_yaml}: stage '{stage}' declares '{key}', which {params_path} lacks") from None
+        parts, target = key.split("."), out
         for part in parts[:-1]:
             target = target.setdefault(part, {})
         target[parts[-1]] = node
