@@ -167,6 +167,12 @@ def main(argv=None):
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     try:
+        seeds = [int(s) for s in a.seeds.split(",")]
+    except ValueError:
+        raise SystemExit(f"fold_study: --seeds {a.seeds!r}: expected a comma list of integers") from None
+    if a.jobs < 1:
+        raise SystemExit(f"fold_study: --jobs {a.jobs}: expected at least 1")
+    try:
         variants = build_variants(a.params, a.set, a.variant)
     except ParamsError as e:  # before any work: name the flag and key
         raise SystemExit(f"fold_study: {e}") from None
@@ -177,7 +183,7 @@ def main(argv=None):
     except DataError as e:
         raise SystemExit(f"fold_study: --folds: {e}") from None
     keys = declared_keys("pretrain") + declared_keys("train")
-    jobs = [(a.features, f, int(s), variants, keys) for f in folds for s in a.seeds.split(",")]
+    jobs = [(a.features, f, s, variants, keys) for f in folds for s in seeds]
     logging.warning("fold study: %d folds x %d seeds x %d variants", len(folds), len(jobs) // len(folds), len(variants))
     rows = []
     with ProcessPoolExecutor(a.jobs) as pool:

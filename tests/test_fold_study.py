@@ -65,3 +65,10 @@ def test_unknown_fold_class_fails_before_any_training():
         fold_study.fold_list(["c1,c9"], _dataset(7))
     with pytest.raises(DataError, match="'c7' is an unseen class"):
         fold_study.fold_list(["c7"], _dataset(7))
+
+
+@pytest.mark.parametrize("argv, message", [(["--seeds", "0,x"], "--seeds '0,x'"), (["--jobs", "0"], "--jobs 0")])
+def test_bad_seeds_or_jobs_exit_before_any_work(argv, message, tmp_path):
+    with pytest.raises(SystemExit, match=message):
+        fold_study.main(argv + ["--features", str(tmp_path / "none.npz"), "--out", str(tmp_path / "out")])
+    assert not (tmp_path / "out").exists()
