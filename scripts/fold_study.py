@@ -12,16 +12,19 @@ seen classes; the default, K = 3 = the embedded test split's unseen classes) or 
 own validation classes, xlsa17 val_loc). A variant is a name and KEY=VALUE changes from the base
 (params.yaml plus --set); a variant that changes a pretrain or train param gets generators of its
 own. Needs data/features/features.npz (`dvc repro extract`); reads no test image. Writes
-<out>/runs.jsonl (one row per fold, seed and variant) and <out>/summary.md (means over folds and
-each variant against the base: mean differences and folds won)."""
+<out>/runs.jsonl (one row per fold, seed and variant, appended as each fold finishes; a rerun with the
+same arguments resumes, reusing the rows whose variant params are unchanged) and <out>/summary.md
+(means over folds and each variant against the base: mean differences and folds won)."""
 import argparse
 import copy
 import itertools
 import json
 import logging
+import math
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor
+import hashlib
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 # Stage progress bars from parallel folds would interleave; the study logs one line per fold instead.
@@ -66,6 +69,9 @@ def fold_list(spec: list[str], fs: FeatureSet) -> list[str]:
             k = int(item.split(":", 1)[1])
             if not 0 < k < len(names):
                 raise SystemExit(f"--folds {item}: K must lie in [1, {len(names) - 1}] ({len(names)} seen classes)")
+            if len(folds) + math.comb(len(names), k) > MAX_FOLDS:  # counted before any is built (SUN: 44.5 M)
+                raise SystemExit(f"--folds gives {len(folds) + math.comb(len(names), k)} folds (more than "
+                                 f"{MAX_FOLDS}); name folds or use `own`")
             folds += [",".join(c) for c in itertools.combinations(names, k)]
         else:
             fs.named_seen_classes(item)  # an unknown or unseen class name fails here, before any training
@@ -90,6 +96,7 @@ def run_fold(job: tuple) -> list[dict]:
         _FEATURES[features] = FeatureSet.load(features)
     fs, trained, rows = _FEATURES[features], {}, []
     for name, changes, p in variants:
+        digest = params_digest(p)
         p = copy.deepcopy(p)
         p["data"].update(protocol="validation", val_classes=fold)
         p["train"].update(seed=seed, threads=1)
@@ -109,10 +116,30 @@ def run_fold(job: tuple) -> list[dict]:
         _, preds, _ = classify.run(p, prep, syn, adapted, device)
         setup(p["train"], report.SEED_OFFSET)
         m = report.run(p, prep, syn, preds, pseudo, device)
-        rows.append({"fold": fold or "own", "seed": seed, "variant": name, "changes": changes,
+        rows.append({"fold": fold or "own", "seed": seed, "variant": name, "changes": changes, "params": digest,
                      "T1": m["zsl"]["T1"], **{k: m["gzsl"][k] for k in ("U", "S", "H")},
                      "pseudo_label_acc": m.get("tta", {}).get("pseudo_label_acc_all"),
                      "seconds": round(time.time() - start, 1)})
+    return rows
+
+
+def params_digest(p: dict) -> str:
+    """A short hash of a variant's full params (before the fold and seed are set): rows of a resumed
+    study are reused only when their variant's params are the same."""
+    return hashlib.sha256(json.dumps(p, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def finished_rows(runs: Path, variants: list[tuple]) -> list[dict]:
+    """Rows of an earlier, interrupted run of this study in `runs` (runs.jsonl), for resuming.
+    A row of one of our variant names with other params means another study: refuse to mix."""
+    if not runs.exists():
+        return []
+    digests = {name: params_digest(p) for name, _, p in variants}
+    rows = [json.loads(line) for line in runs.read_text().splitlines() if line.strip()]
+    for r in rows:
+        if r["variant"] in digests and r.get("params") != digests[r["variant"]]:
+            raise SystemExit(f"fold_study: {runs} holds rows of variant {r['variant']!r} with other params "
+                             f"(another study); choose another --out")
     return rows
 
 
@@ -183,16 +210,27 @@ def main(argv=None):
     except DataError as e:
         raise SystemExit(f"fold_study: --folds: {e}") from None
     keys = declared_keys("pretrain") + declared_keys("train")
-    jobs = [(a.features, f, s, variants, keys) for f in folds for s in seeds]
-    logging.warning("fold study: %d folds x %d seeds x %d variants", len(folds), len(jobs) // len(folds), len(variants))
-    rows = []
-    with ProcessPoolExecutor(a.jobs) as pool:
-        for i, fold_rows in enumerate(pool.map(run_fold, jobs), 1):
-            rows += fold_rows
+    out = Path(a.out)
+    runs = out / "runs.jsonl"
+    earlier = finished_rows(runs, variants)
+    names = {v[0] for v in variants}
+    done = {(r["fold"], r["seed"]) for r in earlier if r["variant"] in names}
+    done = {k for k in done if {r["variant"] for r in earlier if (r["fold"], r["seed"]) == k} >= names}
+    jobs = [(a.features, f, s, variants, keys) for f in folds for s in seeds if (f or "own", s) not in done]
+    logging.warning("fold study: %d folds x %d seeds x %d variants; %d fold x seed pairs to run, %d found in %s",
+                    len(folds), len(seeds), len(variants), len(jobs), len(folds) * len(seeds) - len(jobs), runs)
+    out.mkdir(parents=True, exist_ok=True)
+    with ProcessPoolExecutor(a.jobs) as pool, open(runs, "a") as log_file:
+        futures = [pool.submit(run_fold, job) for job in jobs]
+        for i, future in enumerate(as_completed(futures), 1):
+            fold_rows = future.result()
+            # each finished fold is appended at once, so an interrupted study resumes where it stopped
+            log_file.write("".join(json.dumps(r) + "\n" for r in fold_rows))
+            log_file.flush()
             logging.warning("[%d/%d] %s seed %d: %s", i, len(jobs), fold_rows[0]["fold"], fold_rows[0]["seed"],
                             "  ".join(f"{r['variant']} T1 {r['T1']:.3f} H {r['H']:.3f}" for r in fold_rows))
-    out = Path(a.out)
-    save_text(out / "runs.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    wanted = {(f or "own", s) for f in folds for s in seeds}
+    rows = [r for r in finished_rows(runs, variants) if r["variant"] in names and (r["fold"], r["seed"]) in wanted]
     summary = summarise(rows, [v[0] for v in variants])
     save_text(out / "summary.md", summary)
     print(summary)

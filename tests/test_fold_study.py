@@ -1,5 +1,7 @@
 """scripts/fold_study.py: fold lists, variant parsing and the paired summary, on hand-made inputs.
 (The end-to-end check that its rows equal `dvc exp run` is in tests/test_pipeline.py.)"""
+import json
+
 import numpy as np
 import pytest
 
@@ -72,3 +74,26 @@ def test_bad_seeds_or_jobs_exit_before_any_work(argv, message, tmp_path):
     with pytest.raises(SystemExit, match=message):
         fold_study.main(argv + ["--features", str(tmp_path / "none.npz"), "--out", str(tmp_path / "out")])
     assert not (tmp_path / "out").exists()
+
+
+def test_fold_count_is_checked_before_any_fold_is_built(monkeypatch):
+    """SUN has 645 seen classes: subsets:3 would be 44.5 M folds. The guard counts with math.comb and
+    refuses before itertools builds a single combination."""
+    def no_combinations(*_):
+        raise AssertionError("combinations were built before the count was checked")
+    monkeypatch.setattr(fold_study.itertools, "combinations", no_combinations)
+    with pytest.raises(SystemExit, match="gives 44514890 folds"):
+        fold_study.fold_list(["subsets:3"], _dataset(645))
+
+
+def test_an_interrupted_study_resumes_only_from_rows_of_the_same_variants(tmp_path):
+    variants = fold_study.build_variants("params.yaml", [], [["r2", "tta.rounds=2"]])
+    digests = {name: fold_study.params_digest(p) for name, _, p in variants}
+    runs = tmp_path / "runs.jsonl"
+    assert fold_study.finished_rows(runs, variants) == []
+    rows = [{"fold": "a,b,c", "seed": 0, "variant": v, "params": digests[v], "T1": 0.5, "H": 0.5} for v in digests]
+    runs.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert fold_study.finished_rows(runs, variants) == rows
+    other = fold_study.build_variants("params.yaml", [], [["r2", "tta.rounds=3"]])  # same name, other params
+    with pytest.raises(SystemExit, match="variant 'r2' with other params"):
+        fold_study.finished_rows(runs, other)

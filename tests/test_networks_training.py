@@ -212,3 +212,18 @@ def test_a_generator_without_decoder_is_classified_on_x():
         assert InputView.from_generator(name, {"config": {"kind": "fclswgan"}, "state": {}}, "cpu").name == "V"
     with pytest.raises(ValueError, match="classifier.features"):
         InputView("VA")
+
+
+@pytest.mark.parametrize("rule_input", ["sum", "mean"])
+def test_adaptive_gp_reads_the_sum_or_the_mean_of_the_penalties(tmp_path, rule_input):
+    """gen.adaptive_gp_input: the official code feeds tf-VAEGAN's one-critic rule the sum of the
+    three critics' penalties; 'mean' divides by the number of critics."""
+    prep, p = tiny_prepared(tmp_path)
+    tr = _trainer(prep, p, adaptive_gp_input=rule_input, critic_iter=1)
+    seen = []
+    tr.adapt_gp_weight = seen.append
+    tr.train(1, desc=None)
+    stats, _ = _trainer(prep, p, adaptive_gp_input=rule_input, critic_iter=1).critic_step()
+    assert stats["gp_sum"] == pytest.approx(3 * stats["gp"])
+    expected = stats["gp_sum"] if rule_input == "sum" else stats["gp"]
+    assert seen[0] == pytest.approx(expected)

@@ -130,3 +130,19 @@ def test_diffgen_can_be_restricted_to_unseen_pseudo_classes(trained):
     pred[kept[: len(kept) // 2]] = prep.unseen[0]  # make sure some kept sources carry an unseen label
     _, y, _ = diffgen_set(s, x_test, r_test, pred, conf, kept, 2, 1, 50, classes=prep.unseen)
     assert len(y) > 0 and set(np.unique(y)) <= set(prep.unseen)
+
+
+@pytest.mark.parametrize("latent, encoder_moves", [("posterior", True), ("prior", False), ("both", True)])
+def test_tta_latent_chooses_which_z_the_reconstruction_uses(trained, latent, encoder_moves):
+    """tta.latent prior reconstructs from z ~ N(0, I), the path of full synthesis, so the encoder E
+    gets no gradient; posterior and both go through E(x, a_y_hat)."""
+    from zerodiffpp.tta import reconstruction_loss
+    prep = trained[0]
+    s = _synth(trained)
+    x, r = torch.as_tensor(prep.x_test_seen[:16]), torch.as_tensor(prep.r_test_seen[:16])
+    a, w = s.att[torch.as_tensor(prep.y_test_seen[:16])], torch.ones(16)
+    s.gen.zero_grad()
+    reconstruction_loss(s, x, r, a, w, latent=latent).backward()
+    e_grad = sum(float(q.grad.abs().sum()) for q in s.gen["E"].parameters() if q.grad is not None)
+    g_grad = sum(float(q.grad.abs().sum()) for q in s.gen["G"].parameters() if q.grad is not None)
+    assert g_grad > 0 and (e_grad > 0) == encoder_moves

@@ -78,21 +78,33 @@ def pseudo_label(synth: Synthesizer, prep, x_test: np.ndarray, p_tta: dict, p_sy
     return clf.classes[pos], probs[np.arange(len(pos)), pos]
 
 
-def reconstruction_loss(synth: Synthesizer, x, r, a, w, t=None):
-    """Confidence-weighted squared error of G's one-step reconstruction of x_0 from x_{t+1}."""
+def reconstruction_loss(synth: Synthesizer, x, r, a, w, t=None, latent: str = "posterior"):
+    """Confidence-weighted squared error of G's one-step reconstruction of x_0 from x_{t+1}.
+
+    `latent` (tta.latent) is the z given to G: 'posterior' z = E(x, a) (the sample's own latent),
+    'prior' z ~ N(0, I) (the path full synthesis takes), 'both' the mean of the two losses on the
+    same (t, x_{t+1})."""
     t = dfn.sample_timesteps(len(x), synth.sched, x.device) if t is None else t
     _, x_next = dfn.q_sample_pairs(x, t, synth.sched)
-    z = reparameterize(*synth.gen["E"](x, a))
-    x0_hat = synth.gen["G"](z, a, r, x_next, t)
-    return (w * ((x0_hat - x) ** 2).sum(1)).sum() / w.sum()
+
+    def weighted_error(z):
+        x0_hat = synth.gen["G"](z, a, r, x_next, t)
+        return (w * ((x0_hat - x) ** 2).sum(1)).sum() / w.sum()
+
+    losses = []
+    if latent in ("posterior", "both"):
+        losses.append(weighted_error(reparameterize(*synth.gen["E"](x, a))))
+    if latent in ("prior", "both"):
+        losses.append(weighted_error(torch.randn(len(x), synth.cfg["noise_dim"], device=x.device)))
+    return losses[0] if len(losses) == 1 else sum(losses) / len(losses)
 
 
-def evaluate_reconstruction(synth: Synthesizer, x, r, a, w, seed: int = 12345) -> float:
+def evaluate_reconstruction(synth: Synthesizer, x, r, a, w, latent: str = "posterior", seed: int = 12345) -> float:
     """The reconstruction loss on fixed noise (same seed before and after adaptation)."""
     state = torch.random.get_rng_state()
     torch.manual_seed(seed)
     with torch.no_grad():
-        losses = [reconstruction_loss(synth, x, r, a, w, torch.full((len(x),), s, device=x.device))
+        losses = [reconstruction_loss(synth, x, r, a, w, torch.full((len(x),), s, device=x.device), latent)
                   for s in range(synth.sched.timesteps)]
     torch.random.set_rng_state(state)
     return float(torch.stack(losses).mean())
@@ -103,7 +115,7 @@ def finetune(synth: Synthesizer, x: np.ndarray, r: np.ndarray | None, y: np.ndar
     """Step c. Returns the reconstruction loss on the kept samples before and after."""
     xt, at, wt = to_tensor(x, device), synth.att[torch.as_tensor(y, device=device)], to_tensor(conf, device)
     rt = to_tensor(r, device) if synth.uses_r else None
-    before = evaluate_reconstruction(synth, xt, rt, at, wt)
+    before = evaluate_reconstruction(synth, xt, rt, at, wt, p["latent"])
     params = list(synth.gen.parameters())
     anchor = [q.detach().clone() for q in params]
     opt = adam(params, p["lr"])
@@ -112,7 +124,8 @@ def finetune(synth: Synthesizer, x: np.ndarray, r: np.ndarray | None, y: np.ndar
         perm = torch.randperm(len(xt), device=device)
         for i in range(0, len(xt), p["batch_size"]):
             idx = perm[i:i + p["batch_size"]]
-            rec = reconstruction_loss(synth, xt[idx], rt[idx] if rt is not None else None, at[idx], wt[idx])
+            rec = reconstruction_loss(synth, xt[idx], rt[idx] if rt is not None else None, at[idx], wt[idx],
+                                      latent=p["latent"])
             pull = sum(((q - q0) ** 2).sum() for q, q0 in zip(params, anchor))
             loss = rec + p["anchor_weight"] * pull
             opt.zero_grad(set_to_none=True)
@@ -121,7 +134,7 @@ def finetune(synth: Synthesizer, x: np.ndarray, r: np.ndarray | None, y: np.ndar
             curve.add(reconstruction=rec.item(), anchor=float(pull.detach()))
         curve.end_epoch(len(curve.rows))
     synth.gen.eval()
-    after = evaluate_reconstruction(synth, xt, rt, at, wt)
+    after = evaluate_reconstruction(synth, xt, rt, at, wt, p["latent"])
     log.info("DiffTTA round %d: reconstruction on %d kept samples %.4f -> %.4f", round_idx + 1, len(x), before, after)
     return before, after
 

@@ -140,7 +140,7 @@ class ZeroDiffTrainer:
         loss.backward()
         self.opt_d.step()
         return dict(critic=loss.item(), dec=dec_loss.item(), ml=ml.item(), gp=gp_total / len(self.critics),
-                    **{f"W_{k}": v.mean().item() for k, v in w.items()}), (x0, r, a)
+                    gp_sum=gp_total, **{f"W_{k}": v.mean().item() for k, v in w.items()}), (x0, r, a)
 
     def generator_step(self, x0, r, a):
         set_requires_grad([*self.critics.values(), self.dec], False)
@@ -162,14 +162,15 @@ class ZeroDiffTrainer:
         set_requires_grad([*self.critics.values(), self.dec], True)
         return dict(generator=loss.item(), vae=vae.item(), g_adv=float(adv.detach()) if torch.is_tensor(adv) else adv, g_rec=rec.item())
 
-    def adapt_gp_weight(self, mean_gp: float) -> None:
-        """tf-VAEGAN's rule on the mean penalty of the active critics (the official code fed it the
-        sum of three penalties, a rule written for one critic)."""
+    def adapt_gp_weight(self, gp: float) -> None:
+        """tf-VAEGAN's rule, written for one critic: raise lambda when the penalty `gp` (averaged over
+        the critic steps) exceeds 1.05, lower it below 1.001. `gen.adaptive_gp_input` says what it
+        reads: the sum of the active critics' penalties (the official code) or their mean."""
         if not self.p["adaptive_gp"]:
             return
-        if mean_gp > 1.05:
+        if gp > 1.05:
             self.lam *= 1.1
-        elif mean_gp < 1.001:
+        elif gp < 1.001:
             self.lam /= 1.1
 
     def train(self, epochs: int, desc: str = "train: ZeroDiff generator") -> list[dict]:
@@ -179,7 +180,7 @@ class ZeroDiffTrainer:
                 gps = []
                 for _ in range(self.p["critic_iter"]):
                     stats, last = self.critic_step()
-                    gps.append(stats["gp"])
+                    gps.append(stats["gp_sum"] if self.p["adaptive_gp_input"] == "sum" else stats["gp"])
                 self.adapt_gp_weight(float(np.mean(gps)))
                 curve.add(**stats, **self.generator_step(*last), lambda_gp=self.lam)
             row = curve.end_epoch(epoch)
