@@ -17,7 +17,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from zerodiffpp.params import load_params
 from zerodiffpp.runtime import resolve_device
-from zerodiffpp.zerodiff import ZeroDiffTrainer
+from zerodiffpp.dfg import ZeroDiffTrainer
 
 BATCH = 64
 # (x dim, attribute dim, r dim, classes, training samples) of the two input shapes

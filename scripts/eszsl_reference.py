@@ -12,9 +12,10 @@ import argparse
 import numpy as np
 
 from zerodiffpp import paths
-from zerodiffpp.baselines import eszsl_t1, select_on_validation
-from zerodiffpp.data import FeatureSet, prepare_split
+from zerodiffpp.eszsl import eszsl_t1, select_on_validation
+from zerodiffpp.data import FeatureSet
 from zerodiffpp.params import load_params
+from zerodiffpp.splits import prepare_split
 
 
 def main(argv=None):

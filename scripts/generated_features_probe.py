@@ -16,7 +16,7 @@ from sklearn.linear_model import LogisticRegression
 
 from zerodiffpp import paths
 from zerodiffpp.data import Prepared
-from zerodiffpp.generation import Synthesizer
+from zerodiffpp.synth import Synthesizer
 from zerodiffpp.io import load_torch
 
 

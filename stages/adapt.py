@@ -4,11 +4,11 @@ import numpy as np
 
 from zerodiffpp import methods, paths
 from zerodiffpp.data import Prepared
-from zerodiffpp.generation import Synthesizer
+from zerodiffpp.synth import Synthesizer
 from zerodiffpp.io import load_torch, save_csv, save_npz, save_torch
 from zerodiffpp.params import load_stage_params
 from zerodiffpp.runtime import log, setup
-from zerodiffpp.tta import run_difftta
+from zerodiffpp.difftta import run_difftta
 
 SEED_OFFSET = 3
 

@@ -1,8 +1,17 @@
 """Stage extract: read the dataset (run the pretrained CNN for the embedded default) -> data/features."""
 from zerodiffpp import paths
+from zerodiffpp.data import FeatureSet
 from zerodiffpp.params import load_stage_params
 from zerodiffpp.runtime import log, setup_logging
-from zerodiffpp.sources import load_source
+from zerodiffpp.xlsa17 import load_xlsa17
+
+
+def load_source(d: dict) -> FeatureSet:
+    """The embedded default, or an xlsa17 benchmark folder (data.name, data.root)."""
+    if d["name"] == "embedded":
+        from zerodiffpp.embedded import load_embedded  # imports the CNN's packages only when needed
+        return load_embedded(d["image_size"], d["extract_batch_size"], d["test_fraction"], d["split_seed"])
+    return load_xlsa17(d["root"], d["name"], x_file=d["x_file"], r_file=d["r_file"], embedding=d["embedding"])
 
 
 def main():

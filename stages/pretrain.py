@@ -1,11 +1,12 @@
 """Stage pretrain: data scarcity + scaling, SC encoder r = E_sc(x), and the DRG p(r | a)."""
 from zerodiffpp import paths
-from zerodiffpp.contrastive import sc_representations, train_sc_encoder
-from zerodiffpp.data import FeatureSet, prepare_split
+from zerodiffpp.data import FeatureSet
+from zerodiffpp.drg import train_drg
 from zerodiffpp.io import save_csv, save_torch
 from zerodiffpp.params import load_stage_params
-from zerodiffpp.representation import train_drg
 from zerodiffpp.runtime import log, setup
+from zerodiffpp.sc import sc_representations, train_sc_encoder
+from zerodiffpp.splits import prepare_split
 
 SEED_OFFSET = 1
 

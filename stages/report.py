@@ -3,7 +3,7 @@ from zerodiffpp import methods, paths
 from zerodiffpp.data import Prepared
 from zerodiffpp.io import load_npz, save_csv, save_json, save_text
 from zerodiffpp.params import load_stage_params
-from zerodiffpp.reporting import confusion_rows, curves_png, evaluate, per_class_png, per_class_rows, report_markdown
+from zerodiffpp.report import confusion_rows, curves_png, evaluate, per_class_png, per_class_rows, report_markdown
 from zerodiffpp.runtime import log, setup
 
 SEED_OFFSET = 6

@@ -4,10 +4,11 @@ import numpy as np
 
 from zerodiffpp import methods, paths
 from zerodiffpp.data import Prepared
-from zerodiffpp.generation import Synthesizer, diffgen_set
+from zerodiffpp.diffgen import diffgen_set
 from zerodiffpp.io import load_npz, load_torch, save_npz
 from zerodiffpp.params import load_stage_params
 from zerodiffpp.runtime import log, setup
+from zerodiffpp.synth import Synthesizer
 
 SEED_OFFSET = 4
 KIND_FULL, KIND_PARTIAL = 0, 1

@@ -1,11 +1,11 @@
 """Stage train: the feature generator (ZeroDiff DFG, or the f-CLSWGAN baseline) -> models/generator."""
 from zerodiffpp import paths
 from zerodiffpp.data import Prepared
+from zerodiffpp.dfg import ZeroDiffTrainer
 from zerodiffpp.fclswgan import train_fclswgan
 from zerodiffpp.io import save_csv, save_torch
 from zerodiffpp.params import load_stage_params
 from zerodiffpp.runtime import log, setup
-from zerodiffpp.zerodiff import ZeroDiffTrainer
 
 SEED_OFFSET = 2
 

@@ -5,8 +5,9 @@ import pytest
 from scipy.io import loadmat, savemat
 
 from tests.conftest import SHARED_XLSA17, make_xlsa17
-from zerodiffpp.data import (DataError, FeatureSet, MinMax, load_xlsa17, prepare_split, subsample_per_class,
-                             unlearnable_attributes, without_constant_columns)
+from zerodiffpp.data import DataError, FeatureSet, unlearnable_attributes, without_constant_columns
+from zerodiffpp.splits import MinMax, prepare_split, subsample_per_class, validation_view
+from zerodiffpp.xlsa17 import load_xlsa17
 
 
 def test_loader_reads_xlsa17_conventions(xlsa17_dir):
@@ -206,11 +207,11 @@ def test_validation_fold_removes_what_its_training_classes_cannot_vary(caplog):
     fs = FeatureSet(x=np.random.default_rng(0).random((20, 3), dtype=np.float32), labels=labels, att=att,
                     class_names=np.array(["a", "b", "c", "d"]), trainval=np.arange(15), test_seen=np.arange(15),
                     test_unseen=np.arange(15, 20))
-    with caplog.at_level(logging.INFO, logger="zerodiffpp.data"):
-        kept = fs.validation_view(0, classes="b")  # training classes a, c: column 1 varies
+    with caplog.at_level(logging.INFO, logger="zerodiffpp.splits"):
+        kept = validation_view(fs, 0, classes="b")  # training classes a, c: column 1 varies
     assert not caplog.records and np.array_equal(kept.att, att)
-    with caplog.at_level(logging.INFO, logger="zerodiffpp.data"):
-        view = fs.validation_view(0, classes="c")  # only c has column 1
+    with caplog.at_level(logging.INFO, logger="zerodiffpp.splits"):
+        view = validation_view(fs, 0, classes="c")  # only c has column 1
     assert "attribute columns [1]" in caplog.text
     np.testing.assert_allclose(view.att[:, 1], 0.0)
     np.testing.assert_allclose(view.att[2], [2 ** -0.5, 0.0, 2 ** -0.5], atol=1e-6)

@@ -4,8 +4,8 @@ import torch
 
 from tests.tiny import tiny_prepared
 from zerodiffpp import losses, networks as N
-from zerodiffpp.representation import sample_r, train_drg
-from zerodiffpp.zerodiff import ZeroDiffTrainer, build_critics, build_generator, model_config
+from zerodiffpp.drg import sample_r, train_drg
+from zerodiffpp.dfg import ZeroDiffTrainer, build_critics, model_config
 
 
 def test_network_shapes():
@@ -89,7 +89,7 @@ def test_switched_off_critics_are_not_built(switches, expected):
     p = tiny_params(gen=switches)
     cfg = model_config(10, 4, 0 if not p["gen"]["sc_view"] else 6, p["gen"], p["diffusion"])
     assert sorted(build_critics(cfg, p["gen"])) == expected
-    gen = build_generator(cfg)
+    gen = N.build_feature_generator(cfg)
     assert (gen["G"].remb is None) == (not p["gen"]["sc_view"])
 
 
@@ -186,7 +186,7 @@ def test_prior_fakes_still_train_the_vae(tmp_path):
 
 def test_checkpoint_carries_the_attribute_decoder_into_the_vs_view(tmp_path):
     from zerodiffpp.classifier import InputView
-    from zerodiffpp.generation import Synthesizer
+    from zerodiffpp.synth import Synthesizer
     prep, p = tiny_prepared(tmp_path)
     tr = _trainer(prep, p, sc_view=False)
     for _ in range(3):

@@ -5,7 +5,7 @@ import yaml
 
 from scripts.apply_preset import apply
 from tests.conftest import ROOT
-from zerodiffpp import sweep
+from scripts import sweep
 from zerodiffpp.params import load_params
 
 

@@ -11,17 +11,13 @@ from tqdm import tqdm
 
 from zerodiffpp.classifier import train_softmax
 from zerodiffpp.losses import gradient_penalty
-from zerodiffpp.networks import CondGenerator, Critic
+from zerodiffpp.networks import Critic, build_feature_generator
 from zerodiffpp.training import Curve, adam, iters_per_epoch, random_batch, set_requires_grad, to_tensor
-
-
-def build_generator(cfg: dict) -> nn.ModuleDict:
-    return nn.ModuleDict({"G": CondGenerator(cfg["noise_dim"], cfg["att_dim"], cfg["x_dim"], cfg["hidden"])})
 
 
 def train_fclswgan(x: np.ndarray, y: np.ndarray, att: np.ndarray, seen: np.ndarray, p: dict, device):
     cfg = dict(kind="fclswgan", x_dim=x.shape[1], att_dim=att.shape[1], noise_dim=p["noise_dim"], hidden=p["hidden"])
-    gen = build_generator(cfg).to(device)
+    gen = build_feature_generator(cfg).to(device)
     critic = Critic(x.shape[1], att.shape[1], p["critic_hidden"]).to(device)
     # the classification-loss classifier: seen classes only, frozen while G trains
     clf = train_softmax(x, y, seen, epochs=p["cls_epochs"], batch_size=p["batch_size"] * 4, lr=0.001,

@@ -212,3 +212,16 @@ class LinearClassifier(nn.Module):
 
     def forward(self, x):
         return self.fc(x)
+
+
+# ----------------------------------------------------------------------------------- checkpoints
+def build_feature_generator(cfg: dict) -> nn.ModuleDict:
+    """The generator a checkpoint config describes: E and G for ZeroDiff (what later stages need to
+    generate and to adapt), G alone for f-CLSWGAN."""
+    if cfg["kind"] == "fclswgan":
+        return nn.ModuleDict({"G": CondGenerator(cfg["noise_dim"], cfg["att_dim"], cfg["x_dim"], cfg["hidden"])})
+    return nn.ModuleDict({
+        "E": FeatureEncoder(cfg["x_dim"], cfg["att_dim"], cfg["hidden"], cfg["noise_dim"]),
+        "G": FeatureGenerator(cfg["noise_dim"], cfg["att_dim"], cfg["x_dim"], cfg["rep_dim"], cfg["hidden"],
+                              cfg["time_dim"], cfg["cond_dim"], use_r=cfg["use_r"]),
+    })

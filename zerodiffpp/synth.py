@@ -1,5 +1,5 @@
-"""Generating features with a trained generator: from pure noise (one step or the full reverse
-chain) and, for DiffGen, from a real feature noised to an intermediate step k."""
+"""Generating features with a trained generator (params section `synth`): from pure noise, in one step
+or along the full reverse chain. DiffGen's partial synthesis from real features is in `diffgen`."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,9 +7,8 @@ import torch
 import torch.nn as nn
 
 from zerodiffpp import diffusion as dfn
-from zerodiffpp import fclswgan, zerodiff
-from zerodiffpp.losses import reparameterize
-from zerodiffpp.representation import load_drg, sample_r
+from zerodiffpp.drg import load_drg, sample_r
+from zerodiffpp.networks import build_feature_generator
 from zerodiffpp.training import to_tensor
 
 
@@ -19,8 +18,7 @@ class Synthesizer:
     def __init__(self, gen_ckpt: dict, drg_ckpt: dict | None, att: np.ndarray, device, batch: int = 4096):
         self.cfg, self.device, self.batch = gen_ckpt["config"], device, batch
         self.kind = self.cfg["kind"]
-        builder = zerodiff.build_generator if self.kind == "zerodiff" else fclswgan.build_generator
-        self.gen: nn.ModuleDict = builder(self.cfg).to(device)
+        self.gen: nn.ModuleDict = build_feature_generator(self.cfg).to(device)
         self.gen.load_state_dict(gen_ckpt["state"])
         self.gen.eval()
         self.dec_ckpt = gen_ckpt.get("dec")  # the attribute decoder rides along, unchanged, for the VS view
@@ -34,7 +32,7 @@ class Synthesizer:
     def adaptable(self) -> bool:
         return self.kind == "zerodiff"
 
-    def _steps(self, z, a, r, x_next, start: int):
+    def reverse_chain(self, z, a, r, x_next, start: int):
         """Reverse chain t = start-1 .. 0 from x_start = x_next; returns the last x_hat_0."""
         G = self.gen["G"]
         x0_hat = x_next
@@ -62,47 +60,11 @@ class Synthesizer:
                 t = torch.full((len(a),), T - 1, dtype=torch.long, device=self.device)
                 out.append(self.gen["G"](z, a, r, x_T, t))
             else:
-                out.append(self._steps(z, a, r, x_T, T))
+                out.append(self.reverse_chain(z, a, r, x_T, T))
         return torch.cat(out).cpu().numpy().astype(np.float32), y
-
-    @torch.no_grad()
-    def partial(self, x: np.ndarray, r: np.ndarray | None, y: np.ndarray, k: int) -> np.ndarray:
-        """DiffGen: noise each real feature to step k, then denoise k -> 0 under its (pseudo-)class
-        semantics and its own SC representation. k = 0 returns x unchanged."""
-        if k == 0:
-            return x.copy()
-        out = []
-        for i in range(0, len(x), self.batch):
-            x0 = to_tensor(x[i:i + self.batch], self.device)
-            a = self.att[torch.as_tensor(y[i:i + self.batch], device=self.device)]
-            rr = to_tensor(r[i:i + self.batch], self.device) if self.uses_r else None
-            z = reparameterize(*self.gen["E"](x0, a))
-            x_k = dfn.q_sample(x0, torch.full((len(x0),), k, dtype=torch.long, device=self.device), self.sched)
-            out.append(self._steps(z, a, rr, x_k, k))
-        return torch.cat(out).cpu().numpy().astype(np.float32)
 
     def checkpoint(self) -> dict:
         ckpt = {"config": self.cfg, "state": self.gen.state_dict()}
         if self.dec_ckpt is not None:
             ckpt["dec"] = self.dec_ckpt
         return ckpt
-
-
-def diffgen_set(synth: Synthesizer, x_test: np.ndarray, r_test: np.ndarray, pred: np.ndarray, conf: np.ndarray,
-                kept: np.ndarray, start_step: int, per_feature: int, max_per_class: int,
-                classes: np.ndarray | None = None):
-    """Partially synthesised features from the kept pseudo-labelled test features: `per_feature`
-    syntheses each, then at most `max_per_class` per pseudo-class (the most confident sources first).
-    `classes` restricts the sources to those pseudo-classes (None: every class)."""
-    if classes is not None:
-        kept = kept[np.isin(pred[kept], classes)]
-    src = []
-    for c in np.unique(pred[kept]):
-        pos = kept[pred[kept] == c]
-        pos = pos[np.argsort(-conf[pos], kind="stable")]
-        src.append(np.repeat(pos, per_feature)[:max_per_class])
-    src = np.concatenate(src) if src else np.zeros(0, np.int64)
-    if len(src) == 0:
-        return np.zeros((0, x_test.shape[1]), np.float32), np.zeros(0, np.int64), src
-    x = synth.partial(x_test[src], r_test[src] if synth.uses_r else None, pred[src], start_step)
-    return x, pred[src], src

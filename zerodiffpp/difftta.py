@@ -1,4 +1,5 @@
-"""DiffTTA: test-time adaptation of the generator by pseudo-label reconstruction (ZeroDiff++ iv).
+"""DiffTTA (ZeroDiff++ iv; params section `tta`): test-time adaptation of the generator by pseudo-label
+reconstruction.
 
 The paper's procedure is not public; this is the project's definition (README, METHOD.md):
  a. generate unseen features from pure noise; train a provisional GZSL classifier on real seen
@@ -19,7 +20,7 @@ from tqdm import tqdm
 
 from zerodiffpp import diffusion as dfn
 from zerodiffpp.classifier import InputView, calibrated, load_decoder, train_softmax
-from zerodiffpp.generation import Synthesizer
+from zerodiffpp.synth import Synthesizer
 from zerodiffpp.losses import reparameterize
 from zerodiffpp.training import Curve, adam, to_tensor
 

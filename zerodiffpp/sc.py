@@ -1,4 +1,4 @@
-"""Contrastive pretraining: the supervised-contrastive encoder r = E_sc(x).
+"""Contrastive pretraining (params section `sc`): the supervised-contrastive encoder r = E_sc(x).
 
 ZeroDiff takes r from a CNN fine-tuned offline (con_paco.mat). Here r is learned from the features
 themselves, on the kept seen training samples only, so that every sample, test samples included,
@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from zerodiffpp.data import MinMax
+from zerodiffpp.splits import MinMax
 from zerodiffpp.losses import supcon_loss
 from zerodiffpp.networks import SCEncoder
 from zerodiffpp.training import Curve, adam, iters_per_epoch, to_tensor

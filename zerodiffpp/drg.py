@@ -1,4 +1,5 @@
-"""DRG: the diffusion representation generator that learns p(r | a), so unseen classes get an r.
+"""DRG (params section `drg`): the diffusion representation generator that learns p(r | a), so unseen
+classes get an r.
 
 DDGAN-style: a one-step generator predicts r_0 from (z, a, r_in, t); the fake r_t is drawn from the
 posterior q(r_t | r_hat_0, r_{t+1}); two WGAN-GP critics judge (r_0, a) and (r_t, r_{t+1}, a, t).

@@ -1,4 +1,5 @@
-"""ZeroDiff's feature generator (DFG): a VAE-GAN trained through diffusion augmentation.
+"""ZeroDiff's diffusion-based feature generator (DFG; params section `gen`): a VAE-GAN trained through
+diffusion augmentation.
 
 Encoder E(x, a) -> z; generator G(z, a, r, x_{t+1}, t) -> x_hat_0; attribute decoder Dec(x) -> a
 for feedback; three WGAN-GP critics over three views:
@@ -20,12 +21,11 @@ import logging
 
 import numpy as np
 import torch
-import torch.nn as nn
 from tqdm import tqdm
 
 from zerodiffpp import diffusion as dfn
 from zerodiffpp.losses import gradient_penalty, mutual_learning, reparameterize, vae_loss, weighted_l1
-from zerodiffpp.networks import AttrDecoder, Critic, FeatureEncoder, FeatureGenerator
+from zerodiffpp.networks import AttrDecoder, Critic, build_feature_generator
 from zerodiffpp.training import Curve, adam, iters_per_epoch, random_batch, set_requires_grad, to_tensor
 
 log = logging.getLogger(__name__)
@@ -35,15 +35,6 @@ def model_config(x_dim: int, att_dim: int, rep_dim: int, p: dict, dp: dict) -> d
     return dict(kind="zerodiff", x_dim=x_dim, att_dim=att_dim, rep_dim=rep_dim, noise_dim=p["noise_dim"],
                 hidden=p["hidden"], cond_dim=p["cond_dim"], time_dim=dp["time_dim"], use_r=bool(p["sc_view"]),
                 timesteps=dp["timesteps"], beta_min=dp["beta_min"], beta_max=dp["beta_max"])
-
-
-def build_generator(cfg: dict) -> nn.ModuleDict:
-    """E and G: what later stages need to generate and to adapt."""
-    return nn.ModuleDict({
-        "E": FeatureEncoder(cfg["x_dim"], cfg["att_dim"], cfg["hidden"], cfg["noise_dim"]),
-        "G": FeatureGenerator(cfg["noise_dim"], cfg["att_dim"], cfg["x_dim"], cfg["rep_dim"], cfg["hidden"],
-                              cfg["time_dim"], cfg["cond_dim"], use_r=cfg["use_r"]),
-    })
 
 
 def build_critics(cfg: dict, p: dict) -> dict[str, Critic]:
@@ -67,7 +58,7 @@ class ZeroDiffTrainer:
         self.r = to_tensor(r, device) if p["sc_view"] else None
         self.y = to_tensor(y, device, torch.long)
         self.cfg = model_config(x.shape[1], att.shape[1], r.shape[1] if p["sc_view"] else 0, p, dp)
-        self.gen = build_generator(self.cfg).to(device)
+        self.gen = build_feature_generator(self.cfg).to(device)
         self.critics = {k: c.to(device) for k, c in build_critics(self.cfg, p).items()}
         self.dec = AttrDecoder(x.shape[1], p["dec_hidden"], att.shape[1]).to(device)
         self.opt_g = adam(self.gen["G"].parameters(), p["lr"])
@@ -191,9 +182,3 @@ class ZeroDiffTrainer:
         """E and G, plus the attribute decoder that the VS classifier view reads."""
         return {"config": self.cfg, "state": self.gen.state_dict(),
                 "dec": {"hidden": self.p["dec_hidden"], "state": self.dec.state_dict()}}
-
-
-def load_generator(ckpt: dict, device) -> tuple[nn.ModuleDict, dict]:
-    gen = build_generator(ckpt["config"]).to(device)
-    gen.load_state_dict(ckpt["state"])
-    return gen.eval(), ckpt["config"]

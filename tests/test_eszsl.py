@@ -2,8 +2,9 @@ import numpy as np
 import pytest
 
 from tests.conftest import make_xlsa17
-from zerodiffpp.baselines import GRID, eszsl_fit, eszsl_predict, eszsl_t1, select_on_validation
-from zerodiffpp.data import load_xlsa17, prepare_split
+from zerodiffpp.eszsl import GRID, eszsl_fit, eszsl_predict, eszsl_t1, select_on_validation
+from zerodiffpp.splits import prepare_split
+from zerodiffpp.xlsa17 import load_xlsa17
 
 
 def test_eszsl_solves_its_normal_equations():

@@ -1,0 +1,53 @@
+"""DiffGen (ZeroDiff++ v; params section `diffgen`): test-time generation along the denoising path.
+
+The paper's procedure is not public; this is the project's definition (METHOD.md 5): each kept
+pseudo-labelled test feature is noised to an intermediate step k and denoised k -> 0 by the adapted
+generator under its pseudo-class semantics and its own SC representation, a "partially synthesised"
+feature that keeps the real sample's content and moves toward its class. Test labels are never read.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from zerodiffpp import diffusion as dfn
+from zerodiffpp.losses import reparameterize
+from zerodiffpp.synth import Synthesizer
+from zerodiffpp.training import to_tensor
+
+
+@torch.no_grad()
+def partial_synthesis(synth: Synthesizer, x: np.ndarray, r: np.ndarray | None, y: np.ndarray, k: int) -> np.ndarray:
+    """DiffGen: noise each real feature to step k, then denoise k -> 0 under its (pseudo-)class
+    semantics and its own SC representation. k = 0 returns x unchanged."""
+    if k == 0:
+        return x.copy()
+    out = []
+    for i in range(0, len(x), synth.batch):
+        x0 = to_tensor(x[i:i + synth.batch], synth.device)
+        a = synth.att[torch.as_tensor(y[i:i + synth.batch], device=synth.device)]
+        rr = to_tensor(r[i:i + synth.batch], synth.device) if synth.uses_r else None
+        z = reparameterize(*synth.gen["E"](x0, a))
+        x_k = dfn.q_sample(x0, torch.full((len(x0),), k, dtype=torch.long, device=synth.device), synth.sched)
+        out.append(synth.reverse_chain(z, a, rr, x_k, k))
+    return torch.cat(out).cpu().numpy().astype(np.float32)
+
+
+def diffgen_set(synth: Synthesizer, x_test: np.ndarray, r_test: np.ndarray, pred: np.ndarray, conf: np.ndarray,
+                kept: np.ndarray, start_step: int, per_feature: int, max_per_class: int,
+                classes: np.ndarray | None = None):
+    """Partially synthesised features from the kept pseudo-labelled test features: `per_feature`
+    syntheses each, then at most `max_per_class` per pseudo-class (the most confident sources first).
+    `classes` restricts the sources to those pseudo-classes (None: every class)."""
+    if classes is not None:
+        kept = kept[np.isin(pred[kept], classes)]
+    src = []
+    for c in np.unique(pred[kept]):
+        pos = kept[pred[kept] == c]
+        pos = pos[np.argsort(-conf[pos], kind="stable")]
+        src.append(np.repeat(pos, per_feature)[:max_per_class])
+    src = np.concatenate(src) if src else np.zeros(0, np.int64)
+    if len(src) == 0:
+        return np.zeros((0, x_test.shape[1]), np.float32), np.zeros(0, np.int64), src
+    x = partial_synthesis(synth, x_test[src], r_test[src] if synth.uses_r else None, pred[src], start_step)
+    return x, pred[src], src
