@@ -9,7 +9,7 @@ export DVC_NO_ANALYTICS := 1
 # process (each DVC stage, each dvc call in the tests) would recompile torch and dvc from source.
 PIP := $(PY) -m pip install -q --disable-pip-version-check --no-compile
 
-.PHONY: setup repro test sweep benchmark
+.PHONY: setup repro test sweep benchmark mutation
 
 $(VENV)/.installed: requirements.txt requirements-nodeps.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -32,3 +32,9 @@ sweep: setup
 
 benchmark: setup
 	python -m benchmarks.train_step
+
+# Maintainers: mutation testing of the method modules (docs/testing.md). Tens of minutes on 2 cores.
+mutation: setup
+	$(PIP) -r requirements-dev.txt
+	mutmut run --max-children 2
+	mutmut results

@@ -9,7 +9,8 @@ import yaml
 from ruamel.yaml import YAML  # ships with dvc; round-trips comments
 
 from zerodiffpp import paths
-from zerodiffpp.params import ParamsError, load_params
+from zerodiffpp.errors import ParamsError
+from zerodiffpp.params import load_params
 
 PRESETS = Path(__file__).resolve().parents[1] / "presets"
 

@@ -1,6 +1,6 @@
 """Compare settings on many validation folds, paired: per fold, train the generators once and run every
-variant's later stages on them. The stages' own `run` functions do the work, in-process, with the
-same seeds as `dvc repro`, so a fold's base row equals `dvc exp run -S data.protocol=validation -S
+variant's later stages on them. The stages' own `run` functions do the work, in-process
+(scripts/in_process.py), with the same seeds as `dvc repro`, so a fold's base row equals `dvc exp run -S data.protocol=validation -S
 data.val_classes=<fold>` run with train.threads 1.
 
     python -m scripts.fold_study --jobs 2                      # embedded: all 35 three-class folds
@@ -34,12 +34,12 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 
-from stages import adapt, classify, pretrain, report, synthesize, train  # noqa: E402
+from scripts.in_process import evaluate_generators, train_generators  # noqa: E402
 from zerodiffpp import paths  # noqa: E402
-from zerodiffpp.data import DataError, FeatureSet  # noqa: E402
+from zerodiffpp.data import FeatureSet  # noqa: E402
+from zerodiffpp.errors import DataError, ParamsError  # noqa: E402
 from zerodiffpp.io import save_text  # noqa: E402
-from zerodiffpp.params import ParamsError, declared_keys, load_params, lookup, validate  # noqa: E402
-from zerodiffpp.runtime import setup  # noqa: E402
+from zerodiffpp.params import declared_keys, load_params, lookup, validate  # noqa: E402
 
 BASE = "base"
 MAX_FOLDS = 100
@@ -103,19 +103,8 @@ def run_fold(job: tuple) -> list[dict]:
         start = time.time()
         sig = training_signature(p, keys)
         if sig not in trained:
-            device = setup(p["train"], pretrain.SEED_OFFSET)
-            prep, _, drg_ckpt, _, _ = pretrain.run(p, fs, device)
-            setup(p["train"], train.SEED_OFFSET)
-            trained[sig] = prep, drg_ckpt, train.run(p, prep, device)[0]
-        prep, drg_ckpt, gen_ckpt = trained[sig]
-        device = setup(p["train"], adapt.SEED_OFFSET)
-        adapted, pseudo, _ = adapt.run(p, prep, gen_ckpt, drg_ckpt, device)
-        setup(p["train"], synthesize.SEED_OFFSET)
-        syn = synthesize.run(p, prep, adapted, drg_ckpt, pseudo, device)
-        setup(p["train"], classify.SEED_OFFSET)
-        _, preds, _ = classify.run(p, prep, syn, adapted, device)
-        setup(p["train"], report.SEED_OFFSET)
-        m = report.run(p, prep, syn, preds, pseudo, device)
+            trained[sig] = train_generators(p, fs)
+        m = evaluate_generators(p, *trained[sig])
         rows.append({"fold": fold or "own", "seed": seed, "variant": name, "changes": changes, "params": digest,
                      "T1": m["zsl"]["T1"], **{k: m["gzsl"][k] for k in ("U", "S", "H")},
                      "pseudo_label_acc": m.get("tta", {}).get("pseudo_label_acc_all"),

@@ -7,7 +7,7 @@ from zerodiffpp.data import Prepared
 from zerodiffpp.synth import Synthesizer
 from zerodiffpp.io import load_torch, save_csv, save_npz, save_torch
 from zerodiffpp.params import load_stage_params
-from zerodiffpp.runtime import log, setup
+from zerodiffpp.runtime import log, run_stage, setup
 from zerodiffpp.difftta import run_difftta
 
 SEED_OFFSET = 3
@@ -42,4 +42,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_stage("adapt", main)

@@ -6,7 +6,7 @@ from zerodiffpp.classifier import InputView, train_softmax
 from zerodiffpp.data import Prepared
 from zerodiffpp.io import load_npz, load_torch, save_csv, save_npz, save_torch
 from zerodiffpp.params import load_stage_params
-from zerodiffpp.runtime import log, setup
+from zerodiffpp.runtime import log, run_stage, setup
 
 SEED_OFFSET = 5
 
@@ -42,4 +42,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_stage("classify", main)

@@ -2,7 +2,7 @@
 from zerodiffpp import paths
 from zerodiffpp.data import FeatureSet
 from zerodiffpp.params import load_stage_params
-from zerodiffpp.runtime import log, setup_logging
+from zerodiffpp.runtime import log, run_stage
 from zerodiffpp.xlsa17 import load_xlsa17
 
 
@@ -10,12 +10,12 @@ def load_source(d: dict) -> FeatureSet:
     """The embedded default, or an xlsa17 benchmark folder (data.name, data.root)."""
     if d["name"] == "embedded":
         from zerodiffpp.embedded import load_embedded  # imports the CNN's packages only when needed
-        return load_embedded(d["image_size"], d["extract_batch_size"], d["test_fraction"], d["split_seed"])
+        return load_embedded(d["image_size"], d["extract_batch_size"], d["test_fraction"], d["split_seed"],
+                             root=d["root"])
     return load_xlsa17(d["root"], d["name"], x_file=d["x_file"], r_file=d["r_file"], embedding=d["embedding"])
 
 
 def main():
-    setup_logging()
     p = load_stage_params("extract")
     fs = load_source(p["data"])
     fs.save(paths.FEATURES)
@@ -24,4 +24,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_stage("extract", main)

@@ -4,7 +4,7 @@ from zerodiffpp.data import FeatureSet
 from zerodiffpp.drg import train_drg
 from zerodiffpp.io import save_csv, save_torch
 from zerodiffpp.params import load_stage_params
-from zerodiffpp.runtime import log, setup
+from zerodiffpp.runtime import log, run_stage, setup
 from zerodiffpp.sc import sc_representations, train_sc_encoder
 from zerodiffpp.splits import prepare_split
 
@@ -42,4 +42,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_stage("pretrain", main)

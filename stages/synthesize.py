@@ -1,5 +1,5 @@
 """Stage synthesize: fully generated unseen features, plus DiffGen's partially synthesised ones
-(ZeroDiff++), plus generated seen features for the seen-spuriousness metric only."""
+(ZeroDiff++)."""
 import numpy as np
 
 from zerodiffpp import methods, paths
@@ -7,7 +7,7 @@ from zerodiffpp.data import Prepared
 from zerodiffpp.diffgen import diffgen_set
 from zerodiffpp.io import load_npz, load_torch, save_npz
 from zerodiffpp.params import load_stage_params
-from zerodiffpp.runtime import log, setup
+from zerodiffpp.runtime import log, run_stage, setup
 from zerodiffpp.synth import Synthesizer
 
 SEED_OFFSET = 4
@@ -15,7 +15,7 @@ KIND_FULL, KIND_PARTIAL = 0, 1
 
 
 def run(p, prep: Prepared, adapted_ckpt: dict, drg_ckpt: dict, pseudo: dict, device) -> dict:
-    """-> the synthetic set: x, y, kind (full or partial), and generated seen features (diagnostic)."""
+    """-> the synthetic set: x, y, kind (full or partial)."""
     synth = Synthesizer(adapted_ckpt, drg_ckpt, prep.att, device)
     x, y = synth.full(prep.unseen, p["synth"]["unseen_per_class"], p["synth"]["sampler"])
     kind = np.full(len(y), KIND_FULL)
@@ -28,9 +28,8 @@ def run(p, prep: Prepared, adapted_ckpt: dict, drg_ckpt: dict, pseudo: dict, dev
         x, y = np.concatenate([x, x_p]), np.concatenate([y, y_p])
         kind = np.concatenate([kind, np.full(len(y_p), KIND_PARTIAL)])
         log.info("synthesize: %d partially synthesised features from step k=%d", len(y_p), g["start_step"])
-    x_seen, y_seen = synth.full(prep.seen, p["synth"]["seen_per_class"], p["synth"]["sampler"])
     log.info("synthesize: %d synthetic features (%d fully generated)", len(y), int((kind == KIND_FULL).sum()))
-    return dict(x=x, y=y, kind=kind, x_seen_diag=x_seen, y_seen_diag=y_seen)
+    return dict(x=x, y=y, kind=kind)
 
 
 def main():
@@ -42,4 +41,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_stage("synthesize", main)

@@ -5,7 +5,7 @@ from zerodiffpp.dfg import ZeroDiffTrainer
 from zerodiffpp.fclswgan import train_fclswgan
 from zerodiffpp.io import save_csv, save_torch
 from zerodiffpp.params import load_stage_params
-from zerodiffpp.runtime import log, setup
+from zerodiffpp.runtime import log, run_stage, setup
 
 SEED_OFFSET = 2
 
@@ -29,4 +29,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_stage("train", main)

@@ -5,7 +5,8 @@ import pytest
 from scipy.io import loadmat, savemat
 
 from tests.conftest import SHARED_XLSA17, make_xlsa17
-from zerodiffpp.data import DataError, FeatureSet, unlearnable_attributes, without_constant_columns
+from zerodiffpp.data import FeatureSet, unlearnable_attributes, without_constant_columns
+from zerodiffpp.errors import DataError
 from zerodiffpp.splits import MinMax, prepare_split, subsample_per_class, validation_view
 from zerodiffpp.xlsa17 import load_xlsa17
 
@@ -216,3 +217,29 @@ def test_validation_fold_removes_what_its_training_classes_cannot_vary(caplog):
     np.testing.assert_allclose(view.att[:, 1], 0.0)
     np.testing.assert_allclose(view.att[2], [2 ** -0.5, 0.0, 2 ** -0.5], atol=1e-6)
     np.testing.assert_array_equal(fs.att, att)  # the full dataset is left as it was
+
+
+def test_class_embeddings_are_made_unit_length_whatever_the_file_gives(tmp_path, caplog):
+    """sent_splits.mat's sentence embeddings have norms of about 17-23 while the attribute decoder's
+    output is unit length: the loader normalises every class embedding per class (att_splits.mat's
+    att already is, and is left as it is), and refuses an all-zero one."""
+    base = load_xlsa17(make_xlsa17(tmp_path / "A"), "TOY")
+    scaled = np.random.default_rng(3).uniform(15, 25, size=(1, 6)) * base.att.T  # A x C, class norms 15-25
+    with caplog.at_level(logging.INFO, logger="zerodiffpp.xlsa17"):
+        fs = load_xlsa17(make_xlsa17(tmp_path / "B", extra_split={"att": scaled}), "TOY")
+    np.testing.assert_allclose(np.linalg.norm(fs.att, axis=1), 1.0, atol=1e-6)
+    np.testing.assert_allclose(fs.att, base.att, atol=1e-6)  # same directions
+    assert "normalised to unit length" in caplog.text
+    zero = base.att.T.copy()
+    zero[:, 2] = 0
+    with pytest.raises(DataError, match=r"all-zero class embeddings \(classes \[2\]\)"):
+        load_xlsa17(make_xlsa17(tmp_path / "C", extra_split={"att": zero}), "TOY")
+
+
+@pytest.mark.skipif(not (SHARED_XLSA17 / "CUB" / "sent_splits.mat").exists(), reason="../shared CUB is not present")
+def test_real_cub_sentence_embeddings_come_out_unit_length():
+    from zerodiffpp.xlsa17 import unit_rows
+    raw = loadmat(SHARED_XLSA17 / "CUB" / "sent_splits.mat")["att"].T
+    norms = np.linalg.norm(raw, axis=1)
+    assert norms.min() > 10  # the file's own scale (16.7-22.6)
+    np.testing.assert_allclose(np.linalg.norm(unit_rows(raw, "sent_splits.mat"), axis=1), 1.0, atol=1e-6)

@@ -147,3 +147,93 @@ def test_tta_latent_chooses_which_z_the_reconstruction_uses(trained, latent, enc
     e_grad = sum(float(q.grad.abs().sum()) for q in s.gen["E"].parameters() if q.grad is not None)
     g_grad = sum(float(q.grad.abs().sum()) for q in s.gen["G"].parameters() if q.grad is not None)
     assert g_grad > 0 and (e_grad > 0) == encoder_moves
+
+
+def _kept_batch(trained, n=24):
+    prep = trained[0]
+    s = _synth(trained)
+    x, r = torch.as_tensor(prep.x_test_seen[:n]), torch.as_tensor(prep.r_test_seen[:n])
+    return s, x, r, s.att[torch.as_tensor(prep.y_test_seen[:n])]
+
+
+def _g_grad(s, x, r, a, w, seed=4):
+    from zerodiffpp.difftta import reconstruction_loss
+    s.gen.zero_grad()
+    torch.manual_seed(seed)
+    reconstruction_loss(s, x, r, a, w).backward()
+    return torch.cat([q.grad.flatten() for q in s.gen["G"].parameters()])
+
+
+def test_a_sample_of_confidence_zero_does_not_change_the_update(trained):
+    """The reconstruction loss is confidence-weighted: a kept sample with weight 0 contributes no
+    gradient, whatever its features (dropping the weights would let it)."""
+    s, x, r, a = _kept_batch(trained)
+    w = torch.ones(len(x))
+    w[3] = 0.0
+    garbage = x.clone()
+    garbage[3] = torch.rand_like(x[3])
+    torch.testing.assert_close(_g_grad(s, x, r, a, w), _g_grad(s, garbage, r, a, w))
+    w[3] = 1.0
+    assert not torch.allclose(_g_grad(s, x, r, a, w), _g_grad(s, garbage, r, a, w))
+
+
+def _distance_from_trained(trained, **tta):
+    prep, _, gen, _ = trained
+    s, _, _, _, _ = _run_tta(trained, prep, rounds=1, **tta)
+    adapted = s.checkpoint()["state"]
+    return sum(float(((adapted[k].float() - gen["state"][k].float()) ** 2).sum()) for k in gen["state"]) ** 0.5
+
+
+def test_the_anchor_keeps_the_adapted_generator_near_the_trained_one(trained):
+    """tta.anchor_weight pulls toward the trained weights: a large weight keeps the adapted
+    generator much nearer to them than no pull at all (dropping the term makes the two equal)."""
+    free = _distance_from_trained(trained, anchor_weight=0.0, lr=0.001)
+    pulled = _distance_from_trained(trained, anchor_weight=100.0, lr=0.001)
+    assert free > 0 and pulled < 0.5 * free
+
+
+def test_every_round_is_anchored_to_the_trained_generator(trained, monkeypatch):
+    """METHOD.md 4c: the pull is toward the trained generator, taken once: round 2 is not pulled
+    toward round 1's weights."""
+    from zerodiffpp import difftta
+    prep, _, gen, _ = trained
+    anchors, real_finetune = [], difftta.finetune
+
+    def recording(synth, x, r, y, conf, p, device, curve, round_idx, anchor, opt):
+        anchors.append([q.clone() for q in anchor])
+        return real_finetune(synth, x, r, y, conf, p, device, curve, round_idx, anchor, opt)
+    monkeypatch.setattr(difftta, "finetune", recording)
+    s, _, _, _, rounds = _run_tta(trained, prep, rounds=2, lr=0.001)
+    assert len(rounds) == 2 and len(anchors) == 2
+    trained_weights = [gen["state"][k] for k in s.gen.state_dict()]
+    for anchor in anchors:
+        for q, q0 in zip(anchor, trained_weights):
+            torch.testing.assert_close(q, q0, rtol=0, atol=0)
+
+
+def test_the_reconstruction_check_leaves_every_global_random_stream_alone(trained, monkeypatch):
+    """The before/after reconstruction check draws its fixed noise from a generator of its own: it
+    never reseeds torch's global streams (torch.manual_seed would reseed CUDA's too, and only the
+    CPU stream was put back), the CPU stream is where it was, and two checks agree."""
+    from zerodiffpp.difftta import evaluate_reconstruction
+    s, x, r, a = _kept_batch(trained)
+    w = torch.rand(len(x))
+
+    def forbidden(*_):
+        raise AssertionError("the reconstruction check reseeded a global random stream")
+    monkeypatch.setattr(torch, "manual_seed", forbidden)
+    monkeypatch.setattr(torch.random, "manual_seed", forbidden)
+    state = torch.random.get_rng_state()
+    first = evaluate_reconstruction(s, x, r, a, w)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    assert evaluate_reconstruction(s, x, r, a, w) == first
+
+
+def test_the_same_seed_gives_the_same_adapted_weights_with_or_without_the_check(trained, monkeypatch):
+    from zerodiffpp import difftta
+    prep = trained[0]
+    with_check = _run_tta(trained, prep, rounds=1)[0].checkpoint()["state"]
+    monkeypatch.setattr(difftta, "evaluate_reconstruction", lambda *args, **kw: 0.0)
+    without = _run_tta(trained, prep, rounds=1)[0].checkpoint()["state"]
+    for k in with_check:
+        assert torch.equal(with_check[k], without[k]), k

@@ -33,6 +33,22 @@ def test_mutual_learning_gradient_pulls_toward_the_other_critic():
     assert (a.grad < 0).all() and (b.grad > 0).all()  # a moves up, b moves down
 
 
+def test_mutual_learning_sends_no_gradient_through_the_stop_gradient_side():
+    """d/dw_k of sum over pairs of f (w_k - sg w_l)^2 + f (w_l - sg w_k)^2 is 2 f (w_k - w_l) / n per
+    pair: only the term where w_k is the estimate, not the target. Without the stop-gradient it
+    would be twice that. Pairs with the diffusion critic 'xt' carry the timestep weight f."""
+    n = 4
+    w = {"x0": torch.tensor([0.0, 1.0, 2.0, 3.0], requires_grad=True),
+         "xc": torch.tensor([1.0, 1.0, 0.0, 0.0], requires_grad=True),
+         "xt": torch.tensor([0.5, -1.0, 2.0, 1.0], requires_grad=True)}
+    f = torch.tensor([1.0, 0.5, 0.25, 0.0])
+    losses.mutual_learning(w, f).backward()
+    x0, xc, xt = (w[k].detach() for k in ("x0", "xc", "xt"))
+    torch.testing.assert_close(w["x0"].grad, 2 * (x0 - xc) / n + 2 * f * (x0 - xt) / n)
+    torch.testing.assert_close(w["xc"].grad, 2 * (xc - x0) / n + 2 * f * (xc - xt) / n)
+    torch.testing.assert_close(w["xt"].grad, 2 * f * (xt - x0) / n + 2 * f * (xt - xc) / n)
+
+
 def test_weighted_l1_known_value():
     pred, target = torch.tensor([[3.0, 4.0]]), torch.zeros(1, 2)
     assert losses.weighted_l1(pred, target).item() == pytest.approx((27 + 64) / 5)

@@ -227,3 +227,28 @@ def test_adaptive_gp_reads_the_sum_or_the_mean_of_the_penalties(tmp_path, rule_i
     assert stats["gp_sum"] == pytest.approx(3 * stats["gp"])
     expected = stats["gp_sum"] if rule_input == "sum" else stats["gp"]
     assert seen[0] == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("input_step", ["current", "next"])
+def test_drg_input_step_chooses_which_noised_r_the_generator_reads(tmp_path, monkeypatch, input_step):
+    """drg.input_step: the official code feeds the DRG generator r_t ('current'; at t = 0 that is
+    the clean target), textbook DDGAN feeds r_{t+1} ('next')."""
+    from zerodiffpp import diffusion
+    prep, p = tiny_prepared(tmp_path)
+    pairs, inputs = [], []
+    real_pairs = diffusion.q_sample_pairs
+
+    def recording_pairs(x0, t, sched, *args, **kw):
+        out = real_pairs(x0, t, sched, *args, **kw)
+        pairs.append(out)
+        return out
+    monkeypatch.setattr(diffusion, "q_sample_pairs", recording_pairs)
+    real_forward = N.RepGenerator.forward
+    monkeypatch.setattr(N.RepGenerator, "forward",
+                        lambda self, z, a, r_in, t: inputs.append(r_in) or real_forward(self, z, a, r_in, t))
+    train_drg(prep.r_train, prep.y_train, prep.att, dict(p["drg"], input_step=input_step, epochs=1),
+              p["diffusion"], "cpu")
+    assert len(pairs) == len(inputs) > 0
+    for (r_t, r_next), r_in in zip(pairs, inputs):
+        assert torch.equal(r_in, r_t if input_step == "current" else r_next)
+        assert not torch.equal(r_t, r_next)

@@ -4,7 +4,8 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT
-from zerodiffpp.params import ParamsError, load_params, load_stage_params, validate
+from zerodiffpp.errors import ParamsError
+from zerodiffpp.params import load_params, load_stage_params, validate
 
 
 @pytest.fixture
@@ -25,7 +26,8 @@ def test_committed_params_are_valid():
     (lambda p: p["gen"].update(lr="1e-3"), "write decimals like 0.001"),
     (lambda p: p["gen"].pop("lr"), "gen.lr is missing"),
     (lambda p: p["diffgen"].update(start_step=4), "diffgen.start_step must be < diffusion.timesteps"),
-    (lambda p: p["data"].update(name="CUB", root=""), "data.root must name an xlsa17 folder"),
+    (lambda p: p["data"].update(name="CUB", root=""), "data.root must name the dataset's folder: an xlsa17 folder"),
+    (lambda p: p["data"].update(root=""), "data.root must name the dataset's folder: zerodiffpp/assets"),
     (lambda p: p["data"].update(protocol="test", val_classes="cat,horse"),
      "applies only under data.protocol: validation"),
 ])

@@ -13,11 +13,11 @@ TINY_OVERRIDES = {
     "fclswgan": {"epochs": 2, "batch_size": 32, "hidden": 32, "critic_hidden": 32, "noise_dim": 4,
                  "critic_iter": 2, "cls_epochs": 2},
     "diffusion": {"time_dim": 8},
-    "synth": {"unseen_per_class": 20, "seen_per_class": 20},
+    "synth": {"unseen_per_class": 20},
     "tta": {"epochs": 2, "batch_size": 32},
     "diffgen": {"max_per_class": 20},
     "classifier": {"epochs": 3, "batch_size": 64},
-    "report": {"oracle_folds": 2, "probe_epochs": 3},
+    "report": {"oracle_folds": 2, "probe_epochs": 3, "seen_per_class": 20},
 }
 
 

@@ -11,10 +11,7 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 
 from zerodiffpp import io
-
-
-class DataError(ValueError):
-    """Malformed input data; the message names the file, the key and what was expected."""
+from zerodiffpp.errors import DataError
 
 
 @dataclass

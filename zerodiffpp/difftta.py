@@ -79,14 +79,15 @@ def pseudo_label(synth: Synthesizer, prep, x_test: np.ndarray, p_tta: dict, p_sy
     return clf.classes[pos], probs[np.arange(len(pos)), pos]
 
 
-def reconstruction_loss(synth: Synthesizer, x, r, a, w, t=None, latent: str = "posterior"):
+def reconstruction_loss(synth: Synthesizer, x, r, a, w, t=None, latent: str = "posterior",
+                        generator: torch.Generator | None = None):
     """Confidence-weighted squared error of G's one-step reconstruction of x_0 from x_{t+1}.
 
     `latent` (tta.latent) is the z given to G: 'posterior' z = E(x, a) (the sample's own latent),
     'prior' z ~ N(0, I) (the path full synthesis takes), 'both' the mean of the two losses on the
-    same (t, x_{t+1})."""
-    t = dfn.sample_timesteps(len(x), synth.sched, x.device) if t is None else t
-    _, x_next = dfn.q_sample_pairs(x, t, synth.sched)
+    same (t, x_{t+1}). Noise comes from `generator` (None: torch's global stream)."""
+    t = dfn.sample_timesteps(len(x), synth.sched, x.device, generator) if t is None else t
+    _, x_next = dfn.q_sample_pairs(x, t, synth.sched, generator)
 
     def weighted_error(z):
         x0_hat = synth.gen["G"](z, a, r, x_next, t)
@@ -94,32 +95,33 @@ def reconstruction_loss(synth: Synthesizer, x, r, a, w, t=None, latent: str = "p
 
     losses = []
     if latent in ("posterior", "both"):
-        losses.append(weighted_error(reparameterize(*synth.gen["E"](x, a))))
+        losses.append(weighted_error(reparameterize(*synth.gen["E"](x, a), generator=generator)))
     if latent in ("prior", "both"):
-        losses.append(weighted_error(torch.randn(len(x), synth.cfg["noise_dim"], device=x.device)))
+        losses.append(weighted_error(torch.randn(len(x), synth.cfg["noise_dim"], device=x.device,
+                                                 generator=generator)))
     return losses[0] if len(losses) == 1 else sum(losses) / len(losses)
 
 
 def evaluate_reconstruction(synth: Synthesizer, x, r, a, w, latent: str = "posterior", seed: int = 12345) -> float:
-    """The reconstruction loss on fixed noise (same seed before and after adaptation)."""
-    state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
+    """The reconstruction loss at every step on fixed noise (the same before and after adaptation).
+    The noise comes from a generator of its own, so the check leaves torch's global random streams
+    (CPU and CUDA) exactly where they were: adapting gives the same weights with or without it."""
+    generator = torch.Generator(device=x.device).manual_seed(seed)
     with torch.no_grad():
-        losses = [reconstruction_loss(synth, x, r, a, w, torch.full((len(x),), s, device=x.device), latent)
+        losses = [reconstruction_loss(synth, x, r, a, w, torch.full((len(x),), s, device=x.device), latent, generator)
                   for s in range(synth.sched.timesteps)]
-    torch.random.set_rng_state(state)
     return float(torch.stack(losses).mean())
 
 
 def finetune(synth: Synthesizer, x: np.ndarray, r: np.ndarray | None, y: np.ndarray, conf: np.ndarray,
-             p: dict, device, curve: Curve, round_idx: int) -> tuple[float, float]:
-    """Step c. Returns the reconstruction loss on the kept samples before and after."""
+             p: dict, device, curve: Curve, round_idx: int, anchor: list[torch.Tensor],
+             opt: torch.optim.Optimizer) -> tuple[float, float]:
+    """Step c: fine-tune G and E on the kept samples, pulled toward `anchor` (the trained weights).
+    Returns the reconstruction loss on the kept samples before and after."""
     xt, at, wt = to_tensor(x, device), synth.att[torch.as_tensor(y, device=device)], to_tensor(conf, device)
     rt = to_tensor(r, device) if synth.uses_r else None
     before = evaluate_reconstruction(synth, xt, rt, at, wt, p["latent"])
     params = list(synth.gen.parameters())
-    anchor = [q.detach().clone() for q in params]
-    opt = adam(params, p["lr"])
     synth.gen.train()
     for epoch in tqdm(range(p["epochs"]), desc=f"adapt: DiffTTA round {round_idx + 1}", unit="epoch"):
         perm = torch.randperm(len(xt), device=device)
@@ -146,6 +148,10 @@ def run_difftta(synth: Synthesizer, prep, p_tta: dict, p_synth: dict, p_clf: dic
     x_test, r_test = prep.test_features()
     curve, rounds = Curve(), []
     pred = conf = kept = None
+    # METHOD.md 4c: every round is pulled toward the trained generator, taken once here, and one
+    # optimiser runs through all rounds (later rounds refresh the pseudo-labels, not the reference)
+    anchor = [q.detach().clone() for q in synth.gen.parameters()]
+    opt = adam(synth.gen.parameters(), p_tta["lr"])
     for k in range(p_tta["rounds"] if adapt else 1):
         pred, conf = pseudo_label(synth, prep, x_test, p_tta, p_synth, p_clf, device)
         kept = select_confident(pred, conf, p_tta["keep_fraction"], p_tta["min_confidence"])
@@ -156,6 +162,6 @@ def run_difftta(synth: Synthesizer, prep, p_tta: dict, p_synth: dict, p_clf: dic
                         p_tta["min_confidence"])
             break
         before, after = finetune(synth, x_test[kept], r_test[kept] if synth.uses_r else None, pred[kept],
-                                 conf[kept], p_tta, device, curve, k)
+                                 conf[kept], p_tta, device, curve, k, anchor, opt)
         rounds.append({"round": k + 1, "kept": int(len(kept)), "rec_before": before, "rec_after": after})
     return pred, conf, kept, rounds, curve.rows

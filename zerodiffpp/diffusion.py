@@ -59,17 +59,26 @@ def sample_timesteps(batch: int, sched: Schedule, device, generator=None) -> tor
     return torch.randint(0, sched.timesteps, (batch,), device=device, generator=generator)
 
 
-def q_sample(x0: torch.Tensor, t: torch.Tensor, sched: Schedule, noise: torch.Tensor | None = None) -> torch.Tensor:
+def randn_like(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """N(0, I) noise shaped like x, from `generator` (None: torch's global stream on x's device)."""
+    if generator is None:
+        return torch.randn_like(x)
+    return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+
+
+def q_sample(x0: torch.Tensor, t: torch.Tensor, sched: Schedule, noise: torch.Tensor | None = None,
+             generator: torch.Generator | None = None) -> torch.Tensor:
     """x_t ~ q(x_t | x_0) = N(sqrt(alpha_bar_t) x_0, sigma_bar_t^2 I)."""
-    noise = torch.randn_like(x0) if noise is None else noise
+    noise = randn_like(x0, generator) if noise is None else noise
     return _at(sched.sqrt_alpha_bar, t, x0) * x0 + _at(sched.sigma_bar, t, x0) * noise
 
 
-def q_sample_pairs(x0: torch.Tensor, t: torch.Tensor, sched: Schedule) -> tuple[torch.Tensor, torch.Tensor]:
+def q_sample_pairs(x0: torch.Tensor, t: torch.Tensor, sched: Schedule,
+                   generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """A forward pair: x_t ~ q(x_t | x_0), then x_{t+1} = sqrt(1 - beta_{t+1}) x_t + sqrt(beta_{t+1}) eps."""
-    x_t = q_sample(x0, t, sched)
+    x_t = q_sample(x0, t, sched, generator=generator)
     beta_next = _at(sched.betas, t + 1, x0)
-    x_next = torch.sqrt(1.0 - beta_next) * x_t + torch.sqrt(beta_next) * torch.randn_like(x0)
+    x_next = torch.sqrt(1.0 - beta_next) * x_t + torch.sqrt(beta_next) * randn_like(x0, generator)
     return x_t, x_next
 
 

@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from zerodiffpp.data import DataError, FeatureSet, unlearnable_attributes
+from zerodiffpp.data import FeatureSet, unlearnable_attributes
+from zerodiffpp.errors import DataError
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,8 @@ UNSEEN = ["bear", "giraffe", "sheep"]
 # single fold). Settings are compared with `python -m scripts.fold_study` over every 3-class subset of
 # the seen classes instead, the test split's shape (README, "How the defaults were chosen").
 VALIDATION = ["cat", "horse"]
-ATTRIBUTES_CSV = Path(__file__).parent / "assets" / "animal_attributes.csv"
+ASSETS = Path(__file__).parent / "assets"  # the embedded dataset's folder (data.root): its attribute table
+ATTRIBUTES_CSV = ASSETS / "animal_attributes.csv"
 
 
 def _package_dir(name: str) -> Path:
@@ -167,16 +169,21 @@ def split_indices(labels: np.ndarray, test_fraction: float, seed: int):
 
 
 def load_embedded(image_size: int, batch_size: int, test_fraction: float, split_seed: int,
-                  limit: int | None = None) -> FeatureSet:
-    """The embedded default as a FeatureSet. `limit` keeps the first images of each class (tests only)."""
+                  limit: int | None = None, root: Path | str = ASSETS) -> FeatureSet:
+    """The embedded default as a FeatureSet. `root` (data.root) is the folder of its attribute table;
+    `limit` keeps the first images of each class (tests only)."""
+    table = Path(root) / ATTRIBUTES_CSV.name
+    if not table.exists():
+        raise DataError(f"data.root: {table} not found; for data.name 'embedded' data.root is the folder of its "
+                        f"attribute table ({ASSETS.relative_to(Path(__file__).parents[1])})")
     images, labels = load_images()
     if limit is not None:
         keep = np.concatenate([np.flatnonzero(labels == c)[:limit] for c in range(len(CLASS_NAMES))])
         images, labels = images[keep], labels[keep]
-    attributes, _ = load_attributes()
-    bad = ungraded_attributes(UNSEEN, seen_names())
+    attributes, _ = load_attributes(table)
+    bad = ungraded_attributes(UNSEEN, seen_names(), table)
     if bad:
-        raise DataError(f"{ATTRIBUTES_CSV}: (class, attribute) {bad} cannot be learned from the seen classes: "
+        raise DataError(f"{table}: (class, attribute) {bad} cannot be learned from the seen classes: "
                         f"grade them across the seen classes")
     att = attributes / np.linalg.norm(attributes, axis=1, keepdims=True)  # L2 per class, as xlsa17 'att'
     log.info("embedded dataset: %d images, %d classes, %d attributes", len(images), len(CLASS_NAMES), att.shape[1])

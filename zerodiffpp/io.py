@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from zerodiffpp.errors import DataError
+
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -44,7 +46,7 @@ def save_npz(path, **arrays) -> None:
 def load_npz(path) -> dict[str, np.ndarray]:
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"{path}: not found; run the stage that produces it (dvc repro)")
+        raise DataError(f"{path}: not found; run the stage that produces it (dvc repro)")
     with np.load(path, allow_pickle=False) as z:
         return {k: z[k] for k in z.files}
 
@@ -63,7 +65,7 @@ def save_torch(path, obj) -> None:
 def load_torch(path, device="cpu"):
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"{path}: not found; run the stage that produces it (dvc repro)")
+        raise DataError(f"{path}: not found; run the stage that produces it (dvc repro)")
     return torch.load(path, map_location=device, weights_only=False)
 
 

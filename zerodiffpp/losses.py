@@ -59,8 +59,11 @@ def vae_loss(x_rec: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, logvar: tor
     return bce + kl
 
 
-def reparameterize(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    return mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """z = mu + sigma eps, eps ~ N(0, I) from `generator` (None: torch's global stream)."""
+    eps = torch.randn_like(mu) if generator is None else \
+        torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+    return mu + eps * torch.exp(0.5 * logvar)
 
 
 def supcon_loss(z: torch.Tensor, labels: torch.Tensor, temperature: float) -> torch.Tensor:

@@ -13,10 +13,7 @@ from typing import Any
 import yaml
 
 from zerodiffpp import paths
-
-
-class ParamsError(ValueError):
-    """A params file or value is wrong; the message names the file, the key and what was expected."""
+from zerodiffpp.errors import ParamsError
 
 
 def _choice(*options):
@@ -73,7 +70,7 @@ SCHEMA: dict[str, Any] = {
         "noise_dim": POS_INT, "critic_iter": POS_INT, "lambda_gp": NONNEG, "cls_weight": NONNEG,
         "cls_epochs": POS_INT,
     },
-    "synth": {"unseen_per_class": POS_INT, "seen_per_class": POS_INT, "sampler": _choice("one_step", "progressive")},
+    "synth": {"unseen_per_class": POS_INT, "sampler": _choice("one_step", "progressive")},
     "tta": {
         "enabled": BOOL, "rounds": POS_INT, "keep_fraction": _num(0, 1, lo_open=True), "min_confidence": _num(0, 1),
         "epochs": NONNEG_INT, "batch_size": POS_INT, "lr": POS, "anchor_weight": NONNEG,
@@ -84,7 +81,7 @@ SCHEMA: dict[str, Any] = {
                 "classes": _choice("all", "unseen")},
     "classifier": {"epochs": POS_INT, "batch_size": POS_INT, "lr": POS, "features": _choice("V", "VS", "S"),
                    "calibration": _num(0, 1)},
-    "report": {"oracle_folds": _num(2, integer=True), "probe_epochs": POS_INT},
+    "report": {"oracle_folds": _num(2, integer=True), "probe_epochs": POS_INT, "seen_per_class": POS_INT},
 }
 
 
@@ -140,8 +137,11 @@ def _check_cross(p: dict, source: str) -> None:
     if p["data"]["val_classes"].strip() and p["data"]["protocol"] != "validation":
         raise ParamsError(f"{source}: data.val_classes ({p['data']['val_classes']!r}) applies only under "
                           f"data.protocol: validation, got protocol {p['data']['protocol']!r}")
-    if p["data"]["name"] != "embedded" and not p["data"]["root"]:
-        raise ParamsError(f"{source}: data.root must name an xlsa17 folder when data.name is {p['data']['name']}")
+    if not p["data"]["root"].strip():
+        what = "zerodiffpp/assets (the embedded default)" if p["data"]["name"] == "embedded" else \
+            f"an xlsa17 folder when data.name is {p['data']['name']}"
+        raise ParamsError(f"{source}: data.root must name the dataset's folder: {what}; it is a dependency of the "
+                          f"extract stage, so DVC notices a replaced input file")
 
 
 def load_params(path: Path | str = paths.PARAMS) -> dict:

@@ -7,16 +7,28 @@ from pathlib import Path
 import numpy as np
 
 from zerodiffpp import metrics as M
+from zerodiffpp.synth import Synthesizer
 
 
-def evaluate(prep, syn: dict, preds: dict, pseudo: dict, ctx: dict, device) -> dict:
-    """Everything in metrics/eval.json. `ctx` carries the run's settings (numbers only)."""
+def seen_probe_features(gen_ckpt: dict, drg_ckpt: dict, prep, per_class: int, sampler: str, device):
+    """Generated seen-class features for the seen-spuriousness probe, from the *trained* generator
+    (before any test-time adaptation, for every method: the adapted one has seen test-seen features,
+    so its samples would not be new). `per_class` (report.seen_per_class) is capped at the real
+    training set's mean count per seen class, so the probe's training set is never larger than the
+    real part of the classifier's, at any class count (SUN: 16 per class)."""
+    n = min(per_class, int(np.ceil(len(prep.y_train) / len(prep.seen))))
+    return Synthesizer(gen_ckpt, drg_ckpt, prep.att, device).full(prep.seen, n, sampler)
+
+
+def evaluate(prep, syn: dict, seen_probe: tuple, preds: dict, pseudo: dict, ctx: dict, device) -> dict:
+    """Everything in metrics/eval.json. `ctx` carries the run's settings (numbers only); `seen_probe`
+    is (x, y) of `seen_probe_features`."""
     gz = M.gzsl_scores(prep.y_test_seen, preds["gzsl_test_seen"], prep.y_test_unseen, preds["gzsl_test_unseen"],
                        prep.seen, prep.unseen)
     t1 = M.mean_per_class_accuracy(prep.y_test_unseen, preds["zsl_test_unseen"], prep.unseen)
     full_unseen = (syn["kind"] == 0) & np.isin(syn["y"], prep.unseen)
-    seen_sp = M.seen_spuriousness(syn["x_seen_diag"], syn["y_seen_diag"], prep.x_train, prep.y_train,
-                                  prep.x_test_seen, prep.y_test_seen, prep.seen, ctx["probe_epochs"], device)
+    seen_sp = M.seen_spuriousness(*seen_probe, prep.x_train, prep.y_train, prep.x_test_seen, prep.y_test_seen,
+                                  prep.seen, ctx["probe_epochs"], device)
     unseen_sp = M.unseen_spuriousness(syn["x"][full_unseen], syn["y"][full_unseen], prep.x_test_unseen,
                                       prep.y_test_unseen, prep.unseen, ctx["probe_epochs"], ctx["oracle_folds"],
                                       device, ctx["seed"])

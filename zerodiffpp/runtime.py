@@ -3,11 +3,18 @@ from __future__ import annotations
 
 import logging
 import random
+import sys
+import traceback
+from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 
+from zerodiffpp.errors import InputError, ParamsError
+
 log = logging.getLogger("zerodiffpp")
+LOG_DIR = Path("logs")  # per-stage debug logs (git-ignored; not DVC outputs)
 
 
 def setup_logging() -> None:
@@ -15,11 +22,35 @@ def setup_logging() -> None:
                         datefmt="%H:%M:%S")
 
 
+def run_stage(name: str, main: Callable[[], None]) -> None:
+    """Run a stage's `main`. Everything the package logs, DEBUG included, also goes to
+    logs/<name>.log. A bad input the user can fix (DataError, ParamsError) is printed as one line
+    (what, where, what was expected) and the stage exits 1, its traceback in that log only; any
+    other exception is a bug and propagates with its traceback."""
+    setup_logging()
+    LOG_DIR.mkdir(exist_ok=True)
+    debug_log = LOG_DIR / f"{name}.log"
+    handler = logging.FileHandler(debug_log, mode="w")
+    handler.setLevel(logging.DEBUG)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+    log.addHandler(handler)
+    log.setLevel(logging.DEBUG)
+    for console in logging.getLogger().handlers:  # the console keeps INFO
+        console.setLevel(logging.INFO)
+    try:
+        main()
+    except InputError as e:
+        log.debug("stage %s failed:\n%s", name, traceback.format_exc())
+        print(f"ERROR: stage {name}: {e}  (traceback: {debug_log})", file=sys.stderr)
+        sys.exit(1)
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("train.device is 'cuda' but torch sees no CUDA device; use 'auto' or 'cpu'")
+        raise ParamsError("train.device is 'cuda' but torch sees no CUDA device (a CPU build of torch, or no "
+                          "GPU visible); use 'auto' or 'cpu', or install a CUDA build (README, Install)")
     return torch.device(name)
 
 

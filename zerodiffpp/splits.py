@@ -5,7 +5,8 @@ import logging
 
 import numpy as np
 
-from zerodiffpp.data import DataError, FeatureSet, Prepared, without_constant_columns
+from zerodiffpp.data import FeatureSet, Prepared, without_constant_columns
+from zerodiffpp.errors import DataError
 
 log = logging.getLogger(__name__)
 

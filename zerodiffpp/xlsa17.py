@@ -1,11 +1,15 @@
 """The xlsa17 ("proposed split") loader for AWA2, CUB and SUN folders (the extract stage only)."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
 
-from zerodiffpp.data import DataError, FeatureSet
+from zerodiffpp.data import FeatureSet
+from zerodiffpp.errors import DataError
+
+log = logging.getLogger(__name__)
 
 EXPECTED_CLASSES = {"AWA2": (40, 10), "CUB": (150, 50), "SUN": (645, 72)}
 
@@ -40,6 +44,20 @@ def _one_based(mat: dict, key: str, path: Path, upper: int) -> np.ndarray:
     return v - 1
 
 
+def unit_rows(att: np.ndarray, path: Path) -> np.ndarray:
+    """Class embeddings L2-normalised per class, as float32. att_splits.mat's 'att' already is (this
+    changes nothing there); sent_splits.mat's CNN-RNN sentence embeddings are not (norms about 17-23
+    on CUB), while the attribute decoder's output is unit length and DiffTTA's decoder ranking
+    compares cosines, so every embedding is brought to the unit sphere the same way."""
+    norms = np.linalg.norm(att, axis=1, keepdims=True)
+    if not (norms > 0).all():
+        raise DataError(f"{path}: 'att' has all-zero class embeddings (classes {np.flatnonzero(norms == 0).tolist()})")
+    if np.abs(norms - 1).max() > 1e-3:
+        log.info("%s: class embeddings have L2 norms %.2f-%.2f; normalised to unit length per class (as "
+                 "att_splits.mat's att)", path, norms.min(), norms.max())
+    return (att / norms).astype(np.float32)
+
+
 def load_xlsa17(root: Path | str, name: str, x_file: str = "res101.mat", r_file: str = "",
                 embedding: str = "att") -> FeatureSet:
     """Read an xlsa17 folder: res101.mat (features D x N, labels 1-based) and <embedding>_splits.mat
@@ -54,10 +72,10 @@ def load_xlsa17(root: Path | str, name: str, x_file: str = "res101.mat", r_file:
     n = labels_raw.size
     split_path = root / f"{embedding}_splits.mat"
     split = _loadmat(split_path)
-    att = _key(split, "att", split_path).astype(np.float32)
+    att = _key(split, "att", split_path).astype(np.float64)
     if att.ndim != 2:
         raise DataError(f"{split_path}: 'att' must be a matrix (A x C), got shape {att.shape}")
-    att = att.T  # (C, A)
+    att = unit_rows(att.T, split_path)  # (C, A)
     c = att.shape[0]
     if labels_raw.min() < 1:
         raise DataError(f"{res_path}: 'labels' must be 1-based class ids, found {labels_raw.min()}")

@@ -1,0 +1,159 @@
+"""Golden numbers: seeded tiny runs of every trainer on fixed inputs, their first losses pinned.
+
+Like diffusers' scheduler tests, these catch any unintended change to a training step (an operation
+reordered, a detach moved, a weight applied twice): the failing entry names the trainer and the loss.
+After an *intended* change, regenerate the numbers (`python -m tests.test_golden`) and say why in
+the commit. One thread, CPU, so that the numbers do not depend on the machine's thread count."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from tests.tiny import tiny_params
+
+RTOL = 1e-3
+
+
+def _data(seed=0, n=64, x_dim=10, r_dim=6, att_dim=5, n_classes=4):
+    rng = np.random.default_rng(seed)
+    att = rng.random((n_classes, att_dim)).astype(np.float32)
+    att /= np.linalg.norm(att, axis=1, keepdims=True)
+    y = np.repeat(np.arange(n_classes), n // n_classes)
+    x = 1 / (1 + np.exp(-(att[y] @ rng.normal(size=(att_dim, x_dim)) + 0.3 * rng.normal(size=(n, x_dim)))))
+    return x.astype(np.float32), rng.random((n, r_dim)).astype(np.float32), y, att
+
+
+def _p():
+    p = tiny_params()
+    p["gen"].update(noise_dim=4, cond_dim=4, hidden=16, critic_hidden=16, dec_hidden=16, batch_size=16, critic_iter=2)
+    p["drg"].update(noise_dim=4, hidden=16, critic_hidden=16, batch_size=16, critic_iter=2, epochs=1)
+    p["fclswgan"].update(noise_dim=4, hidden=16, critic_hidden=16, batch_size=16, critic_iter=2, epochs=1, cls_epochs=1)
+    p["sc"].update(hidden=16, rep_dim=6, proj_dim=4, batch_size=16, epochs=1)
+    p["diffusion"].update(time_dim=4)
+    p["tta"].update(epochs=1, batch_size=16)
+    return p
+
+
+def _rounded(rows):
+    return [{k: float(f"{float(v):.7g}") for k, v in row.items()} for row in rows]
+
+
+def dfg_steps():
+    """Two ZeroDiff (DFG) iterations, step by step: the last critic step's and the generator step's losses."""
+    from zerodiffpp.dfg import ZeroDiffTrainer
+    p, (x, r, y, att) = _p(), _data()
+    torch.manual_seed(0)
+    tr = ZeroDiffTrainer(x, r, y, att, p["gen"], p["diffusion"], "cpu")
+    rows = []
+    for _ in range(2):
+        for _ in range(p["gen"]["critic_iter"]):
+            stats, last = tr.critic_step()
+        rows.append({**stats, **tr.generator_step(*last)})
+    return _rounded(rows)
+
+
+def dfg_epoch():
+    """One epoch of ZeroDiffTrainer.train: the curve row (per-epoch means) and the adapted lambda."""
+    from zerodiffpp.dfg import ZeroDiffTrainer
+    p, (x, r, y, att) = _p(), _data()
+    torch.manual_seed(0)
+    tr = ZeroDiffTrainer(x, r, y, att, dict(p["gen"], adaptive_gp_input="sum"), p["diffusion"], "cpu")
+    return _rounded(tr.train(1, desc=None))
+
+
+def drg_epoch():
+    from zerodiffpp.drg import train_drg
+    p, (_, r, y, att) = _p(), _data()
+    torch.manual_seed(0)
+    return _rounded(train_drg(r, y, att, p["drg"], p["diffusion"], "cpu")[2])
+
+
+def fclswgan_epoch():
+    from zerodiffpp.fclswgan import train_fclswgan
+    p, (x, _, y, att) = _p(), _data()
+    torch.manual_seed(0)
+    return _rounded(train_fclswgan(x, y, att, np.arange(4), p["fclswgan"], "cpu")[1])
+
+
+def sc_epoch():
+    from zerodiffpp.sc import train_sc_encoder
+    p, (x, _, y, _) = _p(), _data()
+    torch.manual_seed(0)
+    return _rounded(train_sc_encoder(x, y, p["sc"], "cpu")[1])
+
+
+def difftta_round():
+    """One DiffTTA fine-tuning round of a fresh ZeroDiff generator on fixed 'kept' samples: the loss
+    curve and the reconstruction check before and after."""
+    from zerodiffpp.difftta import finetune
+    from zerodiffpp.dfg import ZeroDiffTrainer
+    from zerodiffpp.synth import Synthesizer
+    from zerodiffpp.training import Curve, adam
+    p, (x, r, y, att) = _p(), _data()
+    torch.manual_seed(0)
+    tr = ZeroDiffTrainer(x, r, y, att, dict(p["gen"], sc_view=False), p["diffusion"], "cpu")
+    synth = Synthesizer(tr.checkpoint(), None, att, "cpu")
+    anchor = [q.detach().clone() for q in synth.gen.parameters()]
+    conf = np.linspace(0.2, 1.0, len(y)).astype(np.float32)
+    curve = Curve()
+    before, after = finetune(synth, x, None, y, conf, dict(p["tta"], lr=0.01), "cpu", curve, 0, anchor,
+                             adam(synth.gen.parameters(), 0.01))
+    return _rounded(curve.rows + [{"rec_before": before, "rec_after": after}])
+
+
+def runs():
+    return {f.__name__: f for f in (dfg_steps, dfg_epoch, drg_epoch, fclswgan_epoch, sc_epoch, difftta_round)}
+
+
+GOLDEN = {
+    "dfg_steps": [
+        {"critic": 298.8296, "dec": 1.708414, "ml": 2.42755e-06, "gp": 0.9960774, "gp_sum": 2.988232, "W_x0": -0.0006202828, "W_xc": 6.043316e-06, "W_xt": -2.240403e-05, "generator": 8.580586, "vae": 6.933559, "g_adv": 0.0006304928, "g_rec": 1.640723},
+        {"critic": 298.5294, "dec": 1.656079, "ml": 2.300451e-05, "gp": 0.9950686, "gp_sum": 2.985206, "W_x0": -0.0007675792, "W_xc": 6.289849e-05, "W_xt": -0.0001624622, "generator": 8.530062, "vae": 6.93106, "g_adv": 0.003097085, "g_rec": 1.568031},
+    ],
+    "dfg_epoch": [
+        {"step": 0.0, "critic": 346.0675, "dec": 1.558381, "ml": 1.930934e-05, "gp": 0.9943412, "gp_sum": 2.983024, "W_x0": -0.0009439996, "W_xc": 0.0001593638, "W_xt": -0.0003683632, "generator": 8.40085, "vae": 6.930633, "g_adv": 0.002543015, "g_rec": 1.444787, "lambda_gp": 12.76275},
+    ],
+    "drg_epoch": [
+        {"step": 0.0, "drg_critic": 19.86161, "drg_wasserstein": -5.771205e-05, "drg_gp": 1.986155, "drg_generator": 0.001407345},
+    ],
+    "fclswgan_epoch": [
+        {"step": 0.0, "critic": 9.894548, "W": 0.0009761957, "gp": 0.9895524, "generator": 0.01002973, "cls": 1.388304},
+    ],
+    "sc_epoch": [
+        {"step": 0.0, "sc_loss": 3.427454},
+    ],
+    "difftta_round": [
+        {"step": 0.0, "reconstruction": 0.4179931, "anchor": 0.02930792},
+        {"rec_before": 0.4343731, "rec_after": 0.4072102},
+    ],
+}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("name", sorted(runs()))
+def test_first_losses_match_the_golden_numbers(name):
+    got, expected = runs()[name](), GOLDEN[name]
+    assert len(got) == len(expected), name
+    for i, (row, ref) in enumerate(zip(got, expected)):
+        assert sorted(row) == sorted(ref), (name, i)
+        for key in ref:
+            assert row[key] == pytest.approx(ref[key], rel=RTOL, abs=1e-9), f"{name}, row {i}: {key}"
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)
+    print("GOLDEN = {")
+    for name, fn in runs().items():
+        print(f'    "{name}": [')
+        for row in fn():
+            print(f"        {json.dumps(row)},")
+        print("    ],")
+    print("}")

@@ -1,0 +1,64 @@
+"""The report stage's diagnostics: the seen-spuriousness probe's inputs and its size bound."""
+import numpy as np
+import pytest
+import torch
+
+from tests.tiny import tiny_params
+from zerodiffpp.data import Prepared
+from zerodiffpp.networks import build_feature_generator
+from zerodiffpp.report import seen_probe_features
+from zerodiffpp.synth import Synthesizer
+
+
+def _prep(n_seen=4, per_class=15, att_dim=3, x_dim=6):
+    y = np.repeat(np.arange(n_seen), per_class)
+    att = np.eye(n_seen + 2, att_dim, dtype=np.float32) + 0.1
+    empty = np.zeros((0, 0), np.float32)
+    return Prepared(x_train=np.random.default_rng(0).random((len(y), x_dim), dtype=np.float32), y_train=y,
+                    x_test_seen=empty, y_test_seen=np.zeros(0, np.int64), x_test_unseen=empty,
+                    y_test_unseen=np.zeros(0, np.int64), r_train=empty, r_test_seen=empty, r_test_unseen=empty,
+                    att=att, seen=np.arange(n_seen), unseen=np.array([n_seen, n_seen + 1]),
+                    class_names=np.array([f"c{i}" for i in range(n_seen + 2)]), train_index=np.arange(len(y)))
+
+
+def _generator(seed):
+    cfg = dict(kind="zerodiff", x_dim=6, att_dim=3, rep_dim=0, noise_dim=2, hidden=8, cond_dim=4, time_dim=4,
+               use_r=False, timesteps=4, beta_min=0.1, beta_max=20.0)
+    torch.manual_seed(seed)
+    return {"config": cfg, "state": build_feature_generator(cfg).state_dict()}
+
+
+@pytest.mark.parametrize("per_class, expected", [(300, 15), (5, 5)])
+def test_the_seen_probe_is_never_larger_than_the_real_training_set(per_class, expected):
+    """report.seen_per_class is capped at the real training set's mean count per seen class (here
+    60 samples / 4 classes = 15), so the probe costs no more than the classifier at any class count."""
+    x, y = seen_probe_features(_generator(0), None, _prep(), per_class, "progressive", "cpu")
+    assert np.bincount(y).tolist() == [expected] * 4 and x.shape == (4 * expected, 6)
+
+
+def test_the_seen_probe_reads_the_generator_it_is_given():
+    """The report stage passes the trained generator (models/generator), never the adapted one: the
+    features are exactly that checkpoint's samples."""
+    prep, trained, adapted = _prep(), _generator(0), _generator(1)
+    torch.manual_seed(7)
+    x, _ = seen_probe_features(trained, None, prep, 5, "progressive", "cpu")
+    torch.manual_seed(7)
+    expected, _ = Synthesizer(trained, None, prep.att, "cpu").full(prep.seen, 5, "progressive")
+    torch.manual_seed(7)
+    other, _ = seen_probe_features(adapted, None, prep, 5, "progressive", "cpu")
+    np.testing.assert_array_equal(x, expected)
+    assert not np.allclose(x, other)
+
+
+def test_synthesize_writes_no_seen_features_and_report_reads_the_trained_generator():
+    import yaml
+    from tests.conftest import ROOT
+    from stages import synthesize
+    stages = yaml.safe_load(open(ROOT / "dvc.yaml"))["stages"]
+    assert "models/generator" in stages["report"]["deps"] and "models/adapted" in stages["report"]["deps"]
+    assert "report.seen_per_class" not in str(stages["synthesize"]) and "seen_per_class" in tiny_params()["report"]
+    prep = _prep()
+    p = {"method": "zerodiff", "synth": {"unseen_per_class": 3, "sampler": "one_step"},
+         "diffgen": {"enabled": False}}
+    syn = synthesize.run(p, prep, _generator(0), None, {}, "cpu")
+    assert set(syn) == {"x", "y", "kind"} and np.bincount(syn["y"]).tolist()[-2:] == [3, 3]

@@ -1,0 +1,35 @@
+"""Full synthesis from pure noise: which timesteps the generator is called at."""
+import numpy as np
+import pytest
+import torch
+
+from zerodiffpp.networks import build_feature_generator
+from zerodiffpp.synth import Synthesizer
+
+
+def _synth(T=4):
+    cfg = dict(kind="zerodiff", x_dim=6, att_dim=3, rep_dim=0, noise_dim=2, hidden=8, cond_dim=4, time_dim=4,
+               use_r=False, timesteps=T, beta_min=0.1, beta_max=20.0)
+    torch.manual_seed(0)
+    gen = build_feature_generator(cfg)
+    return Synthesizer({"config": cfg, "state": gen.state_dict()}, None, np.eye(3, dtype=np.float32), "cpu")
+
+
+def _steps_called(s, sampler):
+    seen = []
+    hook = s.gen["G"].register_forward_pre_hook(lambda mod, args: seen.append(args[4].unique().tolist()))
+    x, y = s.full(np.array([0, 2]), 5, sampler)
+    hook.remove()
+    assert x.shape == (10, 6) and y.tolist() == [0] * 5 + [2] * 5
+    return seen
+
+
+@pytest.mark.parametrize("T", [4, 6])
+def test_one_step_synthesis_starts_from_the_last_step(T):
+    """x_hat = G(z, a, r, x_T ~ N(0, I), t = T - 1): one call, at the noisiest step."""
+    assert _steps_called(_synth(T), "one_step") == [[T - 1]]
+
+
+@pytest.mark.parametrize("T", [4, 6])
+def test_the_progressive_chain_runs_from_the_last_step_down_to_zero(T):
+    assert _steps_called(_synth(T), "progressive") == [[t] for t in range(T - 1, -1, -1)]
