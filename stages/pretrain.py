@@ -26,7 +26,8 @@ def run(p, fs: FeatureSet, device):
         scaler, r = sc_representations(enc, prep, device)
         prep.r_train, prep.r_test_seen, prep.r_test_unseen = r["train"], r["test_seen"], r["test_unseen"]
         sc_ckpt = {"external": False, "state": enc.state_dict(), "r_min": scaler.lo, "r_scale": scaler.scale}
-    drg, drg_cfg, drg_rows = train_drg(prep.r_train, prep.y_train, prep.att, p["drg"], p["diffusion"], device)
+    drg, drg_cfg, drg_rows = train_drg(prep.r_train, prep.y_train, prep.att, p["drg"], p["diffusion"], device,
+                                       compile=p["train"]["compile"])
     return prep, sc_ckpt, {"config": drg_cfg, "state": drg.state_dict()}, sc_rows, drg_rows
 
 

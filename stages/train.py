@@ -14,7 +14,8 @@ def run(p, prep: Prepared, device):
     """-> (generator checkpoint, training curve)."""
     if p["method"] == "fclswgan":
         return train_fclswgan(prep.x_train, prep.y_train, prep.att, prep.seen, p["fclswgan"], device)
-    trainer = ZeroDiffTrainer(prep.x_train, prep.r_train, prep.y_train, prep.att, p["gen"], p["diffusion"], device)
+    trainer = ZeroDiffTrainer(prep.x_train, prep.r_train, prep.y_train, prep.att, p["gen"], p["diffusion"], device,
+                              compile=p["train"]["compile"])
     log.info("train: critics %s", sorted(trainer.critics))
     rows = trainer.train(p["gen"]["epochs"])
     return trainer.checkpoint(), rows

@@ -68,3 +68,17 @@ def test_supcon_prefers_class_clusters():
     mixed = torch.nn.functional.normalize(torch.tensor([[1.0, 0], [0, 1], [1, 0.01], [0.01, 1]]), dim=1)
     two_views = lambda z: torch.stack([z, z], 1)  # noqa: E731
     assert losses.supcon_loss(two_views(clustered), y, 0.1) < losses.supcon_loss(two_views(mixed), y, 0.1)
+
+
+def test_vae_loss_runs_in_float32_whatever_precision_it_is_given():
+    """Under autocast a generator's output can arrive in half precision, and CUDA's autocast refuses
+    F.binary_cross_entropy on it: vae_loss computes its BCE in float32 with autocast off."""
+    torch.manual_seed(0)
+    x, rec = torch.rand(6, 5), torch.rand(6, 5).clamp(0.05, 0.95)
+    mu, logvar = torch.randn(6, 2), torch.randn(6, 2) * 0.1
+    low = rec.bfloat16()
+    reference = losses.vae_loss(low.float(), x, mu, logvar)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = losses.vae_loss(low, x, mu, logvar)
+    assert out.dtype == torch.float32 and torch.equal(out, reference)
+    assert torch.equal(losses.vae_loss(low, x, mu, logvar), reference)

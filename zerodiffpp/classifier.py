@@ -127,7 +127,7 @@ def train_softmax(x: np.ndarray, y: np.ndarray, classes: np.ndarray, epochs: int
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            curve.add(loss=loss.item())
+            curve.add(loss=loss.detach())
         curve.end_epoch(epoch)
     clf.curve = curve.rows
     clf.net.eval()

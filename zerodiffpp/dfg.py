@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import logging
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
 from zerodiffpp import diffusion as dfn
 from zerodiffpp.losses import gradient_penalty, mutual_learning, reparameterize, vae_loss, weighted_l1
 from zerodiffpp.networks import AttrDecoder, Critic, build_feature_generator
+from zerodiffpp.runtime import compiled
 from zerodiffpp.training import Curve, adam, iters_per_epoch, random_batch, set_requires_grad, to_tensor
 
 log = logging.getLogger(__name__)
@@ -49,11 +49,15 @@ def build_critics(cfg: dict, p: dict) -> dict[str, Critic]:
 
 
 class ZeroDiffTrainer:
-    """One object per training run: networks, optimisers, the adaptive GP weight and the step logic."""
+    """One object per training run: networks, optimisers, the adaptive GP weight and the step logic.
 
-    def __init__(self, x, r, y, att, p: dict, dp: dict, device):
+    Everything a step computes stays on the device: the steps return their statistics as tensors,
+    the gradient-penalty weight lambda is a tensor updated there, and the schedule lives there, so a
+    training iteration makes no host sync (the curve reads its means once per epoch)."""
+
+    def __init__(self, x, r, y, att, p: dict, dp: dict, device, compile: bool = False):
         self.p, self.device = p, device
-        self.sched = dfn.vp_schedule(dp["timesteps"], dp["beta_min"], dp["beta_max"])
+        self.sched = dfn.vp_schedule(dp["timesteps"], dp["beta_min"], dp["beta_max"]).to(device)
         self.x, self.a_all = to_tensor(x, device), to_tensor(att, device)
         self.r = to_tensor(r, device) if p["sc_view"] else None
         self.y = to_tensor(y, device, torch.long)
@@ -65,8 +69,10 @@ class ZeroDiffTrainer:
         self.opt_e = adam(self.gen["E"].parameters(), p["encoder_lr"], betas=(0.9, 0.999))  # default betas, as official
         self.opt_d = adam([q for c in self.critics.values() for q in c.parameters()], p["lr"])
         self.opt_dec = adam(self.dec.parameters(), p["dec_lr"])
-        self.lam = float(p["lambda_gp"])
+        self.lam = torch.tensor(float(p["lambda_gp"]), dtype=torch.float64, device=device)
         self.weights = {"x0": p["gamma_x0"], "xt": p["gamma_xt"], "xc": 1.0}
+        self.critic_step = compiled(self.critic_step, compile)
+        self.generator_step = compiled(self.generator_step, compile)
 
     def batch(self):
         idx = random_batch(len(self.x), self.p["batch_size"], self.device)
@@ -113,25 +119,26 @@ class ZeroDiffTrainer:
         with torch.no_grad():
             f = self.adversarial_fake(x0, r, a)
         adv, gp_total, w = 0.0, 0.0, {}
+        lam = self.lam.float()  # in the loss's dtype, as a Python float would enter it
         for name in self.critics:
             real, fake = (f["x_t"], f["xt_hat"]) if name == "xt" else (x0, f["x0_hat"])
             cond = self.condition(name, f, a, r)
             d_real, d_fake = self.critics[name].judge_pair(real, fake, cond)
             w[name] = d_real - d_fake
             gp = gradient_penalty(lambda v, c=self.critics[name], cond=cond: c.input_gradient(v, cond), real, fake)
-            adv = adv + self.weights[name] * (-w[name].mean() + self.lam * gp)
-            gp_total += gp.item()
+            adv = adv + self.weights[name] * (-w[name].mean() + lam * gp)
+            gp_total = gp_total + gp.detach().double()
         loss = self.p["gamma_adv"] * adv
-        ml = torch.zeros(())
+        ml = torch.zeros((), device=self.device)
         if self.p["mutual_learning"] and len(w) > 1:
-            step_w = self.sched.sqrt_alpha_bar.to(self.device)[f["t"]].float() ** self.p["ml_factor"]
+            step_w = self.sched.sqrt_alpha_bar[f["t"]].float() ** self.p["ml_factor"]
             ml = mutual_learning(w, step_w)
             loss = loss + self.p["gamma_ml"] * ml
         self.opt_d.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_d.step()
-        return dict(critic=loss.item(), dec=dec_loss.item(), ml=ml.item(), gp=gp_total / len(self.critics),
-                    gp_sum=gp_total, **{f"W_{k}": v.mean().item() for k, v in w.items()}), (x0, r, a)
+        return dict(critic=loss.detach(), dec=dec_loss.detach(), ml=ml.detach(), gp=gp_total / len(self.critics),
+                    gp_sum=gp_total, **{f"W_{k}": v.detach().mean() for k, v in w.items()}), (x0, r, a)
 
     def generator_step(self, x0, r, a):
         set_requires_grad([*self.critics.values(), self.dec], False)
@@ -151,18 +158,17 @@ class ZeroDiffTrainer:
         self.opt_g.step()
         self.opt_e.step()
         set_requires_grad([*self.critics.values(), self.dec], True)
-        return dict(generator=loss.item(), vae=vae.item(), g_adv=float(adv.detach()) if torch.is_tensor(adv) else adv, g_rec=rec.item())
+        return dict(generator=loss.detach(), vae=vae.detach(), g_adv=adv.detach(), g_rec=rec.detach())
 
-    def adapt_gp_weight(self, gp: float) -> None:
+    def adapt_gp_weight(self, gp) -> None:
         """tf-VAEGAN's rule, written for one critic: raise lambda when the penalty `gp` (averaged over
         the critic steps) exceeds 1.05, lower it below 1.001. `gen.adaptive_gp_input` says what it
-        reads: the sum of the active critics' penalties (the official code) or their mean."""
+        reads: the sum of the active critics' penalties (the official code) or their mean. Decided
+        on the device (torch.where), in float64 like the Python float it replaces."""
         if not self.p["adaptive_gp"]:
             return
-        if gp > 1.05:
-            self.lam *= 1.1
-        elif gp < 1.001:
-            self.lam /= 1.1
+        gp = torch.as_tensor(gp, dtype=torch.float64, device=self.lam.device)
+        self.lam = torch.where(gp > 1.05, self.lam * 1.1, torch.where(gp < 1.001, self.lam / 1.1, self.lam))
 
     def train(self, epochs: int, desc: str = "train: ZeroDiff generator") -> list[dict]:
         curve = Curve()
@@ -172,7 +178,7 @@ class ZeroDiffTrainer:
                 for _ in range(self.p["critic_iter"]):
                     stats, last = self.critic_step()
                     gps.append(stats["gp_sum"] if self.p["adaptive_gp_input"] == "sum" else stats["gp"])
-                self.adapt_gp_weight(float(np.mean(gps)))
+                self.adapt_gp_weight(sum(gps) / len(gps))
                 curve.add(**stats, **self.generator_step(*last), lambda_gp=self.lam)
             row = curve.end_epoch(epoch)
             log.debug("epoch %d %s", epoch, row)

@@ -134,7 +134,7 @@ def finetune(synth: Synthesizer, x: np.ndarray, r: np.ndarray | None, y: np.ndar
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            curve.add(reconstruction=rec.item(), anchor=float(pull.detach()))
+            curve.add(reconstruction=rec.detach(), anchor=pull.detach())
         curve.end_epoch(len(curve.rows))
     synth.gen.eval()
     after = evaluate_reconstruction(synth, xt, rt, at, wt, p["latent"])

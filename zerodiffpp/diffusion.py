@@ -7,7 +7,7 @@ Indexing: steps 0..T; x_0 is data, x_T is (almost) pure noise. A training pair u
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 
@@ -26,6 +26,10 @@ class Schedule:
     @property
     def timesteps(self) -> int:
         return len(self.betas) - 1
+
+    def to(self, device) -> "Schedule":
+        """The same schedule on `device`: moved once, so that no training step copies it."""
+        return Schedule(*(getattr(self, f.name).to(device) for f in fields(self)))
 
 
 def vp_schedule(timesteps: int = 4, beta_min: float = 0.1, beta_max: float = 20.0) -> Schedule:
@@ -51,7 +55,8 @@ def vp_schedule(timesteps: int = 4, beta_min: float = 0.1, beta_max: float = 20.
 
 
 def _at(coef: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """coef[t] shaped to broadcast over a (B, D) batch, on its device and dtype."""
+    """coef[t] shaped to broadcast over a (B, D) batch, on its device and dtype. (The `.to(device)` is
+    free when the schedule already lives there, as the trainers' does: `Schedule.to`.)"""
     return coef.to(like.device)[t].to(like.dtype).view(-1, *([1] * (like.dim() - 1)))
 
 

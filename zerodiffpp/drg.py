@@ -16,7 +16,8 @@ from tqdm import tqdm
 from zerodiffpp import diffusion as dfn
 from zerodiffpp.losses import gradient_penalty
 from zerodiffpp.networks import Critic, RepGenerator
-from zerodiffpp.training import Curve, adam, iters_per_epoch, random_batch, to_tensor
+from zerodiffpp.runtime import compiled
+from zerodiffpp.training import Curve, adam, iters_per_epoch, random_batch, set_requires_grad, to_tensor
 
 log = logging.getLogger(__name__)
 
@@ -26,54 +27,88 @@ def build_drg(cfg: dict) -> RepGenerator:
                         cfg["att_dim"])
 
 
-def train_drg(r: np.ndarray, y: np.ndarray, att: np.ndarray, p: dict, dp: dict, device):
-    sched = dfn.vp_schedule(dp["timesteps"], dp["beta_min"], dp["beta_max"])
-    A, R = att.shape[1], r.shape[1]
-    cfg = dict(noise_dim=p["noise_dim"], att_dim=A, rep_dim=R, hidden=p["hidden"], time_dim=dp["time_dim"],
-               input_step=p["input_step"], timesteps=dp["timesteps"], beta_min=dp["beta_min"],
-               beta_max=dp["beta_max"])
-    gen = build_drg(cfg).to(device)
-    d_r0 = Critic(R, A, p["critic_hidden"]).to(device)
-    d_rt = Critic(R, R + A, p["critic_hidden"], time_dim=dp["time_dim"], cond_dim=A).to(device)
-    opt_g, opt_d = adam(gen.parameters(), p["lr"]), adam(list(d_r0.parameters()) + list(d_rt.parameters()), p["lr"])
-    rt, at = to_tensor(r, device), to_tensor(att, device)
-    yt = to_tensor(y, device, torch.long)
-    n, lam = len(rt), p["lambda_gp"]
-    curve = Curve("drg_")
+class DRGTrainer:
+    """One DRG training run: the generator R(z, a, r_in, t), the critics D(r_0 | a) and
+    D(r_t | r_{t+1}, a, t), their optimisers and the step logic; the DFG trainer's structure without
+    the VAE, the decoder and mutual learning (the official DRG has none). As there, each critic
+    scores real and fake in one stacked forward, the penalty's input gradient is in closed form,
+    the critics are frozen during the generator step (their gradients would be thrown away), and the
+    statistics stay on the device."""
 
-    def fake(r0, a, t):
-        r_t, r_next = dfn.q_sample_pairs(r0, t, sched)
-        r_in = r_t if p["input_step"] == "current" else r_next
-        z = torch.randn(len(r0), p["noise_dim"], device=device)
-        r0_hat = gen(z, a, r_in, t)
-        return r_t, r_next, r0_hat, dfn.sample_posterior(r0_hat, r_next, t, sched)
+    def __init__(self, r: np.ndarray, y: np.ndarray, att: np.ndarray, p: dict, dp: dict, device,
+                 compile: bool = False):
+        self.p, self.device = p, device
+        self.sched = dfn.vp_schedule(dp["timesteps"], dp["beta_min"], dp["beta_max"]).to(device)
+        A, R = att.shape[1], r.shape[1]
+        self.cfg = dict(noise_dim=p["noise_dim"], att_dim=A, rep_dim=R, hidden=p["hidden"], time_dim=dp["time_dim"],
+                        input_step=p["input_step"], timesteps=dp["timesteps"], beta_min=dp["beta_min"],
+                        beta_max=dp["beta_max"])
+        self.gen = build_drg(self.cfg).to(device)
+        self.d_r0 = Critic(R, A, p["critic_hidden"]).to(device)
+        self.d_rt = Critic(R, R + A, p["critic_hidden"], time_dim=dp["time_dim"], cond_dim=A).to(device)
+        self.opt_g = adam(self.gen.parameters(), p["lr"])
+        self.opt_d = adam(list(self.d_r0.parameters()) + list(self.d_rt.parameters()), p["lr"])
+        self.r, self.a_all = to_tensor(r, device), to_tensor(att, device)
+        self.y = to_tensor(y, device, torch.long)
+        self.critic_step = compiled(self.critic_step, compile)
+        self.generator_step = compiled(self.generator_step, compile)
 
-    for epoch in tqdm(range(p["epochs"]), desc="pretrain: DRG", unit="epoch"):
-        for _ in range(iters_per_epoch(n, p["batch_size"])):
-            for _ in range(p["critic_iter"]):
-                idx = random_batch(n, p["batch_size"], device)
-                r0, a = rt[idx], at[yt[idx]]
-                t = dfn.sample_timesteps(len(idx), sched, device)
-                with torch.no_grad():
-                    r_t, r_next, r0_hat, rt_hat = fake(r0, a, t)
-                cond0, cond_t = d_r0.condition(a), d_rt.condition(r_next, a, t=t)  # once per critic step
-                (real0, fake0), (real_t, fake_t) = d_r0.judge_pair(r0, r0_hat, cond0), d_rt.judge_pair(r_t, rt_hat, cond_t)
-                w0, wt = real0.mean() - fake0.mean(), real_t.mean() - fake_t.mean()
-                gp = gradient_penalty(lambda v: d_r0.input_gradient(v, cond0), r0, r0_hat) + \
-                    gradient_penalty(lambda v: d_rt.input_gradient(v, cond_t), r_t, rt_hat)
-                loss_d = -(w0 + wt) + lam * gp
-                opt_d.zero_grad(set_to_none=True)
-                loss_d.backward()
-                opt_d.step()
-            t = dfn.sample_timesteps(len(idx), sched, device)
-            r_t, r_next, r0_hat, rt_hat = fake(r0, a, t)
-            loss_g = -(d_r0(r0_hat, a).mean() + d_rt(rt_hat, r_next, a, t=t).mean())
-            opt_g.zero_grad(set_to_none=True)
-            loss_g.backward()
-            opt_g.step()
-            curve.add(critic=loss_d.item(), wasserstein=(w0 + wt).item(), gp=gp.item(), generator=loss_g.item())
-        curve.end_epoch(epoch)
-    return gen.eval(), cfg, curve.rows
+    def batch(self):
+        idx = random_batch(len(self.r), self.p["batch_size"], self.device)
+        return self.r[idx], self.a_all[self.y[idx]]
+
+    def fake(self, r0, a, t):
+        """Forward pair (r_t, r_{t+1}); R reads r_t (official) or r_{t+1} (drg.input_step); posterior r_hat_t."""
+        r_t, r_next = dfn.q_sample_pairs(r0, t, self.sched)
+        r_in = r_t if self.p["input_step"] == "current" else r_next
+        z = torch.randn(len(r0), self.p["noise_dim"], device=self.device)
+        r0_hat = self.gen(z, a, r_in, t)
+        return r_t, r_next, r0_hat, dfn.sample_posterior(r0_hat, r_next, t, self.sched)
+
+    def critic_step(self):
+        r0, a = self.batch()
+        t = dfn.sample_timesteps(len(r0), self.sched, self.device)
+        with torch.no_grad():
+            r_t, r_next, r0_hat, rt_hat = self.fake(r0, a, t)
+        cond0, cond_t = self.d_r0.condition(a), self.d_rt.condition(r_next, a, t=t)  # once per critic step
+        (real0, fake0), (real_t, fake_t) = self.d_r0.judge_pair(r0, r0_hat, cond0), \
+            self.d_rt.judge_pair(r_t, rt_hat, cond_t)
+        w = (real0.mean() - fake0.mean()) + (real_t.mean() - fake_t.mean())  # the two critics' estimates
+        gp = gradient_penalty(lambda v: self.d_r0.input_gradient(v, cond0), r0, r0_hat) + \
+            gradient_penalty(lambda v: self.d_rt.input_gradient(v, cond_t), r_t, rt_hat)
+        loss = -w + self.p["lambda_gp"] * gp
+        self.opt_d.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_d.step()
+        return dict(critic=loss.detach(), wasserstein=w.detach(), gp=gp.detach()), (r0, a)
+
+    def generator_step(self, r0, a):
+        set_requires_grad([self.d_r0, self.d_rt], False)
+        t = dfn.sample_timesteps(len(r0), self.sched, self.device)
+        r_t, r_next, r0_hat, rt_hat = self.fake(r0, a, t)
+        loss = -(self.d_r0(r0_hat, a).mean() + self.d_rt(rt_hat, r_next, a, t=t).mean())
+        self.opt_g.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_g.step()
+        set_requires_grad([self.d_r0, self.d_rt], True)
+        return dict(generator=loss.detach())
+
+    def train(self, epochs: int, desc: str | None = "pretrain: DRG") -> list[dict]:
+        curve = Curve("drg_")
+        for epoch in tqdm(range(epochs), desc=desc, unit="epoch", disable=desc is None):
+            for _ in range(iters_per_epoch(len(self.r), self.p["batch_size"])):
+                for _ in range(self.p["critic_iter"]):
+                    stats, last = self.critic_step()
+                curve.add(**stats, **self.generator_step(*last))
+            curve.end_epoch(epoch)
+        return curve.rows
+
+
+def train_drg(r: np.ndarray, y: np.ndarray, att: np.ndarray, p: dict, dp: dict, device, compile: bool = False):
+    """-> (trained DRG generator in eval mode, its config, loss curve)."""
+    tr = DRGTrainer(r, y, att, p, dp, device, compile)
+    rows = tr.train(p["epochs"])
+    return tr.gen.eval(), tr.cfg, rows
 
 
 @torch.no_grad()

@@ -42,12 +42,14 @@ def train_fclswgan(x: np.ndarray, y: np.ndarray, att: np.ndarray, seen: np.ndarr
                 opt_d.zero_grad(set_to_none=True)
                 loss_d.backward()
                 opt_d.step()
+            set_requires_grad([critic], False)  # its gradients from the generator loss would be thrown away
             fake = gen["G"](torch.randn(len(idx), p["noise_dim"], device=device), a)
             cls = F.cross_entropy(clf.net(fake), y_pos[idx])
             loss_g = -critic(fake, a).mean() + p["cls_weight"] * cls
             opt_g.zero_grad(set_to_none=True)
             loss_g.backward()
             opt_g.step()
-            curve.add(critic=loss_d.item(), W=w.item(), gp=gp.item(), generator=loss_g.item(), cls=cls.item())
+            set_requires_grad([critic], True)
+            curve.add(critic=loss_d.detach(), W=w.detach(), gp=gp.detach(), generator=loss_g.detach(), cls=cls.detach())
         curve.end_epoch(epoch)
     return {"config": cfg, "state": gen.state_dict()}, curve.rows

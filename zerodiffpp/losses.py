@@ -52,9 +52,13 @@ def weighted_l1(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def vae_loss(x_rec: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """Summed BCE reconstruction plus KL(q(z|x,a) || N(0, I)), both per sample."""
+    """Summed BCE reconstruction plus KL(q(z|x,a) || N(0, I)), both per sample.
+
+    The BCE of probabilities runs in float32 with autocast off: PyTorch refuses
+    F.binary_cross_entropy under autocast (its log is unsafe in half precision)."""
     b = x.shape[0]
-    bce = F.binary_cross_entropy(x_rec, x.clamp(0, 1), reduction="sum") / b
+    with torch.autocast(device_type=x_rec.device.type, enabled=False):
+        bce = F.binary_cross_entropy(x_rec.float(), x.float().clamp(0, 1), reduction="sum") / b
     kl = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp()) / b
     return bce + kl
 

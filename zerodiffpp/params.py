@@ -43,7 +43,7 @@ SCHEMA: dict[str, Any] = {
     },
     "train": {
         "seen_ratio": _num(0, 1, lo_open=True), "seed": NONNEG_INT,
-        "device": _choice("auto", "cpu", "cuda"), "threads": POS_INT,
+        "device": _choice("auto", "cpu", "cuda"), "threads": POS_INT, "tf32": BOOL, "compile": BOOL,
     },
     "diffusion": {"timesteps": _num(2, integer=True), "beta_min": POS, "beta_max": POS, "time_dim": POS_INT},
     "sc": {

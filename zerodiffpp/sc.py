@@ -45,7 +45,7 @@ def train_sc_encoder(x: np.ndarray, y: np.ndarray, p: dict, device) -> tuple[SCE
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            curve.add(loss=loss.item())
+            curve.add(loss=loss.detach())
         row = curve.end_epoch(epoch)
         log.debug("sc epoch %d %s", epoch, row)
     if curve.rows:

@@ -6,7 +6,6 @@ from collections import defaultdict
 
 import numpy as np
 import torch
-import torch.nn as nn
 
 
 def adam(params, lr: float, betas=(0.5, 0.999)) -> torch.optim.Adam:
@@ -29,17 +28,26 @@ def to_tensor(a: np.ndarray, device, dtype=torch.float32) -> torch.Tensor:
 
 
 class Curve:
-    """Per-epoch means of named losses, written as a CSV plot by the stage."""
+    """Per-epoch means of named losses, written as a CSV plot by the stage.
+
+    Values may be tensors on the training device: they stay there, and `end_epoch` reads every mean
+    back in one transfer, so a training loop makes no host sync per step (on a GPU each `.item()`
+    would wait for the queued work to finish)."""
 
     def __init__(self, prefix: str = ""):
         self.prefix, self.rows, self._acc = prefix, [], defaultdict(list)
 
-    def add(self, **values: float) -> None:
+    def add(self, **values) -> None:
         for k, v in values.items():
-            self._acc[k].append(float(v))
+            self._acc[k].append(v.detach() if torch.is_tensor(v) else float(v))
 
     def end_epoch(self, epoch: int) -> dict:
-        row = {"step": epoch, **{f"{self.prefix}{k}": float(np.mean(v)) for k, v in self._acc.items()}}
+        on_device = [k for k, v in self._acc.items() if torch.is_tensor(v[0])]
+        means = {k: float(np.mean(v)) for k, v in self._acc.items() if k not in on_device}
+        if on_device:  # the epoch's one host read
+            stacked = torch.stack([torch.stack([v.double() for v in self._acc[k]]).mean() for k in on_device])
+            means.update(zip(on_device, stacked.tolist()))
+        row = {"step": epoch, **{f"{self.prefix}{k}": means[k] for k in self._acc}}
         self.rows.append(row)
         self._acc.clear()
         return row
@@ -50,7 +58,3 @@ def set_requires_grad(modules, flag: bool) -> None:
         if m is not None:
             for p in m.parameters():
                 p.requires_grad_(flag)
-
-
-def state_dicts(modules: dict[str, nn.Module | None]) -> dict:
-    return {k: m.state_dict() for k, m in modules.items() if m is not None}
