@@ -9,7 +9,7 @@ export DVC_NO_ANALYTICS := 1
 # process (each DVC stage, each dvc call in the tests) would recompile torch and dvc from source.
 PIP := $(PY) -m pip install -q --disable-pip-version-check --no-compile
 
-.PHONY: setup repro test sweep benchmark mutation
+.PHONY: setup repro test sweep benchmark mutation gpu-check
 
 $(VENV)/.installed: requirements.txt requirements-nodeps.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -32,6 +32,10 @@ sweep: setup
 
 benchmark: setup
 	python -m benchmarks.train_step
+
+# On a CUDA machine: the CUDA tests, the train step at paper widths, a CUB-shaped preset pipeline
+gpu-check: setup
+	python -m benchmarks.gpu_check
 
 # Maintainers: mutation testing of the method modules (docs/testing.md). Tens of minutes on 2 cores.
 mutation: setup

@@ -23,7 +23,7 @@ from zerodiffpp import diffusion
 from zerodiffpp.dfg import ZeroDiffTrainer
 from zerodiffpp.drg import DRGTrainer
 from zerodiffpp.params import load_params
-from zerodiffpp.runtime import resolve_device
+from zerodiffpp.runtime import compiled, resolve_device
 
 BATCH = 64
 # (x dim, attribute dim, r dim, classes, training samples) of the two input shapes
@@ -128,10 +128,14 @@ def main(argv=None):
     ap.add_argument("--iters", type=int, default=3)
     ap.add_argument("--width", type=int, default=4096, help="all widths, shape cub only")
     ap.add_argument("--shape", choices=sorted(SHAPES), default="cub")
+    ap.add_argument("--no-tf32", action="store_true", help="CUDA: full float32 matrix products")
+    ap.add_argument("--compile", action="store_true", help="torch.compile the steps (train.compile)")
     a = ap.parse_args(argv)
     device = resolve_device(a.device)
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = not a.no_tf32
     torch.manual_seed(0)
     tr = make_trainer(a.model, a.shape, a.width, device)
+    tr.critic_step, tr.generator_step = compiled(tr.critic_step, a.compile), compiled(tr.generator_step, a.compile)
     n_params = sum(q.numel() for net in networks(tr) for q in net.parameters())
     iteration(tr)  # warm-up
     # torch's profiler counts the FLOPs of every matrix product it runs, backward and the gradient
@@ -149,7 +153,9 @@ def main(argv=None):
     per_iter = (time.perf_counter() - t) / a.iters
     achieved, peak = flops / per_iter, gemm_rate(tr, device)
     x_dim, att_dim, rep_dim = SHAPES[a.shape][:3]
-    print(f"model {a.model}, device {device}, torch threads {torch.get_num_threads()}, shape {a.shape}, "
+    tf32 = f", tf32 {'off' if a.no_tf32 else 'on'}" if device.type == "cuda" else ""
+    print(f"model {a.model}, device {device}{tf32}{', compiled' if a.compile else ''}, "
+          f"torch threads {torch.get_num_threads()}, shape {a.shape}, "
           f"widths {tr.p['hidden']}, batch {BATCH}, x {x_dim} / a {att_dim} / r {rep_dim}, "
           f"critic_iter {tr.p['critic_iter']}, {n_params / 1e6:.1f} M params")
     print(f"iterations per second   {1 / per_iter:.3f}  ({per_iter * 1000:.0f} ms per iteration)")

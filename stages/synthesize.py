@@ -4,7 +4,7 @@ import numpy as np
 
 from zerodiffpp import methods, paths
 from zerodiffpp.data import Prepared
-from zerodiffpp.diffgen import diffgen_set
+from zerodiffpp.diffgen import diffgen_sources, partial_synthesis
 from zerodiffpp.io import load_npz, load_torch, save_npz
 from zerodiffpp.params import load_stage_params
 from zerodiffpp.runtime import log, run_stage, setup
@@ -17,18 +17,20 @@ KIND_FULL, KIND_PARTIAL = 0, 1
 def run(p, prep: Prepared, adapted_ckpt: dict, drg_ckpt: dict, pseudo: dict, device) -> dict:
     """-> the synthetic set: x, y, kind (full or partial)."""
     synth = Synthesizer(adapted_ckpt, drg_ckpt, prep.att, device)
-    x, y = synth.full(prep.unseen, p["synth"]["unseen_per_class"], p["synth"]["sampler"])
-    kind = np.full(len(y), KIND_FULL)
-    if methods.uses_diffgen(p["method"], p["diffgen"]["enabled"]):
+    g, diffgen = p["diffgen"], methods.uses_diffgen(p["method"], p["diffgen"]["enabled"])
+    src = diffgen_sources(pseudo["pred"], pseudo["conf"], pseudo["kept"], g["per_feature"], g["max_per_class"],
+                          prep.unseen if g["classes"] == "unseen" else None) if diffgen else np.zeros(0, np.int64)
+    n_full = len(prep.unseen) * p["synth"]["unseen_per_class"]
+    x = np.empty((n_full + len(src), prep.x_train.shape[1]), np.float32)  # the one copy of the output
+    _, y = synth.full(prep.unseen, p["synth"]["unseen_per_class"], p["synth"]["sampler"], out=x[:n_full])
+    if diffgen:
         x_test, r_test = prep.test_features()
-        g = p["diffgen"]
-        x_p, y_p, _ = diffgen_set(synth, x_test, r_test, pseudo["pred"], pseudo["conf"], pseudo["kept"],
-                                  g["start_step"], g["per_feature"], g["max_per_class"],
-                                  prep.unseen if g["classes"] == "unseen" else None)
-        x, y = np.concatenate([x, x_p]), np.concatenate([y, y_p])
-        kind = np.concatenate([kind, np.full(len(y_p), KIND_PARTIAL)])
-        log.info("synthesize: %d partially synthesised features from step k=%d", len(y_p), g["start_step"])
-    log.info("synthesize: %d synthetic features (%d fully generated)", len(y), int((kind == KIND_FULL).sum()))
+        partial_synthesis(synth, x_test[src], r_test[src] if synth.uses_r else None, pseudo["pred"][src],
+                          g["start_step"], out=x[n_full:])
+        y = np.concatenate([y, pseudo["pred"][src]])
+        log.info("synthesize: %d partially synthesised features from step k=%d", len(src), g["start_step"])
+    kind = np.concatenate([np.full(n_full, KIND_FULL), np.full(len(src), KIND_PARTIAL)])
+    log.info("synthesize: %d synthetic features (%d fully generated)", len(y), n_full)
     return dict(x=x, y=y, kind=kind)
 
 

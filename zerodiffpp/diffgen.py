@@ -17,27 +17,28 @@ from zerodiffpp.training import to_tensor
 
 
 @torch.no_grad()
-def partial_synthesis(synth: Synthesizer, x: np.ndarray, r: np.ndarray | None, y: np.ndarray, k: int) -> np.ndarray:
+def partial_synthesis(synth: Synthesizer, x: np.ndarray, r: np.ndarray | None, y: np.ndarray, k: int,
+                      out: np.ndarray | None = None) -> np.ndarray:
     """DiffGen: noise each real feature to step k, then denoise k -> 0 under its (pseudo-)class
-    semantics and its own SC representation. k = 0 returns x unchanged."""
+    semantics and its own SC representation. k = 0 returns x unchanged. Written into `out` when given."""
+    out = np.empty_like(x, dtype=np.float32) if out is None else out
     if k == 0:
-        return x.copy()
-    out = []
+        out[:] = x
+        return out
     for i in range(0, len(x), synth.batch):
         x0 = to_tensor(x[i:i + synth.batch], synth.device)
         a = synth.att[torch.as_tensor(y[i:i + synth.batch], device=synth.device)]
         rr = to_tensor(r[i:i + synth.batch], synth.device) if synth.uses_r else None
         z = reparameterize(*synth.gen["E"](x0, a))
         x_k = dfn.q_sample(x0, torch.full((len(x0),), k, dtype=torch.long, device=synth.device), synth.sched)
-        out.append(synth.reverse_chain(z, a, rr, x_k, k))
-    return torch.cat(out).cpu().numpy().astype(np.float32)
+        out[i:i + len(x0)] = synth.reverse_chain(z, a, rr, x_k, k).cpu().numpy()
+    return out
 
 
-def diffgen_set(synth: Synthesizer, x_test: np.ndarray, r_test: np.ndarray, pred: np.ndarray, conf: np.ndarray,
-                kept: np.ndarray, start_step: int, per_feature: int, max_per_class: int,
-                classes: np.ndarray | None = None):
-    """Partially synthesised features from the kept pseudo-labelled test features: `per_feature`
-    syntheses each, then at most `max_per_class` per pseudo-class (the most confident sources first).
+def diffgen_sources(pred: np.ndarray, conf: np.ndarray, kept: np.ndarray, per_feature: int, max_per_class: int,
+                    classes: np.ndarray | None = None) -> np.ndarray:
+    """Test-feature positions to synthesise from: each kept pseudo-labelled feature `per_feature`
+    times, then at most `max_per_class` per pseudo-class (the most confident sources first).
     `classes` restricts the sources to those pseudo-classes (None: every class)."""
     if classes is not None:
         kept = kept[np.isin(pred[kept], classes)]
@@ -46,8 +47,13 @@ def diffgen_set(synth: Synthesizer, x_test: np.ndarray, r_test: np.ndarray, pred
         pos = kept[pred[kept] == c]
         pos = pos[np.argsort(-conf[pos], kind="stable")]
         src.append(np.repeat(pos, per_feature)[:max_per_class])
-    src = np.concatenate(src) if src else np.zeros(0, np.int64)
-    if len(src) == 0:
-        return np.zeros((0, x_test.shape[1]), np.float32), np.zeros(0, np.int64), src
-    x = partial_synthesis(synth, x_test[src], r_test[src] if synth.uses_r else None, pred[src], start_step)
+    return np.concatenate(src) if src else np.zeros(0, np.int64)
+
+
+def diffgen_set(synth: Synthesizer, x_test: np.ndarray, r_test: np.ndarray, pred: np.ndarray, conf: np.ndarray,
+                kept: np.ndarray, start_step: int, per_feature: int, max_per_class: int,
+                classes: np.ndarray | None = None, out: np.ndarray | None = None):
+    """-> (partially synthesised features, their pseudo-labels, source positions) of `diffgen_sources`."""
+    src = diffgen_sources(pred, conf, kept, per_feature, max_per_class, classes)
+    x = partial_synthesis(synth, x_test[src], r_test[src] if synth.uses_r else None, pred[src], start_step, out)
     return x, pred[src], src

@@ -39,6 +39,8 @@ def run_stage(name: str, main: Callable[[], None]) -> None:
         console.setLevel(logging.INFO)
     try:
         main()
+        if torch.cuda.is_available() and torch.cuda.max_memory_allocated() > 0:
+            log.info("peak GPU memory %.0f MiB", torch.cuda.max_memory_allocated() / 2 ** 20)
     except InputError as e:
         log.debug("stage %s failed:\n%s", name, traceback.format_exc())
         print(f"ERROR: stage {name}: {e}  (traceback: {debug_log})", file=sys.stderr)

@@ -43,25 +43,26 @@ class Synthesizer:
         return x0_hat
 
     @torch.no_grad()
-    def full(self, classes: np.ndarray, per_class: int, sampler: str = "progressive"):
-        """`per_class` features for each class, from pure noise. Returns (x, y) as numpy."""
+    def full(self, classes: np.ndarray, per_class: int, sampler: str = "progressive", out: np.ndarray | None = None):
+        """`per_class` features for each class, from pure noise: (x, y) as numpy. Batches are written
+        into one array (`out` when given, e.g. a slice of the stage's output), never collected."""
         y = np.repeat(np.asarray(classes), per_class)
-        out = []
+        x = np.empty((len(y), self.cfg["x_dim"]), np.float32) if out is None else out
         for i in range(0, len(y), self.batch):
             a = self.att[torch.as_tensor(y[i:i + self.batch], device=self.device)]
             z = torch.randn(len(a), self.cfg["noise_dim"], device=self.device)
             if self.kind == "fclswgan":
-                out.append(self.gen["G"](z, a))
+                x[i:i + len(a)] = self.gen["G"](z, a).cpu().numpy()
                 continue
             r = sample_r(self.drg, self.drg_cfg, a) if self.uses_r else None
             x_T = torch.randn(len(a), self.cfg["x_dim"], device=self.device)
             T = self.cfg["timesteps"]
             if sampler == "one_step":
                 t = torch.full((len(a),), T - 1, dtype=torch.long, device=self.device)
-                out.append(self.gen["G"](z, a, r, x_T, t))
+                x[i:i + len(a)] = self.gen["G"](z, a, r, x_T, t).cpu().numpy()
             else:
-                out.append(self.reverse_chain(z, a, r, x_T, T))
-        return torch.cat(out).cpu().numpy().astype(np.float32), y
+                x[i:i + len(a)] = self.reverse_chain(z, a, r, x_T, T).cpu().numpy()
+        return x, y
 
     def checkpoint(self) -> dict:
         ckpt = {"config": self.cfg, "state": self.gen.state_dict()}
