@@ -6,7 +6,7 @@ from zerodiffpp import methods, paths
 from zerodiffpp.data import Prepared
 from zerodiffpp.synth import Synthesizer
 from zerodiffpp.io import load_torch, save_csv, save_npz, save_torch
-from zerodiffpp.params import load_stage_params
+from zerodiffpp.params import load_stage_params, per_ratio
 from zerodiffpp.runtime import log, run_stage, setup
 from zerodiffpp.difftta import run_difftta
 
@@ -20,8 +20,10 @@ def run(p, prep: Prepared, gen_ckpt: dict, drg_ckpt: dict, device):
     pseudo, rows = {"pred": np.zeros(0, np.int64), "conf": np.zeros(0, np.float32), "kept": np.zeros(0, np.int64),
                     "rec_before": np.zeros(0), "rec_after": np.zeros(0)}, []
     if tta_on or methods.uses_diffgen(p["method"], p["diffgen"]["enabled"]):
-        pred, conf, kept, rounds, rows = run_difftta(synth, prep, p["tta"], p["synth"], p["classifier"], device,
-                                                     adapt=tta_on)
+        ratio = p["train"]["seen_ratio"]  # counts given per seen ratio (presets) resolved for this run
+        p_synth = dict(p["synth"], unseen_per_class=per_ratio(p["synth"]["unseen_per_class"], ratio))
+        p_clf = dict(p["classifier"], batch_size=per_ratio(p["classifier"]["batch_size"], ratio))
+        pred, conf, kept, rounds, rows = run_difftta(synth, prep, p["tta"], p_synth, p_clf, device, adapt=tta_on)
         pseudo = {"pred": pred, "conf": conf.astype(np.float32), "kept": kept,
                   "rec_before": np.array([r["rec_before"] for r in rounds]),
                   "rec_after": np.array([r["rec_after"] for r in rounds])}

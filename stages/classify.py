@@ -5,7 +5,7 @@ from zerodiffpp import paths
 from zerodiffpp.classifier import InputView, train_softmax
 from zerodiffpp.data import Prepared
 from zerodiffpp.io import load_npz, load_torch, save_csv, save_npz, save_torch
-from zerodiffpp.params import load_stage_params
+from zerodiffpp.params import load_stage_params, per_ratio
 from zerodiffpp.runtime import log, run_stage, setup
 
 SEED_OFFSET = 5
@@ -14,14 +14,15 @@ SEED_OFFSET = 5
 def run(p, prep: Prepared, syn: dict, adapted_ckpt: dict, device):
     """-> (classifier states, test predictions, loss curve)."""
     c = p["classifier"]
+    batch = per_ratio(c["batch_size"], p["train"]["seen_ratio"])
     view = InputView.from_generator(c["features"], adapted_ckpt, device)
     log.info("classify: classifiers read view %s", view.name)
     gzsl = train_softmax(view(np.concatenate([prep.x_train, syn["x"]])), np.concatenate([prep.y_train, syn["y"]]),
-                         np.arange(prep.n_classes), c["epochs"], c["batch_size"], c["lr"], device,
+                         np.arange(prep.n_classes), c["epochs"], batch, c["lr"], device,
                          desc="classify: GZSL classifier")
     unseen_rows = np.isin(syn["y"], prep.unseen)
     zsl = train_softmax(view(syn["x"][unseen_rows]), syn["y"][unseen_rows], prep.unseen, c["epochs"],
-                        c["batch_size"], c["lr"], device, desc="classify: ZSL classifier")
+                        batch, c["lr"], device, desc="classify: ZSL classifier")
     x_seen, x_unseen = view(prep.x_test_seen), view(prep.x_test_unseen)
     gamma = c["calibration"]
     preds = dict(gzsl_test_seen=gzsl.predict(x_seen, device, prep.seen, gamma),

@@ -14,7 +14,9 @@ def run(p, prep: Prepared, syn: dict, preds: dict, pseudo: dict, gen_ckpt: dict,
     """-> the metrics of eval.json. `gen_ckpt` is the trained (not the adapted) generator."""
     ctx = {"seen_ratio": p["train"]["seen_ratio"], "seed": p["train"]["seed"], **p["report"],
            "validation": p["data"]["protocol"] == "validation",
-           "transductive": methods.is_transductive(p["method"], p["tta"]["enabled"], p["diffgen"]["enabled"])}
+           "transductive": methods.is_transductive(p["method"], p["tta"]["enabled"], p["diffgen"]["enabled"]),
+           "self_training_seen": methods.self_trains_on_test_seen(p["method"], p["diffgen"]["enabled"],
+                                                                  p["diffgen"]["classes"])}
     seen_probe = seen_probe_features(gen_ckpt, drg_ckpt, prep, p["report"]["seen_per_class"], p["synth"]["sampler"],
                                      device)
     return evaluate(prep, syn, seen_probe, preds, pseudo, ctx, device)

@@ -6,7 +6,7 @@ from zerodiffpp import methods, paths
 from zerodiffpp.data import Prepared
 from zerodiffpp.diffgen import diffgen_sources, partial_synthesis
 from zerodiffpp.io import load_npz, load_torch, save_npz
-from zerodiffpp.params import load_stage_params
+from zerodiffpp.params import load_stage_params, per_ratio
 from zerodiffpp.runtime import log, run_stage, setup
 from zerodiffpp.synth import Synthesizer
 
@@ -20,9 +20,10 @@ def run(p, prep: Prepared, adapted_ckpt: dict, drg_ckpt: dict, pseudo: dict, dev
     g, diffgen = p["diffgen"], methods.uses_diffgen(p["method"], p["diffgen"]["enabled"])
     src = diffgen_sources(pseudo["pred"], pseudo["conf"], pseudo["kept"], g["per_feature"], g["max_per_class"],
                           prep.unseen if g["classes"] == "unseen" else None) if diffgen else np.zeros(0, np.int64)
-    n_full = len(prep.unseen) * p["synth"]["unseen_per_class"]
+    per_class = per_ratio(p["synth"]["unseen_per_class"], p["train"]["seen_ratio"])
+    n_full = len(prep.unseen) * per_class
     x = np.empty((n_full + len(src), prep.x_train.shape[1]), np.float32)  # the one copy of the output
-    _, y = synth.full(prep.unseen, p["synth"]["unseen_per_class"], p["synth"]["sampler"], out=x[:n_full])
+    _, y = synth.full(prep.unseen, per_class, p["synth"]["sampler"], out=x[:n_full])
     if diffgen:
         x_test, r_test = prep.test_features()
         partial_synthesis(synth, x_test[src], r_test[src] if synth.uses_r else None, pseudo["pred"][src],

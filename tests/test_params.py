@@ -44,5 +44,23 @@ def test_stage_sees_only_declared_keys(tmp_path):
     assert p["classifier"]["epochs"] > 0
     with pytest.raises(KeyError, match="stage 'classify' reads param 'gen'"):
         p["gen"]
-    with pytest.raises(KeyError, match="train.seen_ratio"):
-        p["train"]["seen_ratio"]
+    with pytest.raises(KeyError, match="train.compile"):
+        p["train"]["compile"]
+
+
+def test_counts_may_be_given_per_seen_ratio(params):
+    """The official scripts scale syn_num (also the classifier's batch) with the seen ratio: a count is
+    one number or {ratio: count}, and a mapping without the run's ratio is refused before any work."""
+    from zerodiffpp.params import per_ratio
+    counts = {1.0: 5400, 0.3: 1800, 0.1: 600}
+    assert per_ratio(counts, 0.3) == 1800 and per_ratio(300, 0.3) == 300
+    params["synth"]["unseen_per_class"] = counts
+    params["train"]["seen_ratio"] = 0.1
+    validate(params, "params.yaml")
+    params["train"]["seen_ratio"] = 0.5
+    with pytest.raises(ParamsError, match=r"synth.unseen_per_class gives counts for seen ratios \[0.1, 0.3, 1.0\], "
+                                          r"not for train.seen_ratio 0.5"):
+        validate(params, "params.yaml")
+    params["synth"]["unseen_per_class"] = {0.3: 0}
+    with pytest.raises(ParamsError, match="synth.unseen_per_class: expected a value in"):
+        validate(params, "params.yaml")

@@ -9,13 +9,23 @@ from scripts import sweep
 from zerodiffpp.params import load_params
 
 
-@pytest.mark.parametrize("name, att", [("awa2", 85), ("cub", 312), ("sun", 102)])
-def test_presets_apply_and_validate(tmp_path, name, att):
+@pytest.mark.parametrize("name, att, counts", [("awa2", 85, (5400, 1800, 600)), ("cub", 312, (1440, 440, 140)),
+                                               ("sun", 102, (400, 120, 40))])
+def test_presets_carry_the_official_settings(tmp_path, name, att, counts):
+    """Widths 4096; noise, r- and t-embedding widths equal to the attribute size; syn_num per seen
+    ratio, also the classifier's batch; posterior fakes, the GP rule on the sum; no calibration."""
+    from zerodiffpp.params import per_ratio
     p = tmp_path / "params.yaml"
     shutil.copy(ROOT / "params.yaml", p)
     apply(name, "/data/x", p)
     params = load_params(p)
-    assert params["gen"]["hidden"] == 4096 and params["gen"]["noise_dim"] == att
+    g = params["gen"]
+    assert g["hidden"] == g["critic_hidden"] == g["dec_hidden"] == 4096
+    assert g["noise_dim"] == g["cond_dim"] == params["diffusion"]["time_dim"] == params["drg"]["noise_dim"] == att
+    assert (g["fake_latent"], g["adaptive_gp_input"], params["classifier"]["calibration"]) == ("posterior", "sum", 0.0)
+    for ratio, count in zip((1.0, 0.3, 0.1), counts):
+        assert per_ratio(params["synth"]["unseen_per_class"], ratio) == count
+        assert per_ratio(params["classifier"]["batch_size"], ratio) == count
     assert params["data"]["root"] == "/data/x"
     assert "# Single source of every setting" in p.read_text()  # comments survive
 

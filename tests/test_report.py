@@ -58,7 +58,23 @@ def test_synthesize_writes_no_seen_features_and_report_reads_the_trained_generat
     assert "models/generator" in stages["report"]["deps"] and "models/adapted" in stages["report"]["deps"]
     assert "report.seen_per_class" not in str(stages["synthesize"]) and "seen_per_class" in tiny_params()["report"]
     prep = _prep()
-    p = {"method": "zerodiff", "synth": {"unseen_per_class": 3, "sampler": "one_step"},
+    p = {"method": "zerodiff", "synth": {"unseen_per_class": 3, "sampler": "one_step"}, "train": {"seen_ratio": 1.0},
          "diffgen": {"enabled": False}}
     syn = synthesize.run(p, prep, _generator(0), None, {}, "cpu")
     assert set(syn) == {"x", "y", "kind"} and np.bincount(syn["y"]).tolist()[-2:] == [3, 3]
+
+
+def test_self_training_on_test_seen_is_flagged_and_comparability_is_stated():
+    from zerodiffpp import methods
+    from zerodiffpp.report import comparability, setting
+    assert methods.self_trains_on_test_seen("zerodiffpp", True, "all")
+    assert not methods.self_trains_on_test_seen("zerodiffpp", True, "unseen")
+    assert not methods.self_trains_on_test_seen("zerodiff", True, "all")
+    assert "self-training on the test-seen set" in setting({"transductive": 1, "self_training_seen": 1})
+    assert "self-training" not in setting({"transductive": 1, "self_training_seen": 0})
+    assert setting({"transductive": 0, "self_training_seen": 0}).startswith("inductive")
+    res101 = comparability({"name": "CUB", "x_file": "res101.mat", "r_file": ""})
+    assert "NOT comparable" in res101 and "ce_ce.mat" in res101
+    assert "not a benchmark" in comparability({"name": "embedded", "x_file": "res101.mat", "r_file": ""})
+    assert comparability({"name": "AWA2", "x_file": "ce_ce.mat", "r_file": "con_paco.mat"}) == \
+        "features ce_ce.mat, SC representations con_paco.mat"

@@ -13,3 +13,10 @@ def uses_diffgen(method: str, diffgen_enabled: bool) -> bool:
 
 def is_transductive(method: str, tta_enabled: bool, diffgen_enabled: bool) -> bool:
     return uses_tta(method, tta_enabled) or uses_diffgen(method, diffgen_enabled)
+
+
+def self_trains_on_test_seen(method: str, diffgen_enabled: bool, diffgen_classes: str) -> bool:
+    """DiffGen with diffgen.classes 'all' partially synthesises features from test-seen features too,
+    so the GZSL classifier trains its seen classes on them: self-training on the test-seen set,
+    beyond the usual transductive use of unlabelled test features for the unseen classes."""
+    return uses_diffgen(method, diffgen_enabled) and diffgen_classes == "all"

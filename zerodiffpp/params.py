@@ -30,6 +30,7 @@ POS = _num(0, lo_open=True)
 NONNEG = _num(0)
 BOOL = ("bool",)
 STR = ("str",)
+COUNT = ("count",)  # a positive integer, or one per train.seen_ratio: {1.0: 5400, 0.3: 1800, 0.1: 600}
 
 SCHEMA: dict[str, Any] = {
     "method": _choice("fclswgan", "zerodiff", "zerodiffpp"),
@@ -70,7 +71,7 @@ SCHEMA: dict[str, Any] = {
         "noise_dim": POS_INT, "critic_iter": POS_INT, "lambda_gp": NONNEG, "cls_weight": NONNEG,
         "cls_epochs": POS_INT,
     },
-    "synth": {"unseen_per_class": POS_INT, "sampler": _choice("one_step", "progressive")},
+    "synth": {"unseen_per_class": COUNT, "sampler": _choice("one_step", "progressive")},
     "tta": {
         "enabled": BOOL, "rounds": POS_INT, "keep_fraction": _num(0, 1, lo_open=True), "min_confidence": _num(0, 1),
         "epochs": NONNEG_INT, "batch_size": POS_INT, "lr": POS, "anchor_weight": NONNEG,
@@ -79,7 +80,7 @@ SCHEMA: dict[str, Any] = {
     },
     "diffgen": {"enabled": BOOL, "start_step": POS_INT, "per_feature": POS_INT, "max_per_class": POS_INT,
                 "classes": _choice("all", "unseen")},
-    "classifier": {"epochs": POS_INT, "batch_size": POS_INT, "lr": POS, "features": _choice("V", "VS", "S"),
+    "classifier": {"epochs": POS_INT, "batch_size": COUNT, "lr": POS, "features": _choice("V", "VS", "S"),
                    "calibration": _num(0, 1)},
     "report": {"oracle_folds": _num(2, integer=True), "probe_epochs": POS_INT, "seen_per_class": POS_INT},
 }
@@ -90,6 +91,11 @@ def _check_value(spec, value, where: str):
     if kind == "choice":
         if value not in spec[1]:
             raise ParamsError(f"{where}: expected one of {list(spec[1])}, got {value!r}")
+    elif kind == "count":
+        counts = value if isinstance(value, dict) else {1.0: value}
+        for ratio, count in counts.items():
+            _check_value(POS_INT, count, where)
+            _check_value(_num(0, 1, lo_open=True), ratio, f"{where} (a train.seen_ratio key)")
     elif kind == "bool":
         if not isinstance(value, bool):
             raise ParamsError(f"{where}: expected true or false, got {value!r}")
@@ -132,6 +138,8 @@ def _check_cross(p: dict, source: str) -> None:
     if p["diffgen"]["start_step"] >= T:
         raise ParamsError(f"{source}: diffgen.start_step must be < diffusion.timesteps ({T}), "
                           f"got {p['diffgen']['start_step']}")
+    for key in ("synth.unseen_per_class", "classifier.batch_size"):
+        per_ratio(lookup(p, key), p["train"]["seen_ratio"], f"{source}: {key}")
     if p["diffusion"]["beta_max"] <= p["diffusion"]["beta_min"]:
         raise ParamsError(f"{source}: diffusion.beta_max must exceed diffusion.beta_min")
     if p["data"]["val_classes"].strip() and p["data"]["protocol"] != "validation":
@@ -165,6 +173,19 @@ class StageParams(dict):
     def __missing__(self, key):
         raise KeyError(f"stage '{self._stage}' reads param '{self._prefix}{key}' but dvc.yaml does not declare it "
                        f"under stages.{self._stage}.params")
+
+
+def per_ratio(value, seen_ratio: float, where: str = "count") -> int:
+    """A count that may be given per train.seen_ratio: the official scripts scale the synthetic
+    count (syn_num, also the classifier's batch) with the ratio, 5400 / 1800 / 600 on AWA2 at
+    100 / 30 / 10 %. A plain number holds for every ratio."""
+    if not isinstance(value, dict):
+        return int(value)
+    for ratio, count in value.items():
+        if math.isclose(float(ratio), seen_ratio):
+            return int(count)
+    raise ParamsError(f"{where} gives counts for seen ratios {sorted(value)}, not for train.seen_ratio {seen_ratio}; "
+                      f"add it or give one number")
 
 
 def lookup(params: dict, key: str):

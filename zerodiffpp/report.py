@@ -35,6 +35,7 @@ def evaluate(prep, syn: dict, seen_probe: tuple, preds: dict, pseudo: dict, ctx:
     out = {
         "zsl": {"T1": t1}, "gzsl": gz, "spurious": {**seen_sp, **unseen_sp},
         "seen_ratio": ctx["seen_ratio"], "seed": ctx["seed"], "transductive": int(ctx["transductive"]),
+        "self_training_seen": int(ctx.get("self_training_seen", False)),
         "validation": int(ctx.get("validation", False)),
         "n_train": int(len(prep.y_train)), "n_seen_classes": int(len(prep.seen)),
         "n_unseen_classes": int(len(prep.unseen)),
@@ -112,6 +113,26 @@ def curves_png(csv_paths: list[Path], path: Path) -> None:
     plt.close(fig)
 
 
+def setting(m: dict) -> str:
+    if not m["transductive"]:
+        return "inductive (no test feature used before evaluation)"
+    text = "transductive (unlabelled test features used by DiffTTA/DiffGen)"
+    if m["self_training_seen"]:
+        text += ("; with diffgen.classes all the GZSL classifier also trains its seen classes on features partially "
+                 "synthesised from test-seen features (self-training on the test-seen set)")
+    return text
+
+
+def comparability(data: dict) -> str:
+    """What the printed numbers may be compared with."""
+    if data["name"] == "embedded":
+        return "the embedded 10-class toy (CPU demo and smoke test), not a benchmark"
+    if data["x_file"] == "res101.mat":
+        return ("xlsa17 res101.mat features (ImageNet ResNet-101, not fine-tuned): NOT comparable with the ZeroDiff / "
+                "ZeroDiff++ papers, which use fine-tuned features (ce_ce.mat as data.x_file, con_paco.mat as data.r_file)")
+    return f"features {data['x_file']}" + (f", SC representations {data['r_file']}" if data["r_file"] else "")
+
+
 def report_markdown(m: dict, params: dict) -> str:
     pct = lambda v: f"{100 * v:.1f}"  # noqa: E731
     lines = [
@@ -120,7 +141,8 @@ def report_markdown(m: dict, params: dict) -> str:
         f"- seen_ratio {m['seen_ratio']}, seed {m['seed']}, {m['n_train']} training samples, "
         f"{m['n_seen_classes']} seen / {m['n_unseen_classes']} unseen classes",
         f"- protocol: {'VALIDATION (seen classes only; the unseen columns are held-out seen classes)' if m['validation'] else 'test'}",
-        f"- setting: {'transductive (unlabelled test features used by DiffTTA/DiffGen)' if m['transductive'] else 'inductive (no test feature used before evaluation)'}",
+        f"- setting: {setting(m)}",
+        f"- comparability: {comparability(params['data'])}",
         f"- synthetic set: {m['synthetic']['n_full']} fully generated, {m['synthetic']['n_partial']} partially synthesised",
         "",
         "| ZSL T1 | GZSL U | GZSL S | GZSL H | seen spuriousness | unseen spuriousness |",
