@@ -5,7 +5,7 @@ data.val_classes=<fold>` run with train.threads 1.
 
     python -m scripts.fold_study --jobs 2                      # embedded: all 35 three-class folds
     python -m scripts.fold_study --variant decoder tta.unseen_labels=decoder --variant cal3 classifier.calibration=0.3
-    python -m scripts.fold_study --folds cat,horse dog,horse --set gen.epochs=10 --out results/validation/x
+    python -m scripts.fold_study --folds cat,horse dog,horse --set gen.epochs=10 --out runs/x
 
 --folds takes comma-separated seen class names per fold, `subsets:K` (every K-class subset of the
 seen classes; the default, K = 3 = the embedded test split's unseen classes) or `own` (the dataset's
@@ -179,7 +179,7 @@ def main(argv=None):
     ap.add_argument("--jobs", type=int, default=1, help="folds run in parallel, one thread each")
     ap.add_argument("--params", default=str(paths.PARAMS))
     ap.add_argument("--features", default=str(paths.FEATURES))
-    ap.add_argument("--out", default="results/validation/fold-study")
+    ap.add_argument("--out", default="runs/fold-study", help="folder of runs.jsonl and summary.md (git-ignored runs/ by default)")
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     try:

@@ -181,7 +181,7 @@ def parser() -> argparse.ArgumentParser:
         help="workers runner: N CPU workers (CUDA_VISIBLE_DEVICES empty), e.g. as stand-ins for GPUs")
     opt("--jobs-dir", metavar="DIR", help="workers/submitit: where each point's clone (ws/<name>), the logs (logs/, "
         "submitit/) and jobs.json go; must be visible to the Slurm nodes (default .dvc/tmp/sweep/<prefix>)")
-    opt("--out", default="results/sweep", metavar="DIR", help="folder of the summary files (default results/sweep)")
+    opt("--out", default="runs/sweep", metavar="DIR", help="folder of the summary files (default runs/sweep, git-ignored)")
     opt("--collect-only", action="store_true", help="tabulate experiments that already ran")
     sl = ap.add_argument_group("submitit runner (Slurm resources are per job, i.e. per grid point)").add_argument
     sl("--cluster", choices=["slurm", "local"], default="slurm",

@@ -82,3 +82,76 @@ def test_vae_loss_runs_in_float32_whatever_precision_it_is_given():
         out = losses.vae_loss(low, x, mu, logvar)
     assert out.dtype == torch.float32 and torch.equal(out, reference)
     assert torch.equal(losses.vae_loss(low, x, mu, logvar), reference)
+
+
+def test_gradient_penalty_interpolates_between_real_and_fake():
+    """With the critic v -> |v|^2 / 2 the input gradient is v itself, so the penalty is
+    mean((|alpha real + (1 - alpha) fake| - 1)^2) for the alphas drawn: a known value."""
+    real, fake = torch.tensor([[3.0, 0.0], [0.0, 2.0]]), torch.tensor([[1.0, 0.0], [0.0, 6.0]])
+    torch.manual_seed(5)
+    alpha = torch.rand(2, 1)
+    expected = ((torch.linalg.norm(alpha * real + (1 - alpha) * fake, dim=1) - 1) ** 2).mean()
+    torch.manual_seed(5)
+    gp = losses.gradient_penalty(lambda v: v, real, fake)
+    assert gp.item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_autograd_input_gradient_lets_the_penalty_train_the_critic():
+    """Double backpropagation: the penalty of autograd's input gradient has a gradient with respect
+    to the critic's weights (create_graph), which is what WGAN-GP trains."""
+    w = torch.tensor([[0.5], [2.0]], requires_grad=True)
+    critic = lambda v: (torch.tanh(v @ w)).squeeze(1)  # noqa: E731
+    gp = losses.gradient_penalty(losses.autograd_input_gradient(critic), torch.randn(6, 2), torch.randn(6, 2))
+    gp.backward()
+    assert w.grad is not None and w.grad.abs().sum() > 0
+
+
+def test_weighted_l1_on_two_rows_against_a_nonzero_target():
+    pred, target = torch.tensor([[3.0, 4.0], [0.1, 0.2]]), torch.tensor([[1.0, 1.0], [0.0, 0.0]])
+    # d = [[2, 3], [0.1, 0.2]] (the second row's norm below 1): row means of sum |d|^3 / ||d||
+    expected = ((8 + 27) / 13 ** 0.5 + (0.001 + 0.008) / 0.05 ** 0.5) / 2
+    assert losses.weighted_l1(pred, target).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_vae_loss_kl_known_value_away_from_the_prior():
+    x = torch.full((2, 3), 0.5)
+    mu, logvar = torch.tensor([[0.5, -2.0], [1.5, 0.0]]), torch.tensor([[0.3, -1.0], [0.2, 0.9]])
+    bce = 3 * -torch.log(torch.tensor(0.5)).item()
+    kl = -0.5 * (1 + logvar - mu ** 2 - logvar.exp()).sum().item() / 2
+    assert losses.vae_loss(x, x, mu, logvar).item() == pytest.approx(bce + kl, rel=1e-6)
+
+
+def _supcon_by_hand(feats, labels, tau):
+    """Khosla et al.'s L_out written out: for each anchor i with positives, minus the mean over its
+    positives p of log( exp(z_i.z_p / tau) / sum_{a != i} exp(z_i.z_a / tau) )."""
+    import math
+    losses_per_anchor = []
+    for i in range(len(feats)):
+        others = [a for a in range(len(feats)) if a != i]
+        denom = sum(math.exp(float(feats[i] @ feats[a]) / tau) for a in others)
+        positives = [p for p in others if labels[p] == labels[i]]
+        if positives:
+            losses_per_anchor.append(-sum(float(feats[i] @ feats[p]) / tau - math.log(denom)
+                                          for p in positives) / len(positives))
+    return sum(losses_per_anchor) / len(losses_per_anchor)
+
+
+@pytest.mark.parametrize("n_views", [1, 2])
+def test_supcon_loss_known_value(n_views):
+    """Random unit vectors; class 2 has one sample, so with one view its anchor has no positive
+    (left out of the mean) and with two views exactly one."""
+    torch.manual_seed(3)
+    y, tau = torch.tensor([0, 0, 0, 1, 1, 2]), 0.5
+    views = torch.nn.functional.normalize(torch.randn(6, n_views, 4), dim=2)
+    expected = _supcon_by_hand(views.reshape(6 * n_views, 4), y.repeat_interleave(n_views), tau)
+    assert losses.supcon_loss(views, y, tau).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_vae_loss_bce_known_value_with_targets_clipped_to_the_unit_interval():
+    """Summed BCE per sample, targets clamped to [0, 1] (features slightly outside count as 0 or 1)."""
+    x_rec = torch.tensor([[0.9, 0.2, 0.6]])
+    x = torch.tensor([[1.3, -0.1, 0.25]])
+    clipped = torch.tensor([1.0, 0.0, 0.25])
+    bce = -(clipped * torch.log(x_rec[0]) + (1 - clipped) * torch.log(1 - x_rec[0])).sum().item()
+    zeros = torch.zeros(1, 2)
+    assert losses.vae_loss(x_rec, x, zeros, zeros).item() == pytest.approx(bce, rel=1e-6)
