@@ -55,12 +55,26 @@ def run_temp(points) -> None:
         dvc("exp", "run", "--temp", "-n", name, *set_args(sets))
 
 
+def experiment_commits(cwd=None) -> set[str]:
+    """Commits of the finished experiments: the ones with a ref under refs/exps."""
+    out = subprocess.run(["git", "for-each-ref", "--format=%(objectname)", "refs/exps"], cwd=cwd,
+                         capture_output=True, text=True, check=True).stdout
+    return set(out.split())
+
+
+def finished_only(revs, commits: set[str]):
+    """Drop `dvc exp show` entries that are not finished experiments. An interrupted or running
+    `dvc exp run --temp` is listed under its name too, with the *baseline's* metrics (its workspace
+    files), and would otherwise count as a finished point with another run's numbers."""
+    return [(base, r) for base, r in revs if r.get("rev") in commits]
+
+
 def shown(all_commits: bool):
-    """(baseline commit, experiment rev dict) for every experiment in `dvc exp show --json`."""
-    for rev in json.loads(dvc("exp", "show", "--json", *(["-A"] if all_commits else []), capture=True).stdout):
-        for exp in rev.get("experiments") or []:
-            for r in exp.get("revs", []):
-                yield rev.get("rev"), r
+    """(baseline commit, experiment rev dict) for every finished experiment in `dvc exp show --json`."""
+    revs = [(rev.get("rev"), r)
+            for rev in json.loads(dvc("exp", "show", "--json", *(["-A"] if all_commits else []), capture=True).stdout)
+            for exp in rev.get("experiments") or [] for r in exp.get("revs", [])]
+    return finished_only(revs, experiment_commits())
 
 
 def has_metrics(r: dict) -> bool:

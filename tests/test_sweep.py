@@ -143,3 +143,21 @@ def test_help_documents_every_option_and_bad_flags_fail_before_any_work(capsys):
         with pytest.raises(SystemExit) as e:
             sweep.main(argv)
         assert e.value.code == 2 and flag in capsys.readouterr().err, argv
+
+
+def test_an_interrupted_temp_run_is_not_a_finished_point(tmp_path):
+    """`dvc exp show` lists an interrupted `dvc exp run --temp` under its name with the baseline's
+    metrics (seen on 2026-12-02: a killed point reappeared with the previous defaults' numbers). Only
+    experiments with a ref under refs/exps count as finished, so a rerun runs that point again."""
+    from scripts.sweep_runners import experiment_commits, finished_only
+    git = lambda *a: subprocess.run(["git", *a], cwd=tmp_path, check=True, capture_output=True, text=True).stdout
+    git("init", "-q")
+    (tmp_path / "f").write_text("x")
+    git("add", "f")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "base")
+    done = git("rev-parse", "HEAD").strip()
+    git("update-ref", "refs/exps/ab/cdef/sweep-zerodiff-r1p0-s0", done)
+    revs = [("base", {"rev": done, "name": "sweep-zerodiff-r1p0-s0"}),
+            ("base", {"rev": "acfabcba87887a3d017bd5700522328ce9c9add7", "name": "sweep-zerodiff-r1p0-s1"})]
+    kept = finished_only(revs, experiment_commits(cwd=tmp_path))
+    assert [r["name"] for _, r in kept] == ["sweep-zerodiff-r1p0-s0"]
