@@ -11,12 +11,15 @@ Prints per model: ms per iteration of each revision (median over rounds) and the
 syncs per iteration (reads of a device scalar from the training code) and top-level operators.
 """
 import argparse
+import inspect
 import json
 import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from benchmarks import train_step
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,17 +38,8 @@ att = rng.random((n_classes, att_dim)).astype(np.float32)
 att /= np.linalg.norm(att, axis=1, keepdims=True)
 d = dict(p["diffusion"], time_dim=att_dim)
 
-def counts(prof):
-    def nested(e):
-        q = e.cpu_parent
-        while q is not None:
-            if q.name.startswith("aten::") and q.name != "aten::item":
-                return True
-            q = q.cpu_parent
-        return False
-    ev = prof.events()
-    return (sum(e.name == "aten::_local_scalar_dense" and not nested(e) for e in ev),
-            sum(e.name.startswith("aten::") and e.cpu_parent is None for e in ev))
+@@COUNTING@@
+counts = dispatch_counts
 
 if model == "dfg":
     from zerodiffpp.dfg import ZeroDiffTrainer
@@ -82,6 +76,9 @@ else:
     ms = (time.perf_counter() - t - setup) / iters * 1000
 print(json.dumps({"ms": ms, "syncs": syncs, "ops": ops}))
 '''
+# The same sync and operator counting as benchmarks/train_step.py, pasted in: the old revision may lack it.
+MEASURE = MEASURE.replace("@@COUNTING@@", inspect.getsource(train_step._inside_another_operator) + "\n"
+                          + inspect.getsource(train_step.dispatch_counts))
 
 
 def worktree(rev: str, where: Path) -> Path:
