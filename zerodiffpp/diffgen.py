@@ -52,8 +52,8 @@ def diffgen_sources(pred: np.ndarray, conf: np.ndarray, kept: np.ndarray, per_fe
 
 def diffgen_set(synth: Synthesizer, x_test: np.ndarray, r_test: np.ndarray, pred: np.ndarray, conf: np.ndarray,
                 kept: np.ndarray, start_step: int, per_feature: int, max_per_class: int,
-                classes: np.ndarray | None = None, out: np.ndarray | None = None):
+                classes: np.ndarray | None = None):
     """-> (partially synthesised features, their pseudo-labels, source positions) of `diffgen_sources`."""
     src = diffgen_sources(pred, conf, kept, per_feature, max_per_class, classes)
-    x = partial_synthesis(synth, x_test[src], r_test[src] if synth.uses_r else None, pred[src], start_step, out)
+    x = partial_synthesis(synth, x_test[src], r_test[src] if synth.uses_r else None, pred[src], start_step)
     return x, pred[src], src
