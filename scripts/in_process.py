@@ -14,19 +14,19 @@ def train_generators(p: dict, fs: FeatureSet) -> tuple:
     device = setup(p["train"], pretrain.SEED_OFFSET)
     prep, _, drg_ckpt, _, _ = pretrain.run(p, fs, device)
     setup(p["train"], train.SEED_OFFSET)
-    return prep, drg_ckpt, train.run(p, prep, device)[0]
+    return prep, drg_ckpt, train.run(p, prep, device, drg_ckpt)[0]
 
 
 def evaluate_generators(p: dict, prep, drg_ckpt: dict, gen_ckpt: dict) -> dict:
     """adapt, synthesize, classify and report on trained generators: -> the metrics of eval.json."""
     device = setup(p["train"], adapt.SEED_OFFSET)
-    adapted, pseudo, _ = adapt.run(p, prep, gen_ckpt, drg_ckpt, device)
+    adapted, pseudo, _, calib = adapt.run(p, prep, gen_ckpt, drg_ckpt, device)
     setup(p["train"], synthesize.SEED_OFFSET)
     syn = synthesize.run(p, prep, adapted, drg_ckpt, pseudo, device)
     setup(p["train"], classify.SEED_OFFSET)
-    _, preds, _ = classify.run(p, prep, syn, adapted, device)
+    _, preds, _ = classify.run(p, prep, syn, adapted, calib["calibration"], device)
     setup(p["train"], report.SEED_OFFSET)
-    return report.run(p, prep, syn, preds, pseudo, gen_ckpt, drg_ckpt, device)
+    return report.run(p, prep, syn, preds, pseudo, gen_ckpt, drg_ckpt, calib, device)
 
 
 def run_pipeline(p: dict, fs: FeatureSet) -> dict:

@@ -2,10 +2,10 @@
 the generator; otherwise passes the trained generator through unchanged."""
 import numpy as np
 
-from zerodiffpp import methods, paths
+from zerodiffpp import calibration, methods, paths
 from zerodiffpp.data import Prepared
 from zerodiffpp.synth import Synthesizer
-from zerodiffpp.io import load_torch, save_csv, save_npz, save_torch
+from zerodiffpp.io import load_torch, save_csv, save_json, save_npz, save_torch
 from zerodiffpp.params import load_stage_params, per_ratio
 from zerodiffpp.runtime import log, run_stage, setup
 from zerodiffpp.difftta import run_difftta
@@ -14,15 +14,20 @@ SEED_OFFSET = 3
 
 
 def run(p, prep: Prepared, gen_ckpt: dict, drg_ckpt: dict, device):
-    """-> (adapted generator checkpoint, pseudo-label arrays, adaptation curve)."""
+    """-> (adapted generator checkpoint, pseudo-label arrays, adaptation curve, calibration record).
+    The calibration (classifier.calibration, chosen on held-out seen classes when 'auto') is decided
+    here, once, on the trained generator: DiffTTA's pseudo-labels and the final classifier use it."""
     synth = Synthesizer(gen_ckpt, drg_ckpt, prep.att, device)
     tta_on = methods.uses_tta(p["method"], p["tta"]["enabled"])
+    ratio = p["train"]["seen_ratio"]  # counts given per seen ratio (presets) resolved for this run
+    p_synth = dict(p["synth"], unseen_per_class=per_ratio(p["synth"]["unseen_per_class"], ratio))
+    p_clf = dict(p["classifier"], batch_size=per_ratio(p["classifier"]["batch_size"], ratio))
+    calib = calibration.resolve(synth, prep, p_clf, p_synth["unseen_per_class"], p_synth["sampler"], device,
+                                p["train"]["seed"])
+    p_clf["calibration"] = calib["calibration"]
     pseudo, rows = {"pred": np.zeros(0, np.int64), "conf": np.zeros(0, np.float32), "kept": np.zeros(0, np.int64),
                     "rec_before": np.zeros(0), "rec_after": np.zeros(0)}, []
     if tta_on or methods.uses_diffgen(p["method"], p["diffgen"]["enabled"]):
-        ratio = p["train"]["seen_ratio"]  # counts given per seen ratio (presets) resolved for this run
-        p_synth = dict(p["synth"], unseen_per_class=per_ratio(p["synth"]["unseen_per_class"], ratio))
-        p_clf = dict(p["classifier"], batch_size=per_ratio(p["classifier"]["batch_size"], ratio))
         pred, conf, kept, rounds, rows = run_difftta(synth, prep, p["tta"], p_synth, p_clf, device, adapt=tta_on)
         pseudo = {"pred": pred, "conf": conf.astype(np.float32), "kept": kept,
                   "rec_before": np.array([r["rec_before"] for r in rounds]),
@@ -30,16 +35,17 @@ def run(p, prep: Prepared, gen_ckpt: dict, drg_ckpt: dict, device):
         log.info("adapt: kept %d of %d pseudo-labelled test features", len(kept), len(pred))
     else:
         log.info("adapt: method %s with tta.enabled=%s: generator passed through", p["method"], p["tta"]["enabled"])
-    return synth.checkpoint(), pseudo, rows
+    return synth.checkpoint(), pseudo, rows, calib
 
 
 def main():
     p = load_stage_params("adapt")
     device = setup(p["train"], SEED_OFFSET)
-    adapted, pseudo, rows = run(p, Prepared.load(paths.PREPARED), load_torch(paths.GENERATOR, device),
-                                load_torch(paths.DRG, device), device)
+    adapted, pseudo, rows, calib = run(p, Prepared.load(paths.PREPARED), load_torch(paths.GENERATOR, device),
+                                       load_torch(paths.DRG, device), device)
     save_torch(paths.ADAPTED_GENERATOR, adapted)
     save_npz(paths.PSEUDO_LABELS, **pseudo)
+    save_json(paths.CALIBRATION, calib)
     save_csv(paths.ADAPT_CURVE, rows or [{"step": 0, "reconstruction": float("nan"), "anchor": float("nan")}])
 
 

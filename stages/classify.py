@@ -4,15 +4,16 @@ import numpy as np
 from zerodiffpp import paths
 from zerodiffpp.classifier import InputView, train_softmax
 from zerodiffpp.data import Prepared
-from zerodiffpp.io import load_npz, load_torch, save_csv, save_npz, save_torch
+from zerodiffpp.io import load_json, load_npz, load_torch, save_csv, save_npz, save_torch
 from zerodiffpp.params import load_stage_params, per_ratio
 from zerodiffpp.runtime import log, run_stage, setup
 
 SEED_OFFSET = 5
 
 
-def run(p, prep: Prepared, syn: dict, adapted_ckpt: dict, device):
-    """-> (classifier states, test predictions, loss curve)."""
+def run(p, prep: Prepared, syn: dict, adapted_ckpt: dict, calibration: float, device):
+    """-> (classifier states, test predictions, loss curve). `calibration` is the adapt stage's
+    (models/adapted/calibration.json: chosen on held-out seen classes, or params.yaml's number)."""
     c = p["classifier"]
     batch = per_ratio(c["batch_size"], p["train"]["seen_ratio"])
     view = InputView.from_generator(c["features"], adapted_ckpt, device)
@@ -24,19 +25,21 @@ def run(p, prep: Prepared, syn: dict, adapted_ckpt: dict, device):
     zsl = train_softmax(view(syn["x"][unseen_rows]), syn["y"][unseen_rows], prep.unseen, c["epochs"],
                         batch, c["lr"], device, desc="classify: ZSL classifier")
     x_seen, x_unseen = view(prep.x_test_seen), view(prep.x_test_unseen)
-    gamma = c["calibration"]
+    gamma = calibration
+    log.info("classify: calibrated stacking %.2f", gamma)
     preds = dict(gzsl_test_seen=gzsl.predict(x_seen, device, prep.seen, gamma),
                  gzsl_test_unseen=gzsl.predict(x_unseen, device, prep.seen, gamma),
                  zsl_test_unseen=zsl.predict(x_unseen, device))
     curve = [{"step": a["step"], "gzsl_loss": a["loss"], "zsl_loss": b["loss"]} for a, b in zip(gzsl.curve, zsl.curve)]
-    return {"gzsl": gzsl.state(), "zsl": zsl.state(), "view": view.name}, preds, curve
+    return {"gzsl": gzsl.state(), "zsl": zsl.state(), "view": view.name, "calibration": gamma}, preds, curve
 
 
 def main():
     p = load_stage_params("classify")
     device = setup(p["train"], SEED_OFFSET)
     states, preds, curve = run(p, Prepared.load(paths.PREPARED), load_npz(paths.SYNTHETIC),
-                               load_torch(paths.ADAPTED_GENERATOR, device), device)
+                               load_torch(paths.ADAPTED_GENERATOR, device),
+                               load_json(paths.CALIBRATION)["calibration"], device)
     save_torch(paths.CLASSIFIERS, states)
     save_npz(paths.PREDICTIONS, **preds)
     save_csv(paths.CLASSIFY_CURVE, curve)

@@ -1,7 +1,7 @@
 """Stage report: metrics/eval.json, metrics/report.md and the plots. The only reader of test labels."""
 from zerodiffpp import methods, paths
 from zerodiffpp.data import Prepared
-from zerodiffpp.io import load_npz, load_torch, save_csv, save_json, save_text
+from zerodiffpp.io import load_json, load_npz, load_torch, save_csv, save_json, save_text
 from zerodiffpp.params import load_stage_params
 from zerodiffpp.report import (confusion_rows, curves_png, evaluate, per_class_png, per_class_rows, report_markdown,
                                seen_probe_features)
@@ -10,8 +10,10 @@ from zerodiffpp.runtime import log, run_stage, setup
 SEED_OFFSET = 6
 
 
-def run(p, prep: Prepared, syn: dict, preds: dict, pseudo: dict, gen_ckpt: dict, drg_ckpt: dict, device) -> dict:
-    """-> the metrics of eval.json. `gen_ckpt` is the trained (not the adapted) generator."""
+def run(p, prep: Prepared, syn: dict, preds: dict, pseudo: dict, gen_ckpt: dict, drg_ckpt: dict, calib: dict,
+        device) -> dict:
+    """-> the metrics of eval.json. `gen_ckpt` is the trained (not the adapted) generator; `calib` the
+    adapt stage's calibration record."""
     ctx = {"seen_ratio": p["train"]["seen_ratio"], "seed": p["train"]["seed"], **p["report"],
            "validation": p["data"]["protocol"] == "validation",
            "transductive": methods.is_transductive(p["method"], p["tta"]["enabled"], p["diffgen"]["enabled"]),
@@ -19,7 +21,7 @@ def run(p, prep: Prepared, syn: dict, preds: dict, pseudo: dict, gen_ckpt: dict,
                                                                   p["diffgen"]["classes"])}
     seen_probe = seen_probe_features(gen_ckpt, drg_ckpt, prep, p["report"]["seen_per_class"], p["synth"]["sampler"],
                                      device)
-    return evaluate(prep, syn, seen_probe, preds, pseudo, ctx, device)
+    return evaluate(prep, syn, seen_probe, preds, pseudo, dict(ctx, calibration=calib), device)
 
 
 def main():
@@ -27,7 +29,7 @@ def main():
     device = setup(p["train"], SEED_OFFSET)
     prep, preds = Prepared.load(paths.PREPARED), load_npz(paths.PREDICTIONS)
     m = run(p, prep, load_npz(paths.SYNTHETIC), preds, load_npz(paths.PSEUDO_LABELS), load_torch(paths.GENERATOR, device),
-            load_torch(paths.DRG, device), device)
+            load_torch(paths.DRG, device), load_json(paths.CALIBRATION), device)
     rows = per_class_rows(prep, preds)
     save_json(paths.EVAL_METRICS, m)
     save_text(paths.REPORT_MD, report_markdown(m, p))

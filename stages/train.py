@@ -2,29 +2,35 @@
 from zerodiffpp import paths
 from zerodiffpp.data import Prepared
 from zerodiffpp.dfg import ZeroDiffTrainer
+from zerodiffpp.diagnostics import GenerationCheck, Schedule
 from zerodiffpp.fclswgan import train_fclswgan
-from zerodiffpp.io import save_csv, save_torch
+from zerodiffpp.io import load_torch, save_csv, save_torch
 from zerodiffpp.params import load_stage_params
 from zerodiffpp.runtime import log, run_stage, setup
 
 SEED_OFFSET = 2
 
 
-def run(p, prep: Prepared, device):
-    """-> (generator checkpoint, training curve)."""
+def run(p, prep: Prepared, device, drg_ckpt: dict | None = None):
+    """-> (generator checkpoint, training curve). `drg_ckpt` (the pretrain stage's DRG) lets the
+    learning diagnostics generate as the synthesize stage does; without it they are off."""
+    d = p["diagnostics"]
+    check = Schedule(GenerationCheck(prep.x_train, prep.y_train, prep.seen, prep.att, drg_ckpt, d,
+                                     p["synth"]["sampler"], device, seed=p["train"]["seed"])
+                     if drg_ckpt is not None and d["every"] > 0 else None, d["every"])
     if p["method"] == "fclswgan":
-        return train_fclswgan(prep.x_train, prep.y_train, prep.att, prep.seen, p["fclswgan"], device)
+        return train_fclswgan(prep.x_train, prep.y_train, prep.att, prep.seen, p["fclswgan"], device, check)
     trainer = ZeroDiffTrainer(prep.x_train, prep.r_train, prep.y_train, prep.att, p["gen"], p["diffusion"], device,
                               compile=p["train"]["compile"])
     log.info("train: critics %s", sorted(trainer.critics))
-    rows = trainer.train(p["gen"]["epochs"])
+    rows = trainer.train(p["gen"]["epochs"], check=check)
     return trainer.checkpoint(), rows
 
 
 def main():
     p = load_stage_params("train")
     device = setup(p["train"], SEED_OFFSET)
-    ckpt, rows = run(p, Prepared.load(paths.PREPARED), device)
+    ckpt, rows = run(p, Prepared.load(paths.PREPARED), device, load_torch(paths.DRG, device))
     save_torch(paths.GENERATOR, ckpt)
     save_csv(paths.TRAIN_CURVE, rows or [{"step": 0}])
 

@@ -13,7 +13,8 @@ from zerodiffpp.params import load_params
                                                ("sun", 102, (400, 120, 40))])
 def test_presets_carry_the_official_settings(tmp_path, name, att, counts):
     """Widths 4096; noise, r- and t-embedding widths equal to the attribute size; syn_num per seen
-    ratio, also the classifier's batch; posterior fakes, the GP rule on the sum; no calibration."""
+    ratio, also the classifier's batch; posterior fakes, the GP rule on the sum; calibration chosen on held-out
+    seen classes of the dataset (auto), never a number carried over from the toy."""
     from zerodiffpp.params import per_ratio
     p = tmp_path / "params.yaml"
     shutil.copy(ROOT / "params.yaml", p)
@@ -22,7 +23,7 @@ def test_presets_carry_the_official_settings(tmp_path, name, att, counts):
     g = params["gen"]
     assert g["hidden"] == g["critic_hidden"] == g["dec_hidden"] == 4096
     assert g["noise_dim"] == g["cond_dim"] == params["diffusion"]["time_dim"] == params["drg"]["noise_dim"] == att
-    assert (g["fake_latent"], g["adaptive_gp_input"], params["classifier"]["calibration"]) == ("posterior", "sum", 0.0)
+    assert (g["fake_latent"], g["adaptive_gp_input"], params["classifier"]["calibration"]) == ("posterior", "sum", "auto")
     for ratio, count in zip((1.0, 0.3, 0.1), counts):
         assert per_ratio(params["synth"]["unseen_per_class"], ratio) == count
         assert per_ratio(params["classifier"]["batch_size"], ratio) == count

@@ -170,7 +170,8 @@ class ZeroDiffTrainer:
         gp = torch.as_tensor(gp, dtype=torch.float64, device=self.lam.device)
         self.lam = torch.where(gp > 1.05, self.lam * 1.1, torch.where(gp < 1.001, self.lam / 1.1, self.lam))
 
-    def train(self, epochs: int, desc: str = "train: ZeroDiff generator") -> list[dict]:
+    def train(self, epochs: int, desc: str = "train: ZeroDiff generator", check=None) -> list[dict]:
+        """`check` (a diagnostics.Schedule) scores the generator every few epochs into the curve."""
         curve = Curve()
         for epoch in tqdm(range(epochs), desc=desc, unit="epoch"):
             for _ in range(iters_per_epoch(len(self.x), self.p["batch_size"])):
@@ -181,6 +182,8 @@ class ZeroDiffTrainer:
                 self.adapt_gp_weight(sum(gps) / len(gps))
                 curve.add(**stats, **self.generator_step(*last), lambda_gp=self.lam)
             row = curve.end_epoch(epoch)
+            if check is not None:
+                row.update(check(epoch, epochs, self.checkpoint))
             log.debug("epoch %d %s", epoch, row)
         return curve.rows
 

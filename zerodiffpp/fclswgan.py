@@ -15,7 +15,8 @@ from zerodiffpp.networks import Critic, build_feature_generator
 from zerodiffpp.training import Curve, adam, iters_per_epoch, random_batch, set_requires_grad, to_tensor
 
 
-def train_fclswgan(x: np.ndarray, y: np.ndarray, att: np.ndarray, seen: np.ndarray, p: dict, device):
+def train_fclswgan(x: np.ndarray, y: np.ndarray, att: np.ndarray, seen: np.ndarray, p: dict, device, check=None):
+    """-> (generator checkpoint, curve); `check` (a diagnostics.Schedule) scores G every few epochs."""
     cfg = dict(kind="fclswgan", x_dim=x.shape[1], att_dim=att.shape[1], noise_dim=p["noise_dim"], hidden=p["hidden"])
     gen = build_feature_generator(cfg).to(device)
     critic = Critic(x.shape[1], att.shape[1], p["critic_hidden"]).to(device)
@@ -51,5 +52,7 @@ def train_fclswgan(x: np.ndarray, y: np.ndarray, att: np.ndarray, seen: np.ndarr
             opt_g.step()
             set_requires_grad([critic], True)
             curve.add(critic=loss_d.detach(), W=w.detach(), gp=gp.detach(), generator=loss_g.detach(), cls=cls.detach())
-        curve.end_epoch(epoch)
+        row = curve.end_epoch(epoch)
+        if check is not None:
+            row.update(check(epoch, p["epochs"], lambda: {"config": cfg, "state": gen.state_dict()}))
     return {"config": cfg, "state": gen.state_dict()}, curve.rows

@@ -69,6 +69,13 @@ def load_torch(path, device="cpu"):
     return torch.load(path, map_location=device, weights_only=False)
 
 
+def load_json(path) -> dict:
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: not found; run the stage that produces it (dvc repro)")
+    return json.loads(path.read_text())
+
+
 def save_json(path, obj) -> None:
     with atomic_path(path) as tmp:
         with open(tmp, "w") as f:

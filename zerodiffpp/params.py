@@ -30,6 +30,7 @@ POS = _num(0, lo_open=True)
 NONNEG = _num(0)
 BOOL = ("bool",)
 STR = ("str",)
+CALIBRATION = ("calibration",)  # 'auto' (chosen on held-out seen classes) or a number in [0, 1]
 COUNT = ("count",)  # a positive integer, or one per train.seen_ratio: {1.0: 5400, 0.3: 1800, 0.1: 600}
 
 SCHEMA: dict[str, Any] = {
@@ -71,6 +72,7 @@ SCHEMA: dict[str, Any] = {
         "noise_dim": POS_INT, "critic_iter": POS_INT, "lambda_gp": NONNEG, "cls_weight": NONNEG,
         "cls_epochs": POS_INT,
     },
+    "diagnostics": {"every": NONNEG_INT, "per_class": POS_INT, "ridge": POS},
     "synth": {"unseen_per_class": COUNT, "sampler": _choice("one_step", "progressive")},
     "tta": {
         "enabled": BOOL, "rounds": POS_INT, "keep_fraction": _num(0, 1, lo_open=True), "min_confidence": _num(0, 1),
@@ -81,7 +83,7 @@ SCHEMA: dict[str, Any] = {
     "diffgen": {"enabled": BOOL, "start_step": POS_INT, "per_feature": POS_INT, "max_per_class": POS_INT,
                 "classes": _choice("all", "unseen")},
     "classifier": {"epochs": POS_INT, "batch_size": COUNT, "lr": POS, "features": _choice("V", "VS", "S"),
-                   "calibration": _num(0, 1)},
+                   "calibration": CALIBRATION, "calibration_holdout": _num(0, 1, lo_open=True)},
     "report": {"oracle_folds": _num(2, integer=True), "probe_epochs": POS_INT, "seen_per_class": POS_INT},
 }
 
@@ -96,6 +98,12 @@ def _check_value(spec, value, where: str):
         for ratio, count in counts.items():
             _check_value(POS_INT, count, where)
             _check_value(_num(0, 1, lo_open=True), ratio, f"{where} (a train.seen_ratio key)")
+    elif kind == "calibration":
+        if value != "auto":
+            try:
+                _check_value(_num(0, 1), value, where)
+            except ParamsError as e:
+                raise ParamsError(f"{where}: expected 'auto' or a number in [0, 1], got {value!r}") from e
     elif kind == "bool":
         if not isinstance(value, bool):
             raise ParamsError(f"{where}: expected true or false, got {value!r}")

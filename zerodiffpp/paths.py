@@ -26,6 +26,7 @@ TRAIN_CURVE = Path("plots/train_loss.csv")
 ADAPTED_DIR = Path("models/adapted")
 ADAPTED_GENERATOR = ADAPTED_DIR / "generator.pt"
 PSEUDO_LABELS = ADAPTED_DIR / "pseudo_labels.npz"
+CALIBRATION = ADAPTED_DIR / "calibration.json"  # classifier.calibration as used (chosen when 'auto')
 ADAPT_CURVE = Path("plots/adapt_loss.csv")
 
 # synthesize (DiffGen)

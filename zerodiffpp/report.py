@@ -41,6 +41,12 @@ def evaluate(prep, syn: dict, seen_probe: tuple, preds: dict, pseudo: dict, ctx:
         "n_unseen_classes": int(len(prep.unseen)),
         "synthetic": {"n_full": int((syn["kind"] == 0).sum()), "n_partial": int((syn["kind"] == 1).sum())},
     }
+    calib = ctx.get("calibration")
+    if calib is not None:  # the value used, and (auto) how it scored on the held-out seen classes
+        chosen = [r for r in calib["grid"] if r["calibration"] == calib["calibration"]]
+        out["calibration"] = {"value": calib["calibration"], "auto": int(calib["source"] == "auto"),
+                              "n_held_out": len(calib["held_out"]),
+                              **({"held_out_H": chosen[0]["H"]} if chosen else {})}
     if len(pseudo["pred"]):
         # Diagnostic only: read here, after every choice was made, and never fed back.
         y_true = np.concatenate([prep.y_test_seen, prep.y_test_unseen])

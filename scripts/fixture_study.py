@@ -1,0 +1,137 @@
+"""The methods on a benchmark-difficulty fixture (docs/fixture.md), over seeds and seen ratios.
+
+    python -m benchmarks.fixture --shape cub --out /tmp/cub-fixture
+    python -m scripts.fixture_study --root /tmp/cub-fixture --preset presets/cub-cpu.yaml \\
+        --methods zerodiffpp zerodiff fclswgan eszsl --seeds 0 1 2 --ratios 1.0 0.3 0.1 --jobs 2
+
+Each point runs the stages' own `run()` functions in one process (as `dvc repro` would compute them,
+scripts/in_process.py) on params.yaml with the preset and `data.root` applied, and appends one JSON
+row to --out as soon as it finishes (a rerun skips the points already there). ESZSL is the
+closed-form reference: its regularisers are chosen on the dataset's validation classes, then the
+test split is scored once. Prints a markdown table of means and standard deviations over seeds.
+Test numbers are read, never used to choose anything.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+GENERATIVE = ("zerodiffpp", "zerodiff", "fclswgan")
+KEYS = ("T1", "U", "S", "H", "gen_seen_acc", "calibration", "minutes")
+
+
+def study_params(preset: Path | None, root: Path, name: str, method: str, seed: int, ratio: float) -> dict:
+    from zerodiffpp.params import validate
+    p = yaml.safe_load((ROOT / "params.yaml").read_text())
+    if preset is not None:
+        for section, values in yaml.safe_load(preset.read_text()).items():
+            p[section].update(values) if isinstance(values, dict) else p.__setitem__(section, values)
+    p["data"].update(name=name, root=str(root))
+    p["train"].update(seed=seed, seen_ratio=ratio, threads=1)
+    p["method"] = method if method in GENERATIVE else p["method"]
+    validate(p, "fixture_study")
+    return p
+
+
+def run_point(args: tuple) -> dict:
+    """One (method, seed, ratio): the pipeline in process, or ESZSL."""
+    preset, root, name, method, seed, ratio = args
+    os.environ.setdefault("TQDM_DISABLE", "1")  # one log line per point, not progress bars from two workers
+    from zerodiffpp.xlsa17 import load_xlsa17
+    start = time.time()
+    p = study_params(preset, root, name, method, seed, ratio)
+    fs = load_xlsa17(root, name)
+    row = {"method": method, "seed": seed, "seen_ratio": ratio}
+    if method == "eszsl":
+        from zerodiffpp.eszsl import eszsl_t1, select_on_validation
+        from zerodiffpp.splits import prepare_split
+        (gamma, lam), _ = select_on_validation([prepare_split(fs, ratio, seed, "validation")[0]])
+        row.update(T1=eszsl_t1(prepare_split(fs, ratio, seed, "test")[0], gamma, lam), gamma=gamma, lam=lam)
+    else:
+        from stages import pretrain, train
+        from scripts.in_process import evaluate_generators
+        from zerodiffpp.runtime import setup
+        device = setup(p["train"], pretrain.SEED_OFFSET)
+        prep, _, drg_ckpt, _, _ = pretrain.run(p, fs, device)
+        setup(p["train"], train.SEED_OFFSET)
+        gen_ckpt, rows = train.run(p, prep, device, drg_ckpt)
+        m = evaluate_generators(p, prep, drg_ckpt, gen_ckpt)
+        checked = [r for r in rows if np.isfinite(r.get("gen_seen_acc", np.nan))]
+        row.update(T1=m["zsl"]["T1"], **m["gzsl"], calibration=m["calibration"]["value"],
+                   gen_seen_acc=checked[-1]["gen_seen_acc"] if checked else None,
+                   gen_mean_gap=checked[-1]["gen_mean_gap"] if checked else None,
+                   spurious=m["spurious"])
+    row["minutes"] = (time.time() - start) / 60
+    return row
+
+
+def table(rows: list[dict]) -> str:
+    out = ["| method | seen ratio | seeds | ZSL T1 | GZSL U | GZSL S | GZSL H | generated-seen acc | calibration | minutes |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
+    groups: dict = {}
+    for r in rows:
+        groups.setdefault((r["method"], r["seen_ratio"]), []).append(r)
+    for (method, ratio), rs in sorted(groups.items(), key=lambda kv: (-kv[0][1], kv[0][0])):
+        def cell(k, scale=100.0, fmt="{:.1f}"):
+            v = [r[k] for r in rs if r.get(k) is not None]
+            if not v:
+                return ""
+            return fmt.format(scale * np.mean(v)) + (f" ± {fmt.format(scale * np.std(v))}" if len(v) > 1 else "")
+        out.append(f"| {method} | {ratio} | {','.join(str(r['seed']) for r in sorted(rs, key=lambda r: r['seed']))} | "
+                   f"{cell('T1')} | {cell('U')} | {cell('S')} | {cell('H')} | {cell('gen_seen_acc')} | "
+                   f"{cell('calibration', 1.0, '{:.2f}')} | {cell('minutes', 1.0, '{:.0f}')} |")
+    return "\n".join(out)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--root", type=Path, required=True, help="the fixture folder (benchmarks.fixture --out)")
+    ap.add_argument("--name", default="CUB", help="data.name of the fixture (CUB, SUN, AWA2)")
+    ap.add_argument("--preset", type=Path, default=None, help="a presets/*.yaml applied over params.yaml")
+    ap.add_argument("--methods", nargs="+", default=[*GENERATIVE, "eszsl"], choices=[*GENERATIVE, "eszsl"])
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0])
+    ap.add_argument("--ratios", nargs="+", type=float, default=[1.0])
+    ap.add_argument("--jobs", type=int, default=1)
+    ap.add_argument("--out", type=Path, default=Path("runs/fixture-study/rows.jsonl"))
+    a = ap.parse_args(argv)
+    if a.jobs < 1:
+        raise SystemExit("--jobs: expected at least 1")
+    if not (a.root / "att_splits.mat").exists():
+        raise SystemExit(f"--root {a.root}: no att_splits.mat (write one with python -m benchmarks.fixture)")
+    if a.preset is not None and not a.preset.exists():
+        raise SystemExit(f"--preset {a.preset}: not found")
+    for m in a.methods:  # every point's params are checked before any work
+        for s in a.seeds:
+            for r in a.ratios:
+                study_params(a.preset, a.root, a.name, m, s, r)
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    done = [json.loads(line) for line in a.out.read_text().splitlines()] if a.out.exists() else []
+    have = {(r["method"], r["seed"], r["seen_ratio"]) for r in done}
+    todo = [(a.preset, a.root, a.name, m, s, r) for r in a.ratios for s in a.seeds for m in a.methods
+            if (m, s, r) not in have]
+    print(f"fixture study: {len(todo)} points to run, {len(have)} already in {a.out}", flush=True)
+    with mp.get_context("spawn").Pool(a.jobs) as pool:  # spawn: no forked CUDA state in a worker
+        for row in pool.imap_unordered(run_point, todo):
+            with open(a.out, "a") as f:
+                f.write(json.dumps(row) + "\n")
+            print(f"{row['method']} seed {row['seed']} ratio {row['seen_ratio']}: T1 {row['T1']:.3f}"
+                  + (f" H {row['H']:.3f} (U {row['U']:.3f}, S {row['S']:.3f}), generated-seen acc "
+                     f"{row['gen_seen_acc']:.3f}" if "H" in row else "") + f", {row['minutes']:.1f} min", flush=True)
+            done.append(row)
+    wanted = [r for r in done if r["method"] in a.methods and r["seed"] in a.seeds and r["seen_ratio"] in a.ratios]
+    print("\n" + table(wanted))
+
+
+if __name__ == "__main__":
+    main()

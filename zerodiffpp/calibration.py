@@ -1,0 +1,108 @@
+"""Calibrated stacking's value chosen on the dataset's own held-out seen classes
+(`classifier.calibration: auto`).
+
+Calibrated stacking (Chao et al., ECCV 2016) subtracts a value gamma from every seen class's
+probability before the GZSL arg-max. Its authors choose gamma on validation classes: some seen
+classes play the unseen ones. A value carried over from another dataset is meaningless: on 10
+classes a seen probability of 0.6 is common, on 200 classes it is rare, and gamma 0.6 then
+removes almost every seen prediction (S collapses).
+
+What `choose_calibration` does, inside the pipeline and without any test image:
+  1. hold out `classifier.calibration_holdout` of the seen classes (at least one, at least one kept),
+     drawn with the run's seed;
+  2. train a GZSL classifier as the classify stage does (same input view, epochs, batch, rate) on
+     real training features of the kept seen classes (80 % of each class's images) and on features
+     *generated* for the held-out classes, as the unseen classes are generated at test time;
+  3. score every gamma of `GRID` on real features: S' on the kept classes' other 20 %, U' on the
+     held-out classes' training images (which that classifier never saw); keep the gamma with the
+     best H' (ties: the smallest).
+The generator has seen the held-out classes' real features in training, so their generated
+features are somewhat better than an unseen class's will be; the choice is therefore, if anything,
+on the low side (less pressure away from the seen classes), never the collapse of a toy value.
+"""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from zerodiffpp.classifier import InputView, train_softmax
+from zerodiffpp.metrics import gzsl_scores
+
+log = logging.getLogger(__name__)
+
+GRID = tuple(round(0.02 * k, 2) for k in range(51))  # 0.00, 0.02, ..., 1.00
+FIT_FRACTION = 0.8  # of each kept seen class's training images; the rest score S'
+
+
+def holdout_classes(seen: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """round(fraction * #seen) seen classes (at least 1, at most #seen - 1), sorted."""
+    if len(seen) < 2:
+        raise ValueError("classifier.calibration auto needs at least two seen classes (one to hold out)")
+    k = min(len(seen) - 1, max(1, int(round(fraction * len(seen)))))
+    return np.sort(np.random.default_rng(seed).choice(np.asarray(seen), size=k, replace=False))
+
+
+def split_kept(y: np.ndarray, kept: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of `y` (kept classes only) split per class into fit / score parts (each part at
+    least one image where the class has two)."""
+    rng = np.random.default_rng(seed + 1)
+    fit, score = [], []
+    for c in kept:
+        pos = rng.permutation(np.flatnonzero(y == c))
+        n_fit = len(pos) if len(pos) < 2 else min(len(pos) - 1, max(1, int(round(FIT_FRACTION * len(pos)))))
+        fit.append(pos[:n_fit])
+        score.append(pos[n_fit:])
+    return np.sort(np.concatenate(fit)), np.sort(np.concatenate(score))
+
+
+def sweep(probs_kept: np.ndarray, y_kept: np.ndarray, probs_held: np.ndarray, y_held: np.ndarray,
+          classes: np.ndarray, kept: np.ndarray, held: np.ndarray, grid=GRID) -> list[dict]:
+    """U', S', H' of every gamma in `grid`: gamma is subtracted from the kept (seen-like) classes."""
+    is_kept = np.isin(classes, kept).astype(probs_kept.dtype)
+    rows = []
+    for g in grid:
+        pred_kept = classes[(probs_kept - g * is_kept).argmax(1)]
+        pred_held = classes[(probs_held - g * is_kept).argmax(1)]
+        s = gzsl_scores(y_kept, pred_kept, y_held, pred_held, kept, held)
+        rows.append({"calibration": float(g), **s})
+    return rows
+
+
+def best(rows: list[dict]) -> float:
+    """The gamma of the highest H' (the first, i.e. smallest, on ties)."""
+    return max(rows, key=lambda r: (r["H"], -r["calibration"]))["calibration"]
+
+
+def choose_calibration(synth, prep, p_clf: dict, per_class: int, sampler: str, device, seed: int) -> dict:
+    """{'calibration': gamma, 'held_out': class ids, 'grid': rows of `sweep`} (module docstring).
+    `synth` is a Synthesizer over the generator whose features the classifier will be trained on."""
+    held = holdout_classes(prep.seen, p_clf["calibration_holdout"], seed)
+    kept = np.setdiff1d(prep.seen, held)
+    in_kept = np.flatnonzero(np.isin(prep.y_train, kept))
+    fit, score = split_kept(prep.y_train[in_kept], kept, seed)
+    fit, score = in_kept[fit], in_kept[score]
+    in_held = np.flatnonzero(np.isin(prep.y_train, held))
+    view = InputView.from_generator(p_clf["features"], synth.checkpoint(), device)
+    x_gen, y_gen = synth.full(held, per_class, sampler)
+    classes = np.sort(np.concatenate([kept, held]))
+    clf = train_softmax(view(np.concatenate([prep.x_train[fit], x_gen])), np.concatenate([prep.y_train[fit], y_gen]),
+                        classes, p_clf["epochs"], p_clf["batch_size"], p_clf["lr"], device,
+                        desc="calibration: held-out-class GZSL classifier")
+    rows = sweep(clf.probabilities(view(prep.x_train[score]), device), prep.y_train[score],
+                 clf.probabilities(view(prep.x_train[in_held]), device), prep.y_train[in_held], classes, kept, held)
+    gamma = best(rows)
+    chosen = next(r for r in rows if r["calibration"] == gamma)
+    zero = rows[0]
+    log.info("calibration: %d of %d seen classes held out; gamma %.2f (H' %.3f, U' %.3f, S' %.3f; at 0: H' %.3f, "
+             "U' %.3f, S' %.3f)", len(held), len(prep.seen), gamma, chosen["H"], chosen["U"], chosen["S"],
+             zero["H"], zero["U"], zero["S"])
+    return {"calibration": gamma, "source": "auto", "held_out": held.tolist(), "grid": rows}
+
+
+def resolve(synth, prep, p_clf: dict, per_class: int, sampler: str, device, seed: int) -> dict:
+    """classifier.calibration as a record: chosen by `choose_calibration` when 'auto', else the
+    number given in params.yaml."""
+    if p_clf["calibration"] == "auto":
+        return choose_calibration(synth, prep, p_clf, per_class, sampler, device, seed)
+    return {"calibration": float(p_clf["calibration"]), "source": "params", "held_out": [], "grid": []}
