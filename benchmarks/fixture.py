@@ -133,10 +133,20 @@ def _subset(split: dict, labels: np.ndarray, seen: np.ndarray, unseen: np.ndarra
     return out, relabel, keep_classes
 
 
+def _savemat(path: Path, arrays: dict) -> None:
+    """scipy's savemat with a fixed header text: it stamps the creation time into the first 116 bytes,
+    and the same fixture must give the same bytes (data.root is a DVC dependency: a new timestamp
+    would rerun the pipeline)."""
+    from scipy.io import savemat
+    savemat(path, arrays)
+    with open(path, "r+b") as f:
+        f.write(b"MATLAB 5.0 MAT-file, zerodiffpp benchmark fixture".ljust(116))
+
+
 def write_fixture(out: Path, shape: str = "cub", difficulty: Difficulty = DIFFICULTY, small: bool = False,
                   source: Path | None = None) -> Path:
     """Write res101.mat, att_splits.mat and the class lists of `shape` into `out`; returns `out`."""
-    from scipy.io import loadmat, savemat
+    from scipy.io import loadmat
     source = (source or SHARED_XLSA17) / DATASETS[shape]
     if not (source / "att_splits.mat").exists():
         raise FileNotFoundError(f"{source / 'att_splits.mat'}: the real xlsa17 split files are needed "
@@ -154,8 +164,8 @@ def write_fixture(out: Path, shape: str = "cub", difficulty: Difficulty = DIFFIC
         difficulty = replace(difficulty, x_dim=min(difficulty.x_dim, 512))
     x = features(split["original_att"].T.astype(np.float64), labels, difficulty)
     out.mkdir(parents=True, exist_ok=True)
-    savemat(out / "res101.mat", {"features": x.T, "labels": (labels + 1).reshape(-1, 1)})
-    savemat(out / "att_splits.mat", split)
+    _savemat(out / "res101.mat", {"features": x.T, "labels": (labels + 1).reshape(-1, 1)})
+    _savemat(out / "att_splits.mat", split)
     seen_ids = np.unique(labels[split["trainval_loc"].ravel() - 1])
     for f, ids in (("trainvalclasses.txt", seen_ids), ("testclasses.txt", np.setdiff1d(np.arange(len(names)), seen_ids))):
         (out / f).write_text("".join(f"{names[i]}\n" for i in ids))

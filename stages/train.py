@@ -5,7 +5,7 @@ from zerodiffpp.dfg import ZeroDiffTrainer
 from zerodiffpp.diagnostics import GenerationCheck, Schedule
 from zerodiffpp.fclswgan import train_fclswgan
 from zerodiffpp.io import load_torch, save_csv, save_torch
-from zerodiffpp.params import load_stage_params
+from zerodiffpp.params import load_stage_params, per_ratio
 from zerodiffpp.runtime import log, run_stage, setup
 
 SEED_OFFSET = 2
@@ -14,7 +14,10 @@ SEED_OFFSET = 2
 def run(p, prep: Prepared, device, drg_ckpt: dict | None = None):
     """-> (generator checkpoint, training curve). `drg_ckpt` (the pretrain stage's DRG) lets the
     learning diagnostics generate as the synthesize stage does; without it they are off."""
-    d = p["diagnostics"]
+    d, ratio = p["diagnostics"], p["train"]["seen_ratio"]
+    # epochs may be given per seen ratio (fewer samples, fewer iterations per epoch: presets/cub-cpu.yaml)
+    p = dict(p, gen=dict(p["gen"], epochs=per_ratio(p["gen"]["epochs"], ratio, "gen.epochs")),
+             fclswgan=dict(p["fclswgan"], epochs=per_ratio(p["fclswgan"]["epochs"], ratio, "fclswgan.epochs")))
     check = Schedule(GenerationCheck(prep.x_train, prep.y_train, prep.seen, prep.att, drg_ckpt, d,
                                      p["synth"]["sampler"], device, seed=p["train"]["seed"])
                      if drg_ckpt is not None and d["every"] > 0 else None, d["every"])

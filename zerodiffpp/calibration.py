@@ -31,7 +31,10 @@ from zerodiffpp.metrics import gzsl_scores
 
 log = logging.getLogger(__name__)
 
-GRID = tuple(round(0.02 * k, 2) for k in range(51))  # 0.00, 0.02, ..., 1.00
+# -1.00, -0.98, ..., 1.00. Negative values favour the seen classes: when generated classes swamp the real
+# ones (a scarce seen ratio: a few real samples per seen class against hundreds generated), S falls to
+# 0 at gamma 0 and only a negative gamma brings it back.
+GRID = tuple(round(0.02 * k, 2) for k in range(-50, 51))
 FIT_FRACTION = 0.8  # of each kept seen class's training images; the rest score S'
 
 
@@ -70,8 +73,8 @@ def sweep(probs_kept: np.ndarray, y_kept: np.ndarray, probs_held: np.ndarray, y_
 
 
 def best(rows: list[dict]) -> float:
-    """The gamma of the highest H' (the first, i.e. smallest, on ties)."""
-    return max(rows, key=lambda r: (r["H"], -r["calibration"]))["calibration"]
+    """The gamma of the highest H' (on ties the one nearest 0, then the smaller)."""
+    return max(rows, key=lambda r: (r["H"], -abs(r["calibration"]), -r["calibration"]))["calibration"]
 
 
 def choose_calibration(synth, prep, p_clf: dict, per_class: int, sampler: str, device, seed: int) -> dict:

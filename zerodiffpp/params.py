@@ -30,7 +30,7 @@ POS = _num(0, lo_open=True)
 NONNEG = _num(0)
 BOOL = ("bool",)
 STR = ("str",)
-CALIBRATION = ("calibration",)  # 'auto' (chosen on held-out seen classes) or a number in [0, 1]
+CALIBRATION = ("calibration",)  # 'auto' (chosen on held-out seen classes) or a number in [-1, 1]
 COUNT = ("count",)  # a positive integer, or one per train.seen_ratio: {1.0: 5400, 0.3: 1800, 0.1: 600}
 
 SCHEMA: dict[str, Any] = {
@@ -58,7 +58,7 @@ SCHEMA: dict[str, Any] = {
         "critic_iter": POS_INT, "lambda_gp": NONNEG, "noise_dim": POS_INT, "input_step": _choice("current", "next"),
     },
     "gen": {
-        "epochs": NONNEG_INT, "batch_size": POS_INT, "lr": POS, "encoder_lr": POS, "dec_lr": POS,
+        "epochs": COUNT, "batch_size": POS_INT, "lr": POS, "encoder_lr": POS, "dec_lr": POS,
         "hidden": POS_INT, "critic_hidden": POS_INT, "dec_hidden": POS_INT, "noise_dim": POS_INT,
         "cond_dim": POS_INT, "critic_iter": POS_INT, "lambda_gp": NONNEG, "adaptive_gp": BOOL,
         "adaptive_gp_input": _choice("sum", "mean"),
@@ -68,7 +68,7 @@ SCHEMA: dict[str, Any] = {
         "fake_latent": _choice("prior", "posterior"),
     },
     "fclswgan": {
-        "epochs": NONNEG_INT, "batch_size": POS_INT, "lr": POS, "hidden": POS_INT, "critic_hidden": POS_INT,
+        "epochs": COUNT, "batch_size": POS_INT, "lr": POS, "hidden": POS_INT, "critic_hidden": POS_INT,
         "noise_dim": POS_INT, "critic_iter": POS_INT, "lambda_gp": NONNEG, "cls_weight": NONNEG,
         "cls_epochs": POS_INT,
     },
@@ -101,9 +101,9 @@ def _check_value(spec, value, where: str):
     elif kind == "calibration":
         if value != "auto":
             try:
-                _check_value(_num(0, 1), value, where)
+                _check_value(_num(-1, 1), value, where)
             except ParamsError as e:
-                raise ParamsError(f"{where}: expected 'auto' or a number in [0, 1], got {value!r}") from e
+                raise ParamsError(f"{where}: expected 'auto' or a number in [-1, 1], got {value!r}") from e
     elif kind == "bool":
         if not isinstance(value, bool):
             raise ParamsError(f"{where}: expected true or false, got {value!r}")
@@ -146,7 +146,7 @@ def _check_cross(p: dict, source: str) -> None:
     if p["diffgen"]["start_step"] >= T:
         raise ParamsError(f"{source}: diffgen.start_step must be < diffusion.timesteps ({T}), "
                           f"got {p['diffgen']['start_step']}")
-    for key in ("synth.unseen_per_class", "classifier.batch_size"):
+    for key in ("synth.unseen_per_class", "classifier.batch_size", "gen.epochs", "fclswgan.epochs"):
         per_ratio(lookup(p, key), p["train"]["seen_ratio"], f"{source}: {key}")
     if p["diffusion"]["beta_max"] <= p["diffusion"]["beta_min"]:
         raise ParamsError(f"{source}: diffusion.beta_max must exceed diffusion.beta_min")
