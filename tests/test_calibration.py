@@ -50,7 +50,7 @@ def test_best_prefers_the_smallest_value_on_ties():
 def test_params_accept_auto_or_a_number_only():
     p = tiny_params()
     validate(p)
-    for bad in ("0.6x", -0.1, 1.5, "Auto"):
+    for bad in ("0.6x", -1.1, 1.5, "Auto"):
         p["classifier"]["calibration"] = bad
         with pytest.raises(ParamsError, match="classifier.calibration: expected 'auto' or a number"):
             validate(p)
