@@ -131,3 +131,22 @@ def test_check_generates_through_the_synthesis_path(tmp_path, monkeypatch):
                           "one_step", "cpu")
     chk({})
     assert seen_calls == [(prep.seen.tolist(), 7, "one_step")]
+
+
+def test_epochs_may_be_given_per_seen_ratio(tmp_path):
+    """gen.epochs / fclswgan.epochs per train.seen_ratio (presets/cub-cpu.yaml): the run's ratio picks
+    the count, and a ratio without one is refused before any work, naming the key."""
+    from stages import train
+    from zerodiffpp.errors import ParamsError
+    from zerodiffpp.params import validate
+    prep, _ = tiny_prepared(tmp_path)
+    for method, section in (("zerodiff", "gen"), ("fclswgan", "fclswgan")):
+        p = tiny_params(method=method, **{section: {"epochs": {1.0: 1, 0.5: 3}}}, diagnostics={"every": 0})
+        _, rows = train.run(p, prep, torch.device("cpu"))
+        assert len(rows) == 1
+        p["train"]["seen_ratio"] = 0.5
+        _, rows = train.run(p, prep, torch.device("cpu"))
+        assert len(rows) == 3
+        p["train"]["seen_ratio"] = 0.3
+        with pytest.raises(ParamsError, match=f"{section}.epochs gives counts for seen ratios"):
+            validate(p)
