@@ -53,7 +53,9 @@ def _run_tta(trained, prep, **tta):
     _, p, gen, drg = trained
     s = Synthesizer(gen, drg, prep.att, "cpu")
     torch.manual_seed(3)
-    pred, conf, kept, rounds, _ = run_difftta(s, prep, {**p["tta"], **tta}, p["synth"], p["classifier"], "cpu")
+    # the adapt stage resolves classifier.calibration ('auto') before DiffTTA; these tests fix the toy's 0.6
+    pred, conf, kept, rounds, _ = run_difftta(s, prep, {**p["tta"], **tta}, p["synth"],
+                                              dict(p["classifier"], calibration=0.6), "cpu")
     return s, pred, conf, kept, rounds
 
 
