@@ -15,10 +15,10 @@ What `choose_calibration` does, inside the pipeline and without any test image:
      *generated* for the held-out classes, as the unseen classes are generated at test time;
   3. score every gamma of `GRID` on real features: S' on the kept classes' other 20 %, U' on the
      held-out classes' training images (which that classifier never saw); keep the gamma with the
-     best H' (ties: the smallest).
-The generator has seen the held-out classes' real features in training, so their generated
-features are somewhat better than an unseen class's will be; the choice is therefore, if anything,
-on the low side (less pressure away from the seen classes), never the collapse of a toy value.
+     best H' (ties: the one nearest 0).
+Known bias: the generator has seen the held-out classes' real features in training, so their
+generated features are better than an unseen class's will be, and the choice leans to the seen
+side (lower, even negative, gamma); never the collapse of a toy value (docs/fixture.md).
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ import logging
 
 import numpy as np
 
-from zerodiffpp.classifier import InputView, train_softmax
+from zerodiffpp.classifier import InputView, calibrated, train_softmax
 from zerodiffpp.metrics import gzsl_scores
 
 log = logging.getLogger(__name__)
@@ -62,11 +62,10 @@ def split_kept(y: np.ndarray, kept: np.ndarray, seed: int) -> tuple[np.ndarray, 
 def sweep(probs_kept: np.ndarray, y_kept: np.ndarray, probs_held: np.ndarray, y_held: np.ndarray,
           classes: np.ndarray, kept: np.ndarray, held: np.ndarray, grid=GRID) -> list[dict]:
     """U', S', H' of every gamma in `grid`: gamma is subtracted from the kept (seen-like) classes."""
-    is_kept = np.isin(classes, kept).astype(probs_kept.dtype)
     rows = []
     for g in grid:
-        pred_kept = classes[(probs_kept - g * is_kept).argmax(1)]
-        pred_held = classes[(probs_held - g * is_kept).argmax(1)]
+        pred_kept = classes[calibrated(probs_kept, classes, kept, g).argmax(1)]
+        pred_held = classes[calibrated(probs_held, classes, kept, g).argmax(1)]
         s = gzsl_scores(y_kept, pred_kept, y_held, pred_held, kept, held)
         rows.append({"calibration": float(g), **s})
     return rows
