@@ -63,6 +63,25 @@ def test_drg_iterations_make_no_host_sync():
             tr.generator_step(*last)
 
 
+def test_the_generation_chain_makes_no_host_sync():
+    """Synthesis's reverse chain, DiffGen's partial chain and a DiffTTA update on the GPU: the
+    schedule is the generator's buffer (moved with it), and nothing is read back inside."""
+    from benchmarks.generation_step import make_synthesizer, workload
+    from zerodiffpp import diffusion as dfn
+    synth = make_synthesizer("embedded", None, torch.device("cuda"), 64)
+    assert synth.sched.betas.is_cuda
+    a = synth.att[torch.zeros(64, dtype=torch.long, device="cuda")]
+    z = torch.randn(64, synth.cfg["noise_dim"], device="cuda")
+    x0 = torch.rand(64, synth.cfg["x_dim"], device="cuda")
+    update, _ = workload("difftta", synth, 64, 2)
+    update()  # warm-up
+    with _NoSync():
+        synth.reverse_chain(z, a, None, torch.randn_like(x0), synth.cfg["timesteps"])
+        k = torch.full((64,), 2, dtype=torch.long, device="cuda")
+        synth.reverse_chain(z, a, None, dfn.q_sample(x0, k, synth.sched), 2)
+        update()
+
+
 def test_the_critic_step_computes_the_same_on_cpu_and_gpu(monkeypatch):
     """The same weights and the same batch and noise (drawn on the CPU, then moved), TF32 off: one
     critic step's losses agree to float precision on both devices."""

@@ -33,3 +33,12 @@ def test_one_step_synthesis_starts_from_the_last_step(T):
 @pytest.mark.parametrize("T", [4, 6])
 def test_the_progressive_chain_runs_from_the_last_step_down_to_zero(T):
     assert _steps_called(_synth(T), "progressive") == [[t] for t in range(T - 1, -1, -1)]
+
+
+def test_the_schedule_moves_with_the_generator_and_is_not_in_its_checkpoint():
+    s = _synth()
+    assert s.sched is s.gen["sched"]
+    assert not any(k.startswith("sched") for k in s.checkpoint()["state"])
+    s.gen.to("meta")  # any device: the schedule goes where the generator goes
+    assert {b.device.type for b in s.sched.buffers()} == {"meta"}
+    assert s.sched.timesteps == 4

@@ -57,12 +57,12 @@ class ZeroDiffTrainer:
 
     def __init__(self, x, r, y, att, p: dict, dp: dict, device, compile: bool = False):
         self.p, self.device = p, device
-        self.sched = dfn.vp_schedule(dp["timesteps"], dp["beta_min"], dp["beta_max"]).to(device)
         self.x, self.a_all = to_tensor(x, device), to_tensor(att, device)
         self.r = to_tensor(r, device) if p["sc_view"] else None
         self.y = to_tensor(y, device, torch.long)
         self.cfg = model_config(x.shape[1], att.shape[1], r.shape[1] if p["sc_view"] else 0, p, dp)
         self.gen = build_feature_generator(self.cfg).to(device)
+        self.sched = self.gen["sched"]  # on the device with the generator
         self.critics = {k: c.to(device) for k, c in build_critics(self.cfg, p).items()}
         self.dec = AttrDecoder(x.shape[1], p["dec_hidden"], att.shape[1]).to(device)
         self.opt_g = adam(self.gen["G"].parameters(), p["lr"])

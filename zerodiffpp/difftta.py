@@ -113,6 +113,19 @@ def evaluate_reconstruction(synth: Synthesizer, x, r, a, w, latent: str = "poste
     return float(torch.stack(losses).mean())
 
 
+def adaptation_step(synth: Synthesizer, x, r, a, w, p: dict, params: list[torch.Tensor], anchor: list[torch.Tensor],
+                    opt: torch.optim.Optimizer) -> tuple[torch.Tensor, torch.Tensor]:
+    """One update of step c on a batch: confidence-weighted reconstruction plus tta.anchor_weight
+    times the squared distance to `anchor`. Returns both terms, detached and on the device (no host sync)."""
+    rec = reconstruction_loss(synth, x, r, a, w, latent=p["latent"])
+    pull = sum(((q - q0) ** 2).sum() for q, q0 in zip(params, anchor))
+    loss = rec + p["anchor_weight"] * pull
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return rec.detach(), pull.detach()
+
+
 def finetune(synth: Synthesizer, x: np.ndarray, r: np.ndarray | None, y: np.ndarray, conf: np.ndarray,
              p: dict, device, curve: Curve, round_idx: int, anchor: list[torch.Tensor],
              opt: torch.optim.Optimizer) -> tuple[float, float]:
@@ -127,14 +140,9 @@ def finetune(synth: Synthesizer, x: np.ndarray, r: np.ndarray | None, y: np.ndar
         perm = torch.randperm(len(xt), device=device)
         for i in range(0, len(xt), p["batch_size"]):
             idx = perm[i:i + p["batch_size"]]
-            rec = reconstruction_loss(synth, xt[idx], rt[idx] if rt is not None else None, at[idx], wt[idx],
-                                      latent=p["latent"])
-            pull = sum(((q - q0) ** 2).sum() for q, q0 in zip(params, anchor))
-            loss = rec + p["anchor_weight"] * pull
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            curve.add(reconstruction=rec.detach(), anchor=pull.detach())
+            rec, pull = adaptation_step(synth, xt[idx], rt[idx] if rt is not None else None, at[idx], wt[idx],
+                                        p, params, anchor, opt)
+            curve.add(reconstruction=rec, anchor=pull)
         curve.end_epoch(len(curve.rows))
     synth.gen.eval()
     after = evaluate_reconstruction(synth, xt, rt, at, wt, p["latent"])

@@ -1,35 +1,43 @@
 """The variance-preserving diffusion used for augmentation (DDGAN style, as in ZeroDiff).
 
-Pure tensor functions, no networks: the schedule, forward pairs (x_t, x_{t+1}), the posterior
+Pure tensor functions, no networks: the schedule (a module of buffers only, so that it moves with
+the model it belongs to), forward pairs (x_t, x_{t+1}), the posterior
 q(x_t | x_0, x_{t+1}), partial noising to a step k, and the sinusoidal timestep embedding.
 Indexing: steps 0..T; x_0 is data, x_T is (almost) pure noise. A training pair uses t in {0..T-1}.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
 
 import torch
+import torch.nn as nn
 
 
-@dataclass(frozen=True)
-class Schedule:
-    """Per-step coefficients, all 1-D float64 tensors of length T + 1 (index = step)."""
-    betas: torch.Tensor           # beta_k, with a dummy beta_0 = 1e-8
-    sqrt_alpha_bar: torch.Tensor  # signal kept from x_0 at step k
-    sigma_bar: torch.Tensor       # noise std at step k (marginal)
-    # posterior q(x_t | x_0, x_{t+1}) for t = 0..T-1 (length T)
-    post_coef_x0: torch.Tensor
-    post_coef_xnext: torch.Tensor
-    post_std: torch.Tensor
+class Schedule(nn.Module):
+    """Per-step coefficients, all 1-D float64 tensors of length T + 1 (index = step), held as the
+    module's buffers: a schedule that belongs to a model (the generator's, `networks.build_feature_
+    generator`) moves with its `.to(device)`, so no loop can look a coefficient up on the host.
+    The buffers are not persistent: checkpoints store the config that rebuilds them, not the numbers."""
+    NAMES = ("betas",            # beta_k, with a dummy beta_0 = 1e-8
+             "sqrt_alpha_bar",   # signal kept from x_0 at step k
+             "sigma_bar",        # noise std at step k (marginal)
+             # posterior q(x_t | x_0, x_{t+1}) for t = 0..T-1 (length T)
+             "post_coef_x0", "post_coef_xnext", "post_std")
+
+    def __init__(self, **coefs: torch.Tensor):
+        super().__init__()
+        if sorted(coefs) != sorted(self.NAMES):
+            raise ValueError(f"Schedule: expected coefficients {self.NAMES}, got {sorted(coefs)}")
+        for name in self.NAMES:
+            self.register_buffer(name, coefs[name], persistent=False)
 
     @property
     def timesteps(self) -> int:
         return len(self.betas) - 1
 
-    def to(self, device) -> "Schedule":
-        """The same schedule on `device`: moved once, so that no training step copies it."""
-        return Schedule(*(getattr(self, f.name).to(device) for f in fields(self)))
+    @property
+    def device(self) -> torch.device:
+        return self.betas.device
 
 
 def vp_schedule(timesteps: int = 4, beta_min: float = 0.1, beta_max: float = 20.0) -> Schedule:
@@ -56,7 +64,8 @@ def vp_schedule(timesteps: int = 4, beta_min: float = 0.1, beta_max: float = 20.
 
 def _at(coef: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """coef[t] shaped to broadcast over a (B, D) batch, on its device and dtype. (The `.to(device)` is
-    free when the schedule already lives there, as the trainers' does: `Schedule.to`.)"""
+    free when the schedule lives there, as every model's does: see `Schedule`; benchmarks count the
+    lookups that would copy.)"""
     return coef.to(like.device)[t].to(like.dtype).view(-1, *([1] * (like.dim() - 1)))
 
 

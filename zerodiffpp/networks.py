@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from zerodiffpp.diffusion import timestep_embedding
+from zerodiffpp.diffusion import timestep_embedding, vp_schedule
 
 
 def init_weights(module: nn.Module) -> None:
@@ -217,11 +217,13 @@ class LinearClassifier(nn.Module):
 # ----------------------------------------------------------------------------------- checkpoints
 def build_feature_generator(cfg: dict) -> nn.ModuleDict:
     """The generator a checkpoint config describes: E and G for ZeroDiff (what later stages need to
-    generate and to adapt), G alone for f-CLSWGAN."""
+    generate and to adapt) with its diffusion schedule `sched` (buffers only, not in the state dict:
+    it moves wherever the generator is moved), G alone for f-CLSWGAN."""
     if cfg["kind"] == "fclswgan":
         return nn.ModuleDict({"G": CondGenerator(cfg["noise_dim"], cfg["att_dim"], cfg["x_dim"], cfg["hidden"])})
     return nn.ModuleDict({
         "E": FeatureEncoder(cfg["x_dim"], cfg["att_dim"], cfg["hidden"], cfg["noise_dim"]),
         "G": FeatureGenerator(cfg["noise_dim"], cfg["att_dim"], cfg["x_dim"], cfg["rep_dim"], cfg["hidden"],
                               cfg["time_dim"], cfg["cond_dim"], use_r=cfg["use_r"]),
+        "sched": vp_schedule(cfg["timesteps"], cfg["beta_min"], cfg["beta_max"]),
     })

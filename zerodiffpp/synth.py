@@ -25,8 +25,11 @@ class Synthesizer:
         self.att = to_tensor(att, device)
         self.uses_r = self.kind == "zerodiff" and self.cfg["use_r"]
         self.drg, self.drg_cfg = load_drg(drg_ckpt, device) if self.uses_r else (None, None)
-        if self.kind == "zerodiff":
-            self.sched = dfn.vp_schedule(self.cfg["timesteps"], self.cfg["beta_min"], self.cfg["beta_max"])
+
+    @property
+    def sched(self) -> dfn.Schedule:
+        """The generator's diffusion schedule: its buffers, on the generator's device."""
+        return self.gen["sched"]
 
     @property
     def adaptable(self) -> bool:
