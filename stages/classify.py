@@ -18,13 +18,13 @@ def run(p, prep: Prepared, syn: dict, adapted_ckpt: dict, calibration: float, de
     batch = per_ratio(c["batch_size"], p["train"]["seen_ratio"])
     view = InputView.from_generator(c["features"], adapted_ckpt, device)
     log.info("classify: classifiers read view %s", view.name)
-    gzsl = train_softmax(view(np.concatenate([prep.x_train, syn["x"]])), np.concatenate([prep.y_train, syn["y"]]),
+    gzsl = train_softmax(np.concatenate([prep.x_train, syn["x"]]), np.concatenate([prep.y_train, syn["y"]]),
                          np.arange(prep.n_classes), c["epochs"], batch, c["lr"], device,
-                         desc="classify: GZSL classifier")
+                         desc="classify: GZSL classifier", view=view)
     unseen_rows = np.isin(syn["y"], prep.unseen)
-    zsl = train_softmax(view(syn["x"][unseen_rows]), syn["y"][unseen_rows], prep.unseen, c["epochs"],
-                        batch, c["lr"], device, desc="classify: ZSL classifier")
-    x_seen, x_unseen = view(prep.x_test_seen), view(prep.x_test_unseen)
+    zsl = train_softmax(syn["x"][unseen_rows], syn["y"][unseen_rows], prep.unseen, c["epochs"],
+                        batch, c["lr"], device, desc="classify: ZSL classifier", view=view)
+    x_seen, x_unseen = prep.x_test_seen, prep.x_test_unseen
     gamma = calibration
     log.info("classify: calibrated stacking %.2f", gamma)
     preds = dict(gzsl_test_seen=gzsl.predict(x_seen, device, prep.seen, gamma),

@@ -239,3 +239,20 @@ def test_the_same_seed_gives_the_same_adapted_weights_with_or_without_the_check(
     without = _run_tta(trained, prep, rounds=1)[0].checkpoint()["state"]
     for k in with_check:
         assert torch.equal(with_check[k], without[k]), k
+
+
+def test_no_stage_builds_the_classifier_view_of_a_whole_set(trained, monkeypatch):
+    """adapt (calibration, DiffTTA's pseudo-labels) and classify train and predict through the
+    per-batch view: the whole-set numpy path of InputView is never called."""
+    from stages import adapt, classify
+    from zerodiffpp.classifier import InputView
+    prep, p, gen, drg = trained
+    monkeypatch.setattr(InputView, "__call__", lambda self, x: pytest.fail("a whole-set view was built"))
+    p = dict(p, method="zerodiffpp")
+    torch.manual_seed(0)
+    adapted, pseudo, _, calib = adapt.run(p, prep, gen, drg, "cpu")
+    assert calib["source"] == "auto" and len(pseudo["kept"]) > 0
+    syn = {"x": np.concatenate([prep.x_train[:40], prep.x_test_unseen[:30]]),  # stands in for a synthetic set
+           "y": np.concatenate([prep.y_train[:40], prep.y_test_unseen[:30]])}
+    states, preds, _ = classify.run(p, prep, syn, adapted, calib["calibration"], "cpu")
+    assert states["view"] == "VS" and len(preds["gzsl_test_unseen"]) == len(prep.y_test_unseen)

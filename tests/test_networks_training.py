@@ -252,3 +252,31 @@ def test_drg_input_step_chooses_which_noised_r_the_generator_reads(tmp_path, mon
     for (r_t, r_next), r_in in zip(pairs, inputs):
         assert torch.equal(r_in, r_t if input_step == "current" else r_next)
         assert not torch.equal(r_t, r_next)
+
+
+def test_classifiers_apply_the_view_per_batch_and_never_to_a_whole_set(monkeypatch):
+    """The VS view (3x the features at paper widths) is computed per batch on the device inside
+    training and prediction; the numpy whole-set path is never taken, and the result equals a
+    classifier trained on the precomputed view with the same seed."""
+    from zerodiffpp.classifier import InputView, load_classifier, train_softmax
+    from zerodiffpp.dfg import ZeroDiffTrainer
+    from tests.tiny import tiny_params
+    rng = np.random.default_rng(0)
+    x, y = rng.random((96, 12), dtype=np.float32), np.repeat(np.arange(3), 32)
+    att = rng.random((3, 5)).astype(np.float32)
+    p = tiny_params()
+    ckpt = ZeroDiffTrainer(x, rng.random((96, 4), dtype=np.float32), y, att, dict(p["gen"], sc_view=False),
+                           p["diffusion"], "cpu").checkpoint()
+    view = InputView.from_generator("VS", ckpt, "cpu")
+    whole = view(x)  # the reference, computed before the whole-set path is closed
+    assert view.dim(12) == whole.shape[1] > 12
+    torch.manual_seed(0)
+    ref = train_softmax(whole, y, np.arange(3), 2, 32, 0.01, "cpu")
+    monkeypatch.setattr(InputView, "__call__", lambda self, x: pytest.fail("a whole-set view was built"))
+    torch.manual_seed(0)
+    clf = train_softmax(x, y, np.arange(3), 2, 32, 0.01, "cpu", view=view)
+    for a, b in zip(ref.net.parameters(), clf.net.parameters()):
+        torch.testing.assert_close(a, b)
+    np.testing.assert_allclose(clf.probabilities(x, "cpu"), ref.probabilities(whole, "cpu"), rtol=1e-5, atol=1e-6)
+    again = load_classifier(clf.state(), 12, "cpu", view)
+    np.testing.assert_array_equal(again.predict(x, "cpu"), clf.predict(x, "cpu"))

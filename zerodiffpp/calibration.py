@@ -88,11 +88,11 @@ def choose_calibration(synth, prep, p_clf: dict, per_class: int, sampler: str, d
     view = InputView.from_generator(p_clf["features"], synth.checkpoint(), device)
     x_gen, y_gen = synth.full(held, per_class, sampler)
     classes = np.sort(np.concatenate([kept, held]))
-    clf = train_softmax(view(np.concatenate([prep.x_train[fit], x_gen])), np.concatenate([prep.y_train[fit], y_gen]),
+    clf = train_softmax(np.concatenate([prep.x_train[fit], x_gen]), np.concatenate([prep.y_train[fit], y_gen]),
                         classes, p_clf["epochs"], p_clf["batch_size"], p_clf["lr"], device,
-                        desc="calibration: held-out-class GZSL classifier")
-    rows = sweep(clf.probabilities(view(prep.x_train[score]), device), prep.y_train[score],
-                 clf.probabilities(view(prep.x_train[in_held]), device), prep.y_train[in_held], classes, kept, held)
+                        desc="calibration: held-out-class GZSL classifier", view=view)
+    rows = sweep(clf.probabilities(prep.x_train[score], device), prep.y_train[score],
+                 clf.probabilities(prep.x_train[in_held], device), prep.y_train[in_held], classes, kept, held)
     gamma = best(rows)
     chosen = next(r for r in rows if r["calibration"] == gamma)
     zero = rows[0]

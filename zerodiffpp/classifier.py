@@ -54,23 +54,36 @@ class InputView:
             return cls("V")
         return cls(name, load_decoder(gen_ckpt, device), device)
 
-    def _embed(self, x: torch.Tensor) -> torch.Tensor:
+    def dim(self, x_dim: int) -> int:
+        """Width of the view of an x_dim-wide feature."""
+        if self.name == "V":
+            return x_dim
+        s_dim = self.dec.net[0].out_features + self.dec.net[2].out_features  # Dec-hidden, Dec(x)
+        return x_dim + s_dim if self.name == "VS" else s_dim
+
+    @torch.no_grad()
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """The view of a batch on its device. The classifiers call this per batch, so the view of a
+        whole set (3x the features at paper widths: 2 GB on CUB) never exists, on the host or the GPU."""
+        if self.name == "V":
+            return x
         s = self.dec.semantic(x)
         return torch.cat([x, s], dim=1) if self.name == "VS" else s
 
-    @torch.no_grad()
     def __call__(self, x: np.ndarray) -> np.ndarray:
+        """The view of a numpy set, in chunks (for callers outside training: probes, predict)."""
         if self.name == "V":
             return x
-        return np.concatenate([self._embed(to_tensor(x[i:i + self.batch], self.device)).cpu().numpy()
+        return np.concatenate([self.embed(to_tensor(x[i:i + self.batch], self.device)).cpu().numpy()
                                for i in range(0, max(len(x), 1), self.batch)])
 
 
 class SoftmaxClassifier:
-    """A linear layer over `classes` (absolute ids); predictions come back as absolute ids."""
+    """A linear layer over `classes` (absolute ids) reading `view` of the features, applied per batch
+    on the device (the view is frozen); predictions come back as absolute ids."""
 
-    def __init__(self, net: LinearClassifier, classes: np.ndarray):
-        self.net, self.classes = net, np.asarray(classes)
+    def __init__(self, net: LinearClassifier, classes: np.ndarray, view: InputView | None = None):
+        self.net, self.classes, self.view = net, np.asarray(classes), view or InputView("V")
         self.curve: list[dict] = []
 
     def positions(self, y: torch.Tensor) -> torch.Tensor:
@@ -81,10 +94,14 @@ class SoftmaxClassifier:
             raise ValueError("labels outside the classifier's classes")
         return pos
 
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Scores of a batch of raw features (the view is computed here, without gradient)."""
+        return self.net(self.view.embed(x))
+
     @torch.no_grad()
     def probabilities(self, x: np.ndarray, device, batch: int = 8192) -> np.ndarray:
         self.net.eval()
-        out = [F.softmax(self.net(to_tensor(x[i:i + batch], device)), dim=1).cpu().numpy()
+        out = [F.softmax(self.logits(to_tensor(x[i:i + batch], device)), dim=1).cpu().numpy()
                for i in range(0, len(x), batch)]
         return np.concatenate(out) if out else np.zeros((0, len(self.classes)), np.float32)
 
@@ -108,11 +125,12 @@ def calibrated(probs: np.ndarray, classes: np.ndarray, seen: np.ndarray, calibra
 
 
 def train_softmax(x: np.ndarray, y: np.ndarray, classes: np.ndarray, epochs: int, batch_size: int, lr: float,
-                  device, desc: str | None = None) -> SoftmaxClassifier:
+                  device, desc: str | None = None, view: InputView | None = None) -> SoftmaxClassifier:
     """Adam (betas 0.5, 0.999), cross-entropy, epoch-wise shuffling drawn from torch's global seed.
-    No early stopping and no model selection: the last epoch is the model."""
-    classes = np.asarray(classes)
-    clf = SoftmaxClassifier(LinearClassifier(x.shape[1], len(classes)).to(device), classes)
+    No early stopping and no model selection: the last epoch is the model. `x` are raw features; the
+    classifier reads `view` of them (None: x itself), computed per batch on the device."""
+    classes, view = np.asarray(classes), view or InputView("V")
+    clf = SoftmaxClassifier(LinearClassifier(view.dim(x.shape[1]), len(classes)).to(device), classes, view)
     xt = to_tensor(x, device)
     yt = clf.positions(to_tensor(y, device, torch.long))
     opt = adam(clf.net.parameters(), lr)
@@ -123,7 +141,7 @@ def train_softmax(x: np.ndarray, y: np.ndarray, classes: np.ndarray, epochs: int
         perm = torch.randperm(len(xt), device=device)
         for i in range(0, len(xt), batch_size):
             idx = perm[i:i + batch_size]
-            loss = F.cross_entropy(clf.net(xt[idx]), yt[idx])
+            loss = F.cross_entropy(clf.logits(xt[idx]), yt[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -134,7 +152,9 @@ def train_softmax(x: np.ndarray, y: np.ndarray, classes: np.ndarray, epochs: int
     return clf
 
 
-def load_classifier(ckpt: dict, in_dim: int, device) -> SoftmaxClassifier:
-    net = LinearClassifier(in_dim, len(ckpt["classes"])).to(device)
+def load_classifier(ckpt: dict, x_dim: int, device, view: InputView | None = None) -> SoftmaxClassifier:
+    """A classifier of `state()` over x_dim-wide raw features, reading `view` of them (None: x)."""
+    view = view or InputView("V")
+    net = LinearClassifier(view.dim(x_dim), len(ckpt["classes"])).to(device)
     net.load_state_dict(ckpt["state"])
-    return SoftmaxClassifier(net, ckpt["classes"])
+    return SoftmaxClassifier(net.eval(), ckpt["classes"], view)

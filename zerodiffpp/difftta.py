@@ -62,10 +62,10 @@ def pseudo_label(synth: Synthesizer, prep, x_test: np.ndarray, p_tta: dict, p_sy
     predicted class's probability."""
     view = InputView.from_generator(p_clf["features"], synth.checkpoint(), device)
     x_un, y_un = synth.full(prep.unseen, p_synth["unseen_per_class"], p_synth["sampler"])
-    clf = train_softmax(view(np.concatenate([prep.x_train, x_un])), np.concatenate([prep.y_train, y_un]),
+    clf = train_softmax(np.concatenate([prep.x_train, x_un]), np.concatenate([prep.y_train, y_un]),
                         np.arange(prep.n_classes), p_clf["epochs"], p_clf["batch_size"], p_clf["lr"], device,
-                        desc="adapt: provisional GZSL classifier")
-    probs = clf.probabilities(view(x_test), device)
+                        desc="adapt: provisional GZSL classifier", view=view)
+    probs = clf.probabilities(x_test, device)
     pos = calibrated(probs, clf.classes, prep.seen, p_clf["calibration"]).argmax(1)
     if p_tta["unseen_labels"] == "decoder":
         dec = view.dec if view.dec is not None else load_decoder(synth.checkpoint(), device)
