@@ -117,25 +117,51 @@ def fold_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
+# EfficientNet-Lite's input normalisation, (v - 127) / 128 on 0-255 pixel values (mean, std)
+EFFICIENTNET_NORM = (127.0, 128.0)
+
+
+def _input_batch(images, image_size: int, norm) -> torch.Tensor:
+    """Images -> (N, 3, S, S) normalised, channels-last. `images` is a (N, H, W) uint8 stack of grey
+    images (the embedded set), or a sequence of (H, W) grey / (H, W, 3) RGB uint8 arrays of any
+    sizes (an image folder; `zerodiffpp.folder`). Each is resized bilinearly to S x S, exactly as the
+    stack is, so a grey image gives the same features either way. `norm`: (mean, std) on 0-255
+    values, scalars or one per RGB channel."""
+    mean, std = (torch.as_tensor(v, dtype=torch.float32).reshape(-1, 1, 1) for v in norm)
+    if isinstance(images, np.ndarray) and images.ndim == 3:
+        batch = torch.from_numpy(images).float().unsqueeze(1)
+        batch = F.interpolate(batch, size=(image_size, image_size), mode="bilinear", align_corners=False)
+        batch = ((batch - mean) / std).expand(-1, 3, -1, -1)
+    else:
+        resized = []
+        for img in images:
+            t = torch.from_numpy(np.ascontiguousarray(img)).float()
+            t = t.unsqueeze(0) if t.ndim == 2 else t.permute(2, 0, 1)
+            t = F.interpolate(t.unsqueeze(0), size=(image_size, image_size), mode="bilinear", align_corners=False)
+            resized.append(t.expand(-1, 3, -1, -1))  # grey -> 3 equal channels, as the stack
+        batch = (torch.cat(resized) - mean) / std
+    return batch.contiguous(memory_format=torch.channels_last)
+
+
 @torch.inference_mode()
-def _pooled_features(model: torch.nn.Module, images: np.ndarray, image_size: int) -> np.ndarray:
-    """One batch: grey silhouettes -> 3-channel, resized, normalised as EfficientNet-Lite expects
-    ((v-127)/128) -> global-average-pooled 1280-d features of the last convolution. (inference_mode
-    is per thread, so it sits here, on what each worker runs.)"""
-    batch = torch.from_numpy(images).float().unsqueeze(1)
-    batch = F.interpolate(batch, size=(image_size, image_size), mode="bilinear", align_corners=False)
-    batch = ((batch - 127.0) / 128.0).expand(-1, 3, -1, -1).contiguous(memory_format=torch.channels_last)
-    return model.extract_features(batch).mean(dim=(2, 3)).numpy()
+def _pooled_features(model: torch.nn.Module, images, image_size: int, norm=EFFICIENTNET_NORM) -> np.ndarray:
+    """One batch: images -> 3-channel, resized, normalised (`_input_batch`) -> global-average-pooled
+    features of the last convolution (1280-d for EfficientNet-Lite0; `model.extract_features` gives
+    the map). (inference_mode is per thread, so it sits here, on what each worker runs.)"""
+    return model.extract_features(_input_batch(images, image_size, norm)).mean(dim=(2, 3)).numpy()
 
 
-def extract_features(images: np.ndarray, image_size: int, batch_size: int,
-                     model: torch.nn.Module | None = None, workers: int | None = None) -> np.ndarray:
+def extract_features(images, image_size: int, batch_size: int,
+                     model: torch.nn.Module | None = None, workers: int | None = None,
+                     norm=EFFICIENTNET_NORM, desc: str = "extract EfficientNet-Lite0 features") -> np.ndarray:
     """Features of every image, in order. Batches run on `workers` threads (default: torch's
     thread count) with one intra-op thread each: on CPU, whole small batches in parallel beat
     splitting each convolution across the cores, and a small batch keeps a layer's activations in
     cache (`python -m benchmarks.extract`). The number of workers never changes the features; the
     batch size can only for very small batches, which get other convolution kernels (~3e-6 of the
-    largest feature; tested)."""
+    largest feature; tested). `images`: see `_input_batch`; anything sliceable works (an image
+    folder passes a lazy list that reads its files per batch); `model` defaults to EfficientNet-Lite0
+    and any module with `extract_features(batch) -> (N, C, h, w)` works with its `norm`."""
     # channels-last convolutions run about 1.6x faster on CPU here (same features to 1e-4)
     model = (model or build_backbone()).to(memory_format=torch.channels_last)
     workers = workers or torch.get_num_threads()
@@ -144,8 +170,8 @@ def extract_features(images: np.ndarray, image_size: int, batch_size: int,
     torch.set_num_threads(1)  # each thread's first op reads this (at::init_num_threads)
     try:
         with ThreadPoolExecutor(workers) as pool:
-            batches = pool.map(lambda s: _pooled_features(model, images[s:s + batch_size], image_size), starts)
-            out = list(tqdm(batches, total=len(starts), desc="extract EfficientNet-Lite0 features", unit="batch"))
+            batches = pool.map(lambda s: _pooled_features(model, images[s:s + batch_size], image_size, norm), starts)
+            out = list(tqdm(batches, total=len(starts), desc=desc, unit="batch"))
     finally:
         torch.set_num_threads(intra_op)
     return np.concatenate(out).astype(np.float32)

@@ -36,9 +36,10 @@ COUNT = ("count",)  # a positive integer, or one per train.seen_ratio: {1.0: 540
 SCHEMA: dict[str, Any] = {
     "method": _choice("fclswgan", "zerodiff", "zerodiffpp"),
     "data": {
-        "name": _choice("embedded", "AWA2", "CUB", "SUN"),
+        "name": _choice("embedded", "folder", "AWA2", "CUB", "SUN"),
         "root": STR, "x_file": STR, "r_file": STR,
-        "embedding": _choice("att", "sent"),
+        "embedding": _choice("att", "sent", "text"),
+        "class_table": STR, "unseen": STR, "text_model": STR, "backbone": STR, "backbone_weights": STR,
         "image_size": _num(32, integer=True), "extract_batch_size": POS_INT,
         "test_fraction": _num(0, 1, lo_open=True), "split_seed": NONNEG_INT,
         "protocol": _choice("test", "validation"), "val_classes": STR,
@@ -153,11 +154,37 @@ def _check_cross(p: dict, source: str) -> None:
     if p["data"]["val_classes"].strip() and p["data"]["protocol"] != "validation":
         raise ParamsError(f"{source}: data.val_classes ({p['data']['val_classes']!r}) applies only under "
                           f"data.protocol: validation, got protocol {p['data']['protocol']!r}")
+    _check_folder(p["data"], source)
     if not p["data"]["root"].strip():
-        what = "zerodiffpp/assets (the embedded default)" if p["data"]["name"] == "embedded" else \
-            f"an xlsa17 folder when data.name is {p['data']['name']}"
+        what = {"embedded": "zerodiffpp/assets (the embedded default)",
+                "folder": "your image folder (one subfolder per class) when data.name is folder"}.get(
+            p["data"]["name"], f"an xlsa17 folder when data.name is {p['data']['name']}")
         raise ParamsError(f"{source}: data.root must name the dataset's folder: {what}; it is a dependency of the "
                           f"extract stage, so DVC notices a replaced input file")
+
+
+def _check_folder(d: dict, source: str) -> None:
+    """The keys of `data.name: folder` (your own image folder) against the other datasets'."""
+    folder = d["name"] == "folder"
+    if folder and d["embedding"] not in ("att", "text"):
+        raise ParamsError(f"{source}: data.embedding for data.name 'folder' is att (an attribute table) or text "
+                          f"(descriptions), got {d['embedding']!r}")
+    if d["embedding"] == "text" and not folder:
+        raise ParamsError(f"{source}: data.embedding 'text' applies to data.name 'folder' (a class table of "
+                          f"descriptions), got data.name {d['name']!r}")
+    if folder and not d["class_table"].strip():
+        raise ParamsError(f"{source}: data.class_table must name the class table (a CSV in data.root) for "
+                          f"data.name 'folder'")
+    for key in ("unseen", "backbone_weights"):
+        if d[key].strip() and not folder:
+            raise ParamsError(f"{source}: data.{key} ({d[key]!r}) applies only to data.name 'folder'")
+    if d["backbone"] != "efficientnet-lite0":
+        if not folder:
+            raise ParamsError(f"{source}: data.backbone {d['backbone']!r} applies only to data.name 'folder' "
+                              f"(the embedded set's features are EfficientNet-Lite0's)")
+        if not d["backbone_weights"].strip():
+            raise ParamsError(f"{source}: data.backbone {d['backbone']!r} (torchvision) needs data.backbone_weights, "
+                              f"a local state-dict file")
 
 
 def load_params(path: Path | str = paths.PARAMS) -> dict:
