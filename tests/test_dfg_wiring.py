@@ -211,6 +211,21 @@ def test_the_adaptive_gradient_penalty_weight_moves_the_right_way_on_both_sides_
     assert float(fixed.lam) == 10.0
 
 
+@pytest.mark.parametrize("gamma_x0, gamma_xt", [(1.0, 1.0), (2.0, 3.0), (0.5, 0.0)])
+def test_the_adaptive_rule_reads_the_penalties_weighted_as_in_the_critic_loss(monkeypatch, gamma_x0, gamma_xt):
+    """The official rule reads gamma_x0 GP_x0 + gamma_xt GP_xt + GP_xc (the sum as it enters the
+    loss), not the raw sum: here each critic's penalty is a known constant."""
+    import zerodiffpp.dfg as dfg
+    tr = _trainer(gamma_x0=gamma_x0, gamma_xt=gamma_xt)
+    penalty = iter([0.3, 0.5, 0.7])  # the critics in their order: x0, xc, xt
+    monkeypatch.setattr(dfg, "gradient_penalty", lambda fn, real, fake: torch.tensor(next(penalty)))
+    assert list(tr.critics) == ["x0", "xc", "xt"]
+    stats, _ = tr.critic_step()
+    expected = gamma_x0 * 0.3 + 0.5 + gamma_xt * 0.7
+    assert float(stats["gp_sum"]) == pytest.approx(expected)
+    assert float(stats["gp"]) == pytest.approx(expected / 3)
+
+
 def test_the_decoder_learns_from_real_seen_features():
     """The attribute decoder is fitted on real training features in the critic step: on real
     features its error falls and its estimate Dec(x) names the right class (nearest attribute

@@ -127,7 +127,7 @@ class ZeroDiffTrainer:
             w[name] = d_real - d_fake
             gp = gradient_penalty(lambda v, c=self.critics[name], cond=cond: c.input_gradient(v, cond), real, fake)
             adv = adv + self.weights[name] * (-w[name].mean() + lam * gp)
-            gp_total = gp_total + gp.detach().double()
+            gp_total = gp_total + self.weights[name] * gp.detach().double()  # as it enters the loss
         loss = self.p["gamma_adv"] * adv
         ml = torch.zeros((), device=self.device)
         if self.p["mutual_learning"] and len(w) > 1:
@@ -163,8 +163,10 @@ class ZeroDiffTrainer:
     def adapt_gp_weight(self, gp) -> None:
         """tf-VAEGAN's rule, written for one critic: raise lambda when the penalty `gp` (averaged over
         the critic steps) exceeds 1.05, lower it below 1.001. `gen.adaptive_gp_input` says what it
-        reads: the sum of the active critics' penalties (the official code) or their mean. Decided
-        on the device (torch.where), in float64 like the Python float it replaces."""
+        reads: the sum of the active critics' penalties weighted by gamma_x0 / gamma_xt as they enter
+        the critic loss (the official code: gamma_x0 GP_x0 + gamma_xt GP_xt + GP_xc) or that sum over
+        the number of critics. Decided on the device (torch.where), in float64 like the Python float
+        it replaces."""
         if not self.p["adaptive_gp"]:
             return
         gp = torch.as_tensor(gp, dtype=torch.float64, device=self.lam.device)
