@@ -78,3 +78,54 @@ def test_self_training_on_test_seen_is_flagged_and_comparability_is_stated():
     assert "not a benchmark" in comparability({"name": "embedded", "x_file": "res101.mat", "r_file": ""})
     assert comparability({"name": "AWA2", "x_file": "ce_ce.mat", "r_file": "con_paco.mat"}) == \
         "features ce_ce.mat, SC representations con_paco.mat"
+
+
+def _handmade():
+    """Two seen classes (0, 1), two unseen (2, 3); features are 10 x one-hot of a chosen class, so every
+    linear probe fits exactly what it is given, and each number below is known in advance."""
+    onehot = lambda labels: 10 * np.eye(4, dtype=np.float32)[np.asarray(labels)]  # noqa: E731
+    y_train, y_ts, y_tu = np.repeat([0, 1], 5), np.array([0, 0, 1, 1]), np.repeat([2, 3], 6)
+    empty = np.zeros((0, 0), np.float32)
+    prep = Prepared(x_train=onehot(y_train), y_train=y_train,
+                    x_test_seen=onehot([0, 0, 1, 0]), y_test_seen=y_ts,  # the last class-1 image looks like class 0
+                    x_test_unseen=onehot(y_tu), y_test_unseen=y_tu, r_train=empty, r_test_seen=empty,
+                    r_test_unseen=empty, att=np.eye(4, 3, dtype=np.float32) + 0.1, seen=np.array([0, 1]),
+                    unseen=np.array([2, 3]), class_names=np.array(["a", "b", "c", "d"]), train_index=np.arange(10))
+    preds = {"gzsl_test_seen": np.array([0, 1, 1, 1]),                     # S = (1/2 + 2/2) / 2 = 0.75
+             "gzsl_test_unseen": np.array([2, 2, 2, 0, 0, 0, 3, 3, 3, 3, 3, 2]),  # U = (3/6 + 5/6) / 2 = 2/3
+             "zsl_test_unseen": np.array([2] * 6 + [2, 2, 2, 3, 3, 3])}      # T1 = (6/6 + 3/6) / 2 = 0.75
+    # synthetic set: fully generated unseen features with classes 2 and 3 swapped (the generated-only
+    # probe scores 0), plus partial syntheses that would rescue it if they were wrongly counted
+    syn = {"x": np.concatenate([onehot([3] * 6 + [2] * 6), onehot([2] * 10 + [3] * 10)]),
+           "y": np.concatenate([np.repeat([2, 3], 6), np.repeat([2, 3], 10)]),
+           "kind": np.concatenate([np.zeros(12, np.int64), np.ones(20, np.int64)])}
+    seen_probe = (onehot(np.repeat([0, 1], 5)), np.repeat([0, 1], 5))   # train acc 1, test-seen acc 0.75
+    pred = np.concatenate([y_ts, y_tu])
+    pred[[0, 5]] = [1, 3]                                                    # 14 of 16 pseudo-labels right
+    pseudo = {"pred": pred, "conf": np.ones(16, np.float32), "kept": np.array([1, 2, 3, 5]),  # 3 of 4 kept right
+              "rec_before": np.array([5.0, 3.0]), "rec_after": np.array([4.0, 2.0])}
+    calib = {"calibration": 0.2, "source": "auto", "held_out": [1],
+             "grid": [{"calibration": 0.0, "H": 0.1}, {"calibration": 0.2, "H": 0.4}]}
+    ctx = {"seen_ratio": 0.3, "seed": 2, "probe_epochs": 300, "oracle_folds": 2, "transductive": True,
+           "self_training_seen": False, "validation": False, "calibration": calib}
+    return prep, syn, seen_probe, preds, pseudo, ctx
+
+
+def test_every_key_of_eval_json_from_handmade_predictions():
+    from zerodiffpp.report import evaluate
+    torch.manual_seed(0)
+    m = evaluate(*_handmade(), "cpu")
+    u, s = 2 / 3, 0.75
+    assert m == {
+        "zsl": {"T1": pytest.approx(0.75)},
+        "gzsl": {"U": pytest.approx(u), "S": pytest.approx(s), "H": pytest.approx(2 * u * s / (u + s))},
+        "spurious": {"seen": pytest.approx(0.25), "seen_train_acc": 1.0, "seen_test_acc": 0.75,
+                     "unseen": pytest.approx(1.0), "unseen_gen_acc": 0.0, "unseen_oracle_acc": 1.0},
+        "seen_ratio": 0.3, "seed": 2, "transductive": 1, "self_training_seen": 0, "validation": 0,
+        "n_train": 10, "n_seen_classes": 2, "n_unseen_classes": 2,
+        "synthetic": {"n_full": 12, "n_partial": 20},
+        "calibration": {"value": 0.2, "auto": 1, "n_held_out": 1, "held_out_H": 0.4},
+        # the reconstruction pair of one round (the last), on the same kept features
+        "tta": {"n_kept": 4, "n_test": 16, "pseudo_label_acc_all": 14 / 16, "pseudo_label_acc_kept": 0.75,
+                "rounds": 2, "rec_before": 3.0, "rec_after": 2.0},
+    }

@@ -54,8 +54,9 @@ def evaluate(prep, syn: dict, seen_probe: tuple, preds: dict, pseudo: dict, ctx:
         out["tta"] = {"n_kept": int(len(kept)), "n_test": int(len(y_true)),
                       "pseudo_label_acc_all": float((pseudo["pred"] == y_true).mean()),
                       "pseudo_label_acc_kept": float((pseudo["pred"][kept] == y_true[kept]).mean()) if len(kept) else 0.0}
-        if len(pseudo["rec_before"]):
-            out["tta"].update(rec_before=float(pseudo["rec_before"][0]), rec_after=float(pseudo["rec_after"][-1]))
+        if len(pseudo["rec_before"]):  # one round's pair: the same kept features before and after its update
+            out["tta"].update(rounds=int(len(pseudo["rec_before"])), rec_before=float(pseudo["rec_before"][-1]),
+                              rec_after=float(pseudo["rec_after"][-1]))
     return out
 
 
@@ -158,14 +159,18 @@ def report_markdown(m: dict, params: dict) -> str:
         "",
         f"Seen spuriousness = probe on generated seen features: train acc {pct(m['spurious']['seen_train_acc'])} "
         f"minus test-seen acc {pct(m['spurious']['seen_test_acc'])}. Unseen spuriousness = oracle "
-        f"{pct(m['spurious']['unseen_oracle_acc'])} minus generated-only probe {pct(m['spurious']['unseen_gen_acc'])}.",
+        f"{pct(m['spurious']['unseen_oracle_acc'])} minus generated-only probe {pct(m['spurious']['unseen_gen_acc'])}. "
+        "The seen probe reads the trained generator's samples; the unseen probe reads the fully generated features the "
+        "classifier was trained on (after DiffTTA for ZeroDiff++: the adapted generator's), so for ZeroDiff++ the two "
+        "metrics judge two different generators (docs/method.md).",
     ]
     if "tta" in m:
         lines += ["", f"DiffTTA/DiffGen kept {m['tta']['n_kept']} of {m['tta']['n_test']} test features; pseudo-label "
                   f"accuracy (diagnostic, hidden labels read only here) {pct(m['tta']['pseudo_label_acc_kept'])} on the "
                   f"kept ones, {pct(m['tta']['pseudo_label_acc_all'])} on all."]
         if "rec_before" in m["tta"]:
-            lines.append(f"Reconstruction loss on the kept features: {m['tta']['rec_before']:.3f} -> {m['tta']['rec_after']:.3f}.")
+            lines.append(f"Reconstruction loss on the kept features of the last DiffTTA round (round {m['tta']['rounds']}): "
+                         f"{m['tta']['rec_before']:.3f} -> {m['tta']['rec_after']:.3f}.")
     lines += ["", "Settings that matter: " + ", ".join(
         f"{k}={v}" for k, v in (("gen.epochs", params["gen"]["epochs"]), ("gen.hidden", params["gen"]["hidden"]),
                                 ("synth.unseen_per_class", params["synth"]["unseen_per_class"]),
