@@ -36,7 +36,7 @@ def read_image(path: Path) -> np.ndarray:
     try:
         with Image.open(path) as im:
             grey = im.mode in ("1", "L", "LA", "I", "I;16", "F")
-            return np.asarray(im.convert("L" if grey else "RGB"), dtype=np.uint8)
+            return np.array(im.convert("L" if grey else "RGB"), dtype=np.uint8)  # a writable copy, for torch
     except Exception as e:  # noqa: BLE001 - PIL raises many types for a broken file
         raise DataError(f"{path}: not a readable image ({type(e).__name__}: {e})") from None
 
