@@ -13,6 +13,7 @@ from zerodiffpp.errors import ParamsError
 from zerodiffpp.params import load_params
 
 PRESETS = Path(__file__).resolve().parents[1] / "presets"
+EMBEDDED_ROOT = "zerodiffpp/assets"  # params.yaml's data.root for the embedded default
 
 
 def apply(name: str, root: str | None, params_path: Path = paths.PARAMS) -> None:
@@ -31,6 +32,11 @@ def apply(name: str, root: str | None, params_path: Path = paths.PARAMS) -> None
             if section not in params or key not in params[section]:
                 raise SystemExit(f"{preset_path}: unknown key {section}.{key}")
             params[section][key] = value
+    data = params.get("data", {})
+    if data.get("name") not in (None, "embedded", "folder") and data.get("root") == EMBEDDED_ROOT:
+        # the embedded default's folder would pass validation and fail only in extract
+        raise SystemExit(f"{preset_path}: sets data.name {data['name']} but data.root is still the embedded "
+                         f"default's folder ({EMBEDDED_ROOT}); pass --root with the xlsa17 {data['name']} folder")
     with open(params_path, "w") as f:
         rt.dump(params, f)
     try:

@@ -24,6 +24,7 @@ import math
 import os
 import time
 import hashlib
+import multiprocessing as mp
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
@@ -209,7 +210,8 @@ def main(argv=None):
     logging.warning("fold study: %d folds x %d seeds x %d variants; %d fold x seed pairs to run, %d found in %s",
                     len(folds), len(seeds), len(variants), len(jobs), len(folds) * len(seeds) - len(jobs), runs)
     out.mkdir(parents=True, exist_ok=True)
-    with ProcessPoolExecutor(a.jobs) as pool, open(runs, "a") as log_file:
+    # spawn: a forked worker would inherit the parent's CUDA state (a CUDA run in a fork fails)
+    with ProcessPoolExecutor(a.jobs, mp_context=mp.get_context("spawn")) as pool, open(runs, "a") as log_file:
         futures = [pool.submit(run_fold, job) for job in jobs]
         for i, future in enumerate(as_completed(futures), 1):
             fold_rows = future.result()

@@ -9,6 +9,7 @@ from zerodiffpp.io import load_torch, save_csv, save_json, save_npz, save_torch
 from zerodiffpp.params import load_stage_params, per_ratio
 from zerodiffpp.runtime import log, run_stage, setup
 from zerodiffpp.difftta import run_difftta
+from zerodiffpp.pseudo_labels import tie_ranks
 
 SEED_OFFSET = 3
 
@@ -26,10 +27,12 @@ def run(p, prep: Prepared, gen_ckpt: dict, drg_ckpt: dict, device):
                                 p["train"]["seed"])
     p_clf["calibration"] = calib["calibration"]
     pseudo, rows = {"pred": np.zeros(0, np.int64), "conf": np.zeros(0, np.float32), "kept": np.zeros(0, np.int64),
-                    "rec_before": np.zeros(0), "rec_after": np.zeros(0)}, []
+                    "rank": np.zeros(0, np.int64), "rec_before": np.zeros(0), "rec_after": np.zeros(0)}, []
     if tta_on or methods.uses_diffgen(p["method"], p["diffgen"]["enabled"]):
-        pred, conf, kept, rounds, rows = run_difftta(synth, prep, p["tta"], p_synth, p_clf, device, adapt=tta_on)
-        pseudo = {"pred": pred, "conf": conf.astype(np.float32), "kept": kept,
+        rank = tie_ranks(len(prep.y_test_seen) + len(prep.y_test_unseen), p["train"]["seed"])
+        pred, conf, kept, rounds, rows = run_difftta(synth, prep, p["tta"], p_synth, p_clf, device, adapt=tta_on,
+                                                     rank=rank)
+        pseudo = {"pred": pred, "conf": conf.astype(np.float32), "kept": kept, "rank": rank,
                   "rec_before": np.array([r["rec_before"] for r in rounds]),
                   "rec_after": np.array([r["rec_after"] for r in rounds])}
         log.info("adapt: kept %d of %d pseudo-labelled test features", len(kept), len(pred))

@@ -3,10 +3,12 @@ import pytest
 import torch
 
 from tests.tiny import tiny_prepared
-from zerodiffpp.diffgen import diffgen_set, partial_synthesis
+from zerodiffpp.diffgen import diffgen_sources, partial_synthesis, synthetic_set
 from zerodiffpp.synth import Synthesizer
 from zerodiffpp.drg import train_drg
 from zerodiffpp.difftta import decoder_shares_unseen, run_difftta, select_confident
+from zerodiffpp.pseudo_labels import tie_ranks
+from zerodiffpp.synth import KIND_FULL, KIND_PARTIAL
 from zerodiffpp.dfg import ZeroDiffTrainer
 
 
@@ -107,32 +109,75 @@ def test_shuffling_test_labels_changes_nothing(trained):
     for k in a[0].checkpoint()["state"]:
         assert torch.equal(a[0].checkpoint()["state"][k], b[0].checkpoint()["state"][k])
     np.testing.assert_array_equal(a[1], b[1])
-    x_test, r_test = prep.test_features()
     torch.manual_seed(5)
-    sa = diffgen_set(a[0], x_test, r_test, a[1], a[2], a[3], 2, 1, 20)
+    sa = _diffgen(a[0], prep, a[1], a[2], a[3], 2, 1, 20)
     torch.manual_seed(5)
-    sb = diffgen_set(b[0], x_test, r_test, b[1], b[2], b[3], 2, 1, 20)
-    np.testing.assert_array_equal(sa[0], sb[0])
+    sb = _diffgen(b[0], prep, b[1], b[2], b[3], 2, 1, 20)
+    np.testing.assert_array_equal(sa["x"], sb["x"])
+
+
+def _diffgen(s, prep, pred, conf, kept, k, per_feature, max_per_class, classes="all", per_class=3, rank=None):
+    """The synthesize stage's own path (synthetic_set) with DiffGen on."""
+    g = {"start_step": k, "per_feature": per_feature, "max_per_class": max_per_class, "classes": classes}
+    pseudo = {"pred": pred, "conf": conf, "kept": kept, **({"rank": rank} if rank is not None else {})}
+    return synthetic_set(s, prep, per_class, "progressive", pseudo, g)
 
 
 def test_diffgen_caps_per_class(trained):
     prep = trained[0]
     s, pred, conf, kept, _ = _run_tta(trained, prep)
-    x_test, r_test = prep.test_features()
-    x, y, src = diffgen_set(s, x_test, r_test, pred, conf, kept, 2, 3, 5)
-    assert x.shape == (len(y), x_test.shape[1])
-    assert np.bincount(y).max() <= 5
-    assert set(np.unique(y)) == set(np.unique(pred[kept]))
+    syn = _diffgen(s, prep, pred, conf, kept, 2, 3, 5)
+    partial = syn["kind"] == KIND_PARTIAL
+    assert syn["x"].shape == (len(syn["y"]), prep.x_train.shape[1]) and partial.sum() == len(syn["src"]) > 0
+    assert np.bincount(syn["y"][partial]).max() <= 5
+    assert set(np.unique(syn["y"][partial])) == set(np.unique(pred[kept]))
 
 
 def test_diffgen_can_be_restricted_to_unseen_pseudo_classes(trained):
     prep = trained[0]
     s, pred, conf, kept, _ = _run_tta(trained, prep)
-    x_test, r_test = prep.test_features()
     pred = pred.copy()
     pred[kept[: len(kept) // 2]] = prep.unseen[0]  # make sure some kept sources carry an unseen label
-    _, y, _ = diffgen_set(s, x_test, r_test, pred, conf, kept, 2, 1, 50, classes=prep.unseen)
+    syn = _diffgen(s, prep, pred, conf, kept, 2, 1, 50, classes="unseen")
+    y = syn["y"][syn["kind"] == KIND_PARTIAL]
     assert len(y) > 0 and set(np.unique(y)) <= set(prep.unseen)
+
+
+def test_the_synthetic_set_aligns_each_partial_synthesis_with_its_source_and_pseudo_label(trained):
+    """Sources: kept features only, most confident first per pseudo-class, repeated per_feature times,
+    capped per class; full features come first, each block under its own labels. With k = 0 DiffGen
+    returns its source unchanged, so every partial row must equal the test feature it came from."""
+    prep = trained[0]
+    s = _synth(trained)
+    x_test, _ = prep.test_features()
+    n = len(x_test)
+    pred = np.where(np.arange(n) % 2 == 0, prep.unseen[0], prep.seen[0])
+    conf = np.linspace(0.1, 0.9, n).astype(np.float32)
+    kept = np.arange(0, n, 3)  # a kept subset; the others must never be sources
+    syn = _diffgen(s, prep, pred, conf, kept, 0, 2, 5, per_class=4)
+    n_full = 4 * len(prep.unseen)
+    assert syn["kind"].tolist() == [KIND_FULL] * n_full + [KIND_PARTIAL] * len(syn["src"])
+    assert syn["y"][:n_full].tolist() == np.repeat(prep.unseen, 4).tolist()
+    for c in (prep.seen[0], prep.unseen[0]):  # the 3 most confident kept sources of c, each twice, capped at 5
+        top = kept[pred[kept] == c][::-1][:3]
+        assert syn["src"][pred[syn["src"]] == c].tolist() == np.repeat(top, 2)[:5].tolist()
+    np.testing.assert_array_equal(syn["x"][n_full:], x_test[syn["src"]])
+    np.testing.assert_array_equal(syn["y"][n_full:], pred[syn["src"]])
+
+
+def test_confidence_ties_are_broken_by_the_seeded_rank_not_by_position():
+    """The pool lists test-seen first: by position every tie (a saturated softmax) would keep test-seen
+    features. DiffTTA's selection and DiffGen's sources break ties by the same seeded rank."""
+    n = 40
+    pred, conf = np.zeros(n, np.int64), np.ones(n, np.float32)
+    rank = tie_ranks(n, seed=0)
+    assert sorted(rank.tolist()) == list(range(n)) and rank.tolist() != list(range(n))
+    np.testing.assert_array_equal(rank, tie_ranks(n, seed=0))
+    assert not np.array_equal(rank, tie_ranks(n, seed=1))
+    kept = select_confident(pred, conf, 0.25, 0.0, rank)
+    assert kept.tolist() == np.sort(np.argsort(rank)[:10]).tolist() != list(range(10))
+    assert diffgen_sources(pred, conf, np.arange(n), 1, 10, rank=rank).tolist() == np.argsort(rank)[:10].tolist()
+    assert select_confident(pred, conf, 0.25, 0.0).tolist() == list(range(10))  # without a rank: by position
 
 
 @pytest.mark.parametrize("latent, encoder_moves", [("posterior", True), ("prior", False), ("both", True)])

@@ -97,3 +97,21 @@ def test_an_interrupted_study_resumes_only_from_rows_of_the_same_variants(tmp_pa
     other = fold_study.build_variants("params.yaml", [], [["r2", "tta.rounds=3"]])  # same name, other params
     with pytest.raises(SystemExit, match="variant 'r2' with other params"):
         fold_study.finished_rows(runs, other)
+
+
+def test_fold_workers_are_spawned_never_forked(tmp_path, monkeypatch):
+    """A forked worker inherits the parent's CUDA state; the pool must use the spawn context."""
+    contexts = []
+
+    class Stop(Exception):
+        pass
+
+    def pool(jobs, mp_context=None):
+        contexts.append(mp_context.get_start_method() if mp_context else "default (fork on Linux)")
+        raise Stop
+    monkeypatch.setattr(fold_study, "ProcessPoolExecutor", pool)
+    features = tmp_path / "features.npz"
+    _dataset(4).save(features)
+    with pytest.raises(Stop):
+        fold_study.main(["--folds", "c0,c1", "--features", str(features), "--out", str(tmp_path / "out")])
+    assert contexts == ["spawn"]

@@ -31,6 +31,20 @@ def test_presets_carry_the_official_settings(tmp_path, name, att, counts):
     assert "# Single source of every setting" in p.read_text()  # comments survive
 
 
+@pytest.mark.parametrize("name", ["cub", "cub-cpu", "awa2", "sun"])
+def test_a_benchmark_preset_without_its_folder_is_refused_before_params_change(tmp_path, name):
+    p = tmp_path / "params.yaml"
+    shutil.copy(ROOT / "params.yaml", p)
+    before = p.read_text()
+    with pytest.raises(SystemExit, match="pass --root"):
+        apply(name, None, p)
+    assert p.read_text() == before
+    target = tmp_path / "CUB"
+    apply(name, str(target), p)  # with a folder it applies; applying again without --root keeps that folder
+    apply(name, None, p)
+    assert load_params(p)["data"]["root"] == str(target)
+
+
 def test_sweep_summary_and_markdown():
     rows = [{"name": f"n{i}", "method": "zerodiffpp", "seen_ratio": 0.1, "seed": i, "T1": 0.5 + 0.1 * i, "U": 0.4,
              "S": 0.8, "H": 0.5, "spurious_seen": 0.1, "spurious_unseen": 0.2} for i in range(3)]

@@ -61,7 +61,7 @@ def test_synthesize_writes_no_seen_features_and_report_reads_the_trained_generat
     p = {"method": "zerodiff", "synth": {"unseen_per_class": 3, "sampler": "one_step"}, "train": {"seen_ratio": 1.0},
          "diffgen": {"enabled": False}}
     syn = synthesize.run(p, prep, _generator(0), None, {}, "cpu")
-    assert set(syn) == {"x", "y", "kind"} and np.bincount(syn["y"]).tolist()[-2:] == [3, 3]
+    assert set(syn) == {"x", "y", "kind", "src"} and np.bincount(syn["y"]).tolist()[-2:] == [3, 3]
 
 
 def test_self_training_on_test_seen_is_flagged_and_comparability_is_stated():

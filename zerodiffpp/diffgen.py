@@ -12,7 +12,8 @@ import torch
 
 from zerodiffpp import diffusion as dfn
 from zerodiffpp.losses import reparameterize
-from zerodiffpp.synth import Synthesizer
+from zerodiffpp.pseudo_labels import most_confident_first
+from zerodiffpp.synth import KIND_FULL, KIND_PARTIAL, Synthesizer
 from zerodiffpp.training import to_tensor
 
 
@@ -36,24 +37,37 @@ def partial_synthesis(synth: Synthesizer, x: np.ndarray, r: np.ndarray | None, y
 
 
 def diffgen_sources(pred: np.ndarray, conf: np.ndarray, kept: np.ndarray, per_feature: int, max_per_class: int,
-                    classes: np.ndarray | None = None) -> np.ndarray:
+                    classes: np.ndarray | None = None, rank: np.ndarray | None = None) -> np.ndarray:
     """Test-feature positions to synthesise from: each kept pseudo-labelled feature `per_feature`
-    times, then at most `max_per_class` per pseudo-class (the most confident sources first).
-    `classes` restricts the sources to those pseudo-classes (None: every class)."""
+    times, then at most `max_per_class` per pseudo-class (the most confident sources first, ties by
+    `rank`, as DiffTTA's selection). `classes` restricts the sources to those pseudo-classes (None:
+    every class)."""
     if classes is not None:
         kept = kept[np.isin(pred[kept], classes)]
     src = []
     for c in np.unique(pred[kept]):
-        pos = kept[pred[kept] == c]
-        pos = pos[np.argsort(-conf[pos], kind="stable")]
+        pos = most_confident_first(kept[pred[kept] == c], conf, rank)
         src.append(np.repeat(pos, per_feature)[:max_per_class])
     return np.concatenate(src) if src else np.zeros(0, np.int64)
 
 
-def diffgen_set(synth: Synthesizer, x_test: np.ndarray, r_test: np.ndarray, pred: np.ndarray, conf: np.ndarray,
-                kept: np.ndarray, start_step: int, per_feature: int, max_per_class: int,
-                classes: np.ndarray | None = None):
-    """-> (partially synthesised features, their pseudo-labels, source positions) of `diffgen_sources`."""
-    src = diffgen_sources(pred, conf, kept, per_feature, max_per_class, classes)
-    x = partial_synthesis(synth, x_test[src], r_test[src] if synth.uses_r else None, pred[src], start_step)
-    return x, pred[src], src
+def synthetic_set(synth: Synthesizer, prep, per_class: int, sampler: str, pseudo: dict | None = None,
+                  g: dict | None = None) -> dict:
+    """The synthesize stage's output: `per_class` fully generated features for every unseen class
+    (kind KIND_FULL) and, with DiffGen's params `g` and the adapt stage's `pseudo` labels, the
+    partial syntheses of `diffgen_sources` under their pseudo-labels (kind KIND_PARTIAL), plus
+    their source positions in the pooled test set (`src`). One output array; batches are written
+    into it, never collected."""
+    src = np.zeros(0, np.int64)
+    if g is not None:
+        src = diffgen_sources(pseudo["pred"], pseudo["conf"], pseudo["kept"], g["per_feature"], g["max_per_class"],
+                              prep.unseen if g["classes"] == "unseen" else None, pseudo.get("rank"))
+    n_full = len(prep.unseen) * per_class
+    x = np.empty((n_full + len(src), prep.x_train.shape[1]), np.float32)
+    _, y_full = synth.full(prep.unseen, per_class, sampler, out=x[:n_full])
+    if len(src):
+        x_test, r_test = prep.test_features()
+        partial_synthesis(synth, x_test[src], r_test[src] if synth.uses_r else None, pseudo["pred"][src],
+                          g["start_step"], out=x[n_full:])
+    return dict(x=x, y=np.concatenate([y_full, pseudo["pred"][src] if len(src) else np.zeros(0, np.int64)]),
+                kind=np.concatenate([np.full(n_full, KIND_FULL), np.full(len(src), KIND_PARTIAL)]), src=src)

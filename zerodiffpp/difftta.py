@@ -20,20 +20,23 @@ from tqdm import tqdm
 
 from zerodiffpp import diffusion as dfn
 from zerodiffpp.classifier import InputView, calibrated, load_decoder, train_softmax
-from zerodiffpp.synth import Synthesizer
 from zerodiffpp.losses import reparameterize
+from zerodiffpp.pseudo_labels import most_confident_first
+from zerodiffpp.synth import Synthesizer
 from zerodiffpp.training import Curve, adam, to_tensor
 
 log = logging.getLogger(__name__)
 
 
-def select_confident(pred: np.ndarray, conf: np.ndarray, keep_fraction: float, min_confidence: float) -> np.ndarray:
+def select_confident(pred: np.ndarray, conf: np.ndarray, keep_fraction: float, min_confidence: float,
+                     rank: np.ndarray | None = None) -> np.ndarray:
     """Positions kept: per predicted class, the ceil(keep_fraction * n) most confident, and only those
-    at least `min_confidence` confident. Ties are broken by position, so the result is deterministic."""
+    at least `min_confidence` confident. Ties are broken by `rank` (`tie_ranks`; None: by position),
+    so the result is deterministic."""
     kept = []
     for c in np.unique(pred):
         pos = np.flatnonzero(pred == c)
-        order = pos[np.argsort(-conf[pos], kind="stable")]
+        order = most_confident_first(pos, conf, rank)
         top = order[:int(np.ceil(keep_fraction * len(pos)))]
         kept.append(top[conf[top] >= min_confidence])
     return np.sort(np.concatenate(kept)) if kept else np.zeros(0, np.int64)
@@ -150,9 +153,11 @@ def finetune(synth: Synthesizer, x: np.ndarray, r: np.ndarray | None, y: np.ndar
     return before, after
 
 
-def run_difftta(synth: Synthesizer, prep, p_tta: dict, p_synth: dict, p_clf: dict, device, adapt: bool = True):
+def run_difftta(synth: Synthesizer, prep, p_tta: dict, p_synth: dict, p_clf: dict, device, adapt: bool = True,
+                rank: np.ndarray | None = None):
     """All rounds. With `adapt` false (DiffGen without DiffTTA) only one pseudo-labelling pass runs
-    and the generator is left as trained. Returns the last pseudo-labels and per-round diagnostics."""
+    and the generator is left as trained. `rank` breaks confidence ties (`tie_ranks`). Returns the
+    last pseudo-labels and per-round diagnostics."""
     x_test, r_test = prep.test_features()
     curve, rounds = Curve(), []
     pred = conf = kept = None
@@ -162,7 +167,7 @@ def run_difftta(synth: Synthesizer, prep, p_tta: dict, p_synth: dict, p_clf: dic
     opt = adam(synth.gen.parameters(), p_tta["lr"])
     for k in range(p_tta["rounds"] if adapt else 1):
         pred, conf = pseudo_label(synth, prep, x_test, p_tta, p_synth, p_clf, device)
-        kept = select_confident(pred, conf, p_tta["keep_fraction"], p_tta["min_confidence"])
+        kept = select_confident(pred, conf, p_tta["keep_fraction"], p_tta["min_confidence"], rank)
         if not adapt:
             break
         if len(kept) == 0:

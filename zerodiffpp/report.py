@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from zerodiffpp import metrics as M
-from zerodiffpp.synth import Synthesizer
+from zerodiffpp.synth import KIND_FULL, KIND_PARTIAL, Synthesizer
 
 
 def seen_probe_features(gen_ckpt: dict, drg_ckpt: dict, prep, per_class: int, sampler: str, device):
@@ -26,7 +26,7 @@ def evaluate(prep, syn: dict, seen_probe: tuple, preds: dict, pseudo: dict, ctx:
     gz = M.gzsl_scores(prep.y_test_seen, preds["gzsl_test_seen"], prep.y_test_unseen, preds["gzsl_test_unseen"],
                        prep.seen, prep.unseen)
     t1 = M.mean_per_class_accuracy(prep.y_test_unseen, preds["zsl_test_unseen"], prep.unseen)
-    full_unseen = (syn["kind"] == 0) & np.isin(syn["y"], prep.unseen)
+    full_unseen = (syn["kind"] == KIND_FULL) & np.isin(syn["y"], prep.unseen)
     seen_sp = M.seen_spuriousness(*seen_probe, prep.x_train, prep.y_train, prep.x_test_seen, prep.y_test_seen,
                                   prep.seen, ctx["probe_epochs"], device)
     unseen_sp = M.unseen_spuriousness(syn["x"][full_unseen], syn["y"][full_unseen], prep.x_test_unseen,
@@ -39,7 +39,7 @@ def evaluate(prep, syn: dict, seen_probe: tuple, preds: dict, pseudo: dict, ctx:
         "validation": int(ctx.get("validation", False)),
         "n_train": int(len(prep.y_train)), "n_seen_classes": int(len(prep.seen)),
         "n_unseen_classes": int(len(prep.unseen)),
-        "synthetic": {"n_full": int((syn["kind"] == 0).sum()), "n_partial": int((syn["kind"] == 1).sum())},
+        "synthetic": {"n_full": int((syn["kind"] == KIND_FULL).sum()), "n_partial": int((syn["kind"] == KIND_PARTIAL).sum())},
     }
     calib = ctx.get("calibration")
     if calib is not None:  # the value used, and (auto) how it scored on the held-out seen classes

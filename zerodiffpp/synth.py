@@ -11,6 +11,8 @@ from zerodiffpp.drg import load_drg, sample_r
 from zerodiffpp.networks import build_feature_generator
 from zerodiffpp.training import to_tensor
 
+KIND_FULL, KIND_PARTIAL = 0, 1  # synthetic.npz's `kind`: fully generated, or partially synthesised by DiffGen
+
 
 class Synthesizer:
     """Wraps a generator checkpoint (ZeroDiff or f-CLSWGAN) and, for ZeroDiff, the DRG that gives r."""
