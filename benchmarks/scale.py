@@ -10,6 +10,14 @@ DVC cache stores per experiment). No file from ../shared is needed.
     python -m benchmarks.scale --shape sun                       # default widths, 1 epoch per trainer
     python -m benchmarks.scale --shape awa2 --preset             # the preset's widths and synthetic counts
     python -m benchmarks.scale --shape cub --width 512 --epochs 2 --keep /tmp/cub-run
+    python -m benchmarks.scale --shape cub --preset --iters 2       # paper widths on CPU: memory, not speed
+
+Each stage runs in a process of its own (`python -m benchmarks.scale STAGE --stage-only`), which
+reads its peak resident memory (VmHWM in /proc/self/status) when the stage ends: the stage's own
+peak, not one inherited across fork and exec. `--iters N` caps the iterations of every GAN and
+encoder epoch at N (a benchmark-only patch of `iters_per_epoch` in that process) and every
+classifier, probe and DiffTTA run at one epoch, so paper widths with the presets' synthetic counts
+run on a CPU: the arrays each stage holds are the full-size ones.
 """
 import argparse
 import os
@@ -58,7 +66,8 @@ def write_dataset(folder: Path, shape: str, x_dim: int = 2048, seed: int = 0) ->
         "allclasses_names": np.array([[f"class{k:03d}"] for k in range(c)], dtype=object)})
 
 
-def scaled_params(shape: str, root: Path, width: int | None, epochs: int, preset: bool) -> dict:
+def scaled_params(shape: str, root: Path, width: int | None, epochs: int, preset: bool,
+                  iters: int | None = None) -> dict:
     """params.yaml with the dataset, the preset (when asked) and every trainer capped at `epochs`."""
     p = yaml.safe_load((ROOT / "params.yaml").read_text())
     p["data"].update(name=SHAPES[shape][0], root=str(root))
@@ -73,23 +82,44 @@ def scaled_params(shape: str, root: Path, width: int | None, epochs: int, preset
     for section in ("sc", "drg", "gen", "fclswgan"):
         p[section]["epochs"] = min(p[section]["epochs"], epochs)
     p["tta"]["epochs"] = min(p["tta"]["epochs"], epochs)
+    if iters:  # classifiers and probes: one epoch (their arrays are full size whatever the epochs)
+        p["tta"]["epochs"] = p["classifier"]["epochs"] = p["report"]["probe_epochs"] = 1
+        p["fclswgan"]["cls_epochs"] = 1
     return p
 
 
-def run_stage(stage: str, workspace: Path) -> tuple[float, float, str]:
-    """(seconds, peak resident MiB, peak GPU MiB or '-') of `python -m stages.<stage>` in `workspace`
-    (os.wait4 gives the child's own peak, not the largest of all children so far)."""
+PEAK_LINE = "scale: stage peak resident (VmHWM) {} MiB"
+
+
+def stage_only(stage: str, iters: int | None) -> None:
+    """Run one stage in this process (in the workspace), with `iters` capping every epoch of the
+    iteration-counted trainers, then print this process's own resident high-water mark."""
+    import importlib
+
+    from zerodiffpp import dfg, drg, fclswgan, sc
+    if iters:
+        for module in (dfg, drg, fclswgan, sc):
+            real = module.iters_per_epoch
+            module.iters_per_epoch = lambda n, batch, real=real: min(iters, real(n, batch))
+    module = importlib.import_module(f"stages.{stage}")
+    from zerodiffpp.runtime import run_stage as run
+    run(stage, module.main)
+    with open("/proc/self/status") as f:
+        kib = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+    print(PEAK_LINE.format(kib // 1024), file=sys.stderr)
+
+
+def run_stage(stage: str, workspace: Path, iters: int | None = None) -> tuple[float, float, str]:
+    """(seconds, peak resident MiB, peak GPU MiB or '-') of the stage in a process of its own in `workspace`."""
     start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", f"stages.{stage}"], cwd=workspace,
-                            env=dict(os.environ, TQDM_DISABLE="1"), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
-    err = proc.stderr.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
+    cmd = [sys.executable, "-m", "benchmarks.scale", "--stage-only", stage] + (["--iters", str(iters)] if iters else [])
+    proc = subprocess.run(cmd, cwd=workspace, env=dict(os.environ, TQDM_DISABLE="1"), stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True)
     if proc.returncode != 0:
-        raise SystemExit(f"stage {stage} failed:\n{err[-3000:]}")
-    gpu = re.search(r"peak GPU memory (\d+) MiB", err)
-    return time.perf_counter() - start, usage.ru_maxrss / 1024, gpu.group(1) if gpu else "-"  # ru_maxrss: KiB
+        raise SystemExit(f"stage {stage} failed:\n{proc.stderr[-3000:]}")
+    peak = re.search(re.escape(PEAK_LINE.split("{}")[0]) + r"(\d+)", proc.stderr)
+    gpu = re.search(r"peak GPU memory (\d+) MiB", proc.stderr)
+    return time.perf_counter() - start, float(peak.group(1)), gpu.group(1) if gpu else "-"
 
 
 def size_mib(paths: list[Path]) -> float:
@@ -102,14 +132,21 @@ def size_mib(paths: list[Path]) -> float:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--shape", choices=sorted(SHAPES), required=True)
+    ap.add_argument("--stage-only", metavar="STAGE", help=argparse.SUPPRESS)  # internal: one stage, this process
+    ap.add_argument("--shape", choices=sorted(SHAPES))
     ap.add_argument("--width", type=int, default=None, help="every hidden width (default: params.yaml or the preset)")
     ap.add_argument("--epochs", type=int, default=1, help="cap on every trainer's epochs")
     ap.add_argument("--preset", action="store_true", help="apply presets/<shape>.yaml (widths, synthetic counts)")
     ap.add_argument("--threads", type=int, default=None, help="train.threads (default: params.yaml)")
     ap.add_argument("--device", choices=["cpu", "cuda", "auto"], default="cpu", help="train.device")
     ap.add_argument("--keep", type=Path, default=None, help="keep the workspace here instead of a temp folder")
+    ap.add_argument("--iters", type=int, default=None,
+                    help="cap every GAN / encoder epoch at N iterations and classifiers at 1 epoch (paper widths on CPU)")
     a = ap.parse_args(argv)
+    if a.stage_only:
+        return stage_only(a.stage_only, a.iters)
+    if a.shape is None:
+        ap.error("--shape is required")
     scratch = Path(tempfile.mkdtemp(prefix=f"scale-{a.shape}-")) if a.keep is None else a.keep
     try:
         data, workspace = scratch / "xlsa17" / SHAPES[a.shape][0], scratch / "repo"
@@ -121,19 +158,20 @@ def main(argv=None):
             if (ROOT / f).is_file() and not f.startswith(("results/", "metrics/", "plots/")):
                 (workspace / f).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(ROOT / f, workspace / f)
-        p = scaled_params(a.shape, data, a.width, a.epochs, a.preset)
+        p = scaled_params(a.shape, data, a.width, a.epochs, a.preset, a.iters)
         if a.threads:
             p["train"]["threads"] = a.threads
         p["train"]["device"] = a.device
         (workspace / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
         print(f"widths: gen {p['gen']['hidden']} / critics {p['gen']['critic_hidden']} / dec {p['gen']['dec_hidden']}, "
               f"epochs capped at {a.epochs}, unseen_per_class {p['synth']['unseen_per_class']}, "
-              f"train.threads {p['train']['threads']}\n")
+              f"train.threads {p['train']['threads']}"
+              + (f", {a.iters} iterations per GAN / encoder epoch, classifiers 1 epoch" if a.iters else "") + "\n")
         print("| stage | seconds | peak resident MiB | peak GPU MiB | writes MiB |")
         print("|---|---|---|---|---|")
         total = 0.0
         for stage in STAGES:
-            seconds, peak, gpu = run_stage(stage, workspace)
+            seconds, peak, gpu = run_stage(stage, workspace, a.iters)
             total += seconds
             writes = size_mib([workspace / o for o in OUTPUTS[stage]])
             print(f"| {stage} | {seconds:.1f} | {peak:.0f} | {gpu} | {writes:.0f} |", flush=True)

@@ -23,7 +23,7 @@ from zerodiffpp import diffusion
 from zerodiffpp.dfg import ZeroDiffTrainer
 from zerodiffpp.drg import DRGTrainer
 from zerodiffpp.params import load_params
-from zerodiffpp.runtime import compiled, resolve_device
+from zerodiffpp.runtime import compile_networks, resolve_device
 
 BATCH = 64
 # (x dim, attribute dim, r dim, classes, training samples) of the two input shapes
@@ -54,7 +54,7 @@ def make_trainer(model: str, shape: str, width: int, device):
 
 def networks(tr) -> list[torch.nn.Module]:
     if isinstance(tr, ZeroDiffTrainer):
-        return [*tr.gen.values(), *tr.critics.values(), tr.dec]
+        return [tr.gen["E"], tr.gen["G"], *tr.critics.values(), tr.dec]
     return [tr.gen, tr.d_r0, tr.d_rt]
 
 
@@ -129,13 +129,13 @@ def main(argv=None):
     ap.add_argument("--width", type=int, default=4096, help="all widths, shape cub only")
     ap.add_argument("--shape", choices=sorted(SHAPES), default="cub")
     ap.add_argument("--no-tf32", action="store_true", help="CUDA: full float32 matrix products")
-    ap.add_argument("--compile", action="store_true", help="torch.compile the steps (train.compile)")
+    ap.add_argument("--compile", action="store_true", help="torch.compile the networks (train.compile)")
     a = ap.parse_args(argv)
     device = resolve_device(a.device)
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = not a.no_tf32
     torch.manual_seed(0)
     tr = make_trainer(a.model, a.shape, a.width, device)
-    tr.critic_step, tr.generator_step = compiled(tr.critic_step, a.compile), compiled(tr.generator_step, a.compile)
+    compile_networks(networks(tr), a.compile)
     n_params = sum(q.numel() for net in networks(tr) for q in net.parameters())
     iteration(tr)  # warm-up
     # torch's profiler counts the FLOPs of every matrix product it runs, backward and the gradient

@@ -25,7 +25,7 @@ from tqdm import tqdm
 from zerodiffpp import diffusion as dfn
 from zerodiffpp.losses import gradient_penalty, mutual_learning, reparameterize, vae_loss, weighted_l1
 from zerodiffpp.networks import AttrDecoder, Critic, build_feature_generator
-from zerodiffpp.runtime import compiled
+from zerodiffpp.runtime import compile_networks
 from zerodiffpp.training import Curve, adam, iters_per_epoch, random_batch, set_requires_grad, to_tensor
 
 log = logging.getLogger(__name__)
@@ -71,8 +71,7 @@ class ZeroDiffTrainer:
         self.opt_dec = adam(self.dec.parameters(), p["dec_lr"])
         self.lam = torch.tensor(float(p["lambda_gp"]), dtype=torch.float64, device=device)
         self.weights = {"x0": p["gamma_x0"], "xt": p["gamma_xt"], "xc": 1.0}
-        self.critic_step = compiled(self.critic_step, compile)
-        self.generator_step = compiled(self.generator_step, compile)
+        compile_networks([self.gen["E"], self.gen["G"], self.dec, *self.critics.values()], compile)
 
     def batch(self):
         idx = random_batch(len(self.x), self.p["batch_size"], self.device)

@@ -16,7 +16,7 @@ from tqdm import tqdm
 from zerodiffpp import diffusion as dfn
 from zerodiffpp.losses import gradient_penalty
 from zerodiffpp.networks import Critic, RepGenerator
-from zerodiffpp.runtime import compiled
+from zerodiffpp.runtime import compile_networks
 from zerodiffpp.training import Curve, adam, iters_per_epoch, random_batch, set_requires_grad, to_tensor
 
 log = logging.getLogger(__name__)
@@ -50,8 +50,7 @@ class DRGTrainer:
         self.opt_d = adam(list(self.d_r0.parameters()) + list(self.d_rt.parameters()), p["lr"])
         self.r, self.a_all = to_tensor(r, device), to_tensor(att, device)
         self.y = to_tensor(y, device, torch.long)
-        self.critic_step = compiled(self.critic_step, compile)
-        self.generator_step = compiled(self.generator_step, compile)
+        compile_networks([self.gen, self.d_r0, self.d_rt], compile)
 
     def batch(self):
         idx = random_batch(len(self.r), self.p["batch_size"], self.device)

@@ -142,6 +142,8 @@ class Critic(nn.Module):
     interpolated x of a critic step (`judge`): the same function as one big layer, with the
     condition columns multiplied once instead of three times."""
 
+    compiled_methods = ("judge", "condition", "input_gradient")  # how the trainers call it (train.compile)
+
     def __init__(self, data_dim, cond_in, hidden, rep_dim=0, time_dim=0, cond_dim=0):
         super().__init__()
         self.remb = CondEmbed(rep_dim, cond_dim) if rep_dim else None

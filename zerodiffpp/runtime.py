@@ -80,8 +80,18 @@ def setup(train_params: dict, seed_offset: int = 0) -> torch.device:
     return device
 
 
-def compiled(step: Callable, enabled: bool) -> Callable:
-    """`step` through torch.compile when `enabled` (train.compile), else as it is. The trainers compile
-    their critic and generator steps, the loops that run thousands of times; compilation costs
-    tens of seconds up front, so it pays on long GPU runs, not on the CPU default."""
-    return torch.compile(step) if enabled else step
+def compile_networks(networks, enabled: bool) -> None:
+    """train.compile: torch.compile each network in place, as nanoGPT compiles its model. A module is
+    compiled through its forward (`Module.compile`: the state dict keeps its keys); a module that is
+    called through other methods names them in `compiled_methods` (the critics: judge, condition,
+    input_gradient), and those are compiled on the instance. zero_grad, backward, the optimiser
+    step and the requires_grad toggles stay outside the compiled graphs, in eager Python. Compilation
+    costs tens of seconds up front, so it pays on long GPU runs, not on the CPU default."""
+    if not enabled:
+        return
+    for net in networks:
+        names = getattr(net, "compiled_methods", ())
+        for name in names:
+            setattr(net, name, torch.compile(getattr(net, name)))
+        if not names:
+            net.compile()
