@@ -243,3 +243,28 @@ def test_real_cub_sentence_embeddings_come_out_unit_length():
     norms = np.linalg.norm(raw, axis=1)
     assert norms.min() > 10  # the file's own scale (16.7-22.6)
     np.testing.assert_allclose(np.linalg.norm(unit_rows(raw, "sent_splits.mat"), axis=1), 1.0, atol=1e-6)
+
+
+def test_sc_representations_are_scaled_on_the_kept_training_subset_only(xlsa17_dir):
+    """Supplied r (data.r_file) and learned r (the SC encoder) alike: the MinMax statistics come from
+    the kept training images, never from test or dropped training images, so a test value outside
+    that range is clipped rather than moving the statistics."""
+    import torch
+    from zerodiffpp.sc import SCEncoder, encode, sc_representations
+    fs = load_xlsa17(xlsa17_dir, "TOY")
+    rng = np.random.default_rng(0)
+    fs.r = rng.random((len(fs.labels), 3)).astype(np.float32)
+    fs.r[fs.test_seen[0]] = 50.0  # far outside every training value
+    prep, _ = prepare_split(fs, 0.25, seed=3)
+    kept_r = fs.r[prep.train_index]
+    lo, hi = kept_r.min(0), kept_r.max(0)
+    np.testing.assert_allclose(prep.r_train, (kept_r - lo) / (hi - lo), atol=1e-6)
+    np.testing.assert_allclose(prep.r_test_unseen, np.clip((fs.r[fs.test_unseen] - lo) / (hi - lo), 0, 1), atol=1e-6)
+    assert prep.r_test_seen.max() == 1.0
+    torch.manual_seed(0)
+    enc = SCEncoder(prep.x_train.shape[1], 16, 4, 4)
+    scaler, r = sc_representations(enc, prep, "cpu")
+    raw_train = encode(enc, prep.x_train, "cpu")
+    np.testing.assert_allclose(scaler.lo, raw_train.min(0))
+    np.testing.assert_allclose(scaler.lo + scaler.scale, raw_train.max(0), rtol=1e-6)
+    assert r["train"].min() == 0.0 and r["train"].max() == 1.0

@@ -104,8 +104,78 @@ def difftta_round():
     return _rounded(curve.rows + [{"rec_before": before, "rec_after": after}])
 
 
+def dfg_default_epoch():
+    """One epoch on the default training path, as params.yaml sets it: posterior fakes (the official
+    code), the adaptive GP rule on the weighted sum of the penalties, every critic and mutual learning."""
+    from zerodiffpp.dfg import ZeroDiffTrainer
+    p, (x, r, y, att) = tiny_params(), _data()
+    g = dict(_p()["gen"], fake_latent=p["gen"]["fake_latent"], adaptive_gp_input=p["gen"]["adaptive_gp_input"])
+    assert (g["fake_latent"], g["adaptive_gp_input"]) == ("posterior", "sum")
+    torch.manual_seed(0)
+    tr = ZeroDiffTrainer(x, r, y, att, g, _p()["diffusion"], "cpu")
+    return _rounded(tr.train(1, desc=None))
+
+
+def _generator(use_r=True):
+    """A ZeroDiff generator and DRG with seeded weights of std 0.3 (the 0.02 init would give outputs
+    too flat to pin the chain), x 10-d, 5 attributes, r 6-d, T = 4."""
+    from zerodiffpp.drg import build_drg
+    from zerodiffpp.networks import build_feature_generator
+    from zerodiffpp.synth import Synthesizer
+    p, (_, _, _, att) = _p(), _data()
+    cfg = dict(kind="zerodiff", x_dim=10, att_dim=5, rep_dim=6 if use_r else 0, noise_dim=4, hidden=16, cond_dim=4,
+               time_dim=4, use_r=use_r, timesteps=4, beta_min=0.1, beta_max=20.0)
+    drg_cfg = dict(noise_dim=4, att_dim=5, rep_dim=6, hidden=16, time_dim=4, input_step="current", timesteps=4,
+                   beta_min=0.1, beta_max=20.0)
+    torch.manual_seed(0)
+    gen, drg = build_feature_generator(cfg), build_drg(drg_cfg)
+    for q in [*gen.parameters(), *drg.parameters()]:
+        q.data.normal_(0.0, 0.3)
+    return Synthesizer({"config": cfg, "state": gen.state_dict()}, {"config": drg_cfg, "state": drg.state_dict()},
+                       att, "cpu")
+
+
+def _summary(x: np.ndarray) -> list[dict]:
+    """Per row of a small generated set: its mean, its spread and its first two values."""
+    return _rounded([{"mean": r.mean(), "std": r.std(), "x0": r[0], "x1": r[1]} for r in x])
+
+
+def synthesis_one_step():
+    """Full synthesis, one step from x_T ~ N(0, I) at t = T - 1, r from the DRG: two features per class."""
+    synth = _generator()
+    torch.manual_seed(1)
+    return _summary(synth.full(np.array([0, 3]), 2, "one_step")[0])
+
+
+def synthesis_progressive():
+    """Full synthesis along the reverse chain T-1 .. 0 (posterior sampling between the steps)."""
+    synth = _generator()
+    torch.manual_seed(1)
+    return _summary(synth.full(np.array([0, 3]), 2, "progressive")[0])
+
+
+def diffgen_partial():
+    """DiffGen: fixed real features noised to k = 2 and denoised 2 -> 0 under their (pseudo-)labels
+    and their own r, with z from the encoder."""
+    from zerodiffpp.diffgen import partial_synthesis
+    synth = _generator()
+    x, r, y, _ = _data()
+    torch.manual_seed(1)
+    return _summary(partial_synthesis(synth, x[:4], r[:4], y[:4], 2))
+
+
+def drg_sample():
+    """r from the DRG for the synthesis of two classes: one step from r_in ~ N(0, I) at t = T - 1."""
+    from zerodiffpp.drg import sample_r
+    synth = _generator()
+    torch.manual_seed(1)
+    return _summary(sample_r(synth.drg, synth.drg_cfg, synth.att[torch.tensor([0, 3])]).numpy())
+
+
 def runs():
-    return {f.__name__: f for f in (dfg_steps, dfg_epoch, drg_epoch, fclswgan_epoch, sc_epoch, difftta_round)}
+    return {f.__name__: f for f in (dfg_steps, dfg_epoch, dfg_default_epoch, drg_epoch, fclswgan_epoch, sc_epoch,
+                                    difftta_round, drg_sample, synthesis_one_step, synthesis_progressive,
+                                    diffgen_partial)}
 
 
 GOLDEN = {
@@ -129,6 +199,31 @@ GOLDEN = {
         {"step": 0.0, "reconstruction": 0.4179931, "anchor": 0.02930792},
         {"rec_before": 0.4343731, "rec_after": 0.4072102},
     ],
+    "dfg_default_epoch": [
+        {"step": 0.0, "critic": 346.0669, "dec": 1.514463, "ml": 9.987005e-06, "gp": 0.9943454, "gp_sum": 2.983036, "W_x0": -0.0008444806, "W_xc": 0.0001671889, "W_xt": -0.0001639912, "generator": 8.332807, "vae": 6.931075, "g_adv": 0.001900444, "g_rec": 1.382728, "lambda_gp": 12.76275},
+    ],
+    "drg_sample": [
+        {"mean": 0.431894, "std": 0.1785285, "x0": 0.6927682, "x1": 0.4434876},
+        {"mean": 0.4696936, "std": 0.2481462, "x0": 0.672489, "x1": 0.6666425},
+    ],
+    "synthesis_one_step": [
+        {"mean": 0.4099155, "std": 0.1221586, "x0": 0.3395654, "x1": 0.4598713},
+        {"mean": 0.5357649, "std": 0.1644795, "x0": 0.6105081, "x1": 0.6952782},
+        {"mean": 0.5065984, "std": 0.2158626, "x0": 0.7079102, "x1": 0.8494138},
+        {"mean": 0.5513037, "std": 0.2717563, "x0": 0.7907138, "x1": 0.8641943},
+    ],
+    "synthesis_progressive": [
+        {"mean": 0.4519092, "std": 0.1170254, "x0": 0.3828787, "x1": 0.6463228},
+        {"mean": 0.4155973, "std": 0.1152669, "x0": 0.4113067, "x1": 0.515711},
+        {"mean": 0.4713297, "std": 0.1553489, "x0": 0.5341437, "x1": 0.6618867},
+        {"mean": 0.571605, "std": 0.2030503, "x0": 0.7569034, "x1": 0.7094174},
+    ],
+    "diffgen_partial": [
+        {"mean": 0.4246411, "std": 0.09802688, "x0": 0.3580318, "x1": 0.529344},
+        {"mean": 0.5478507, "std": 0.1299201, "x0": 0.6550227, "x1": 0.7064505},
+        {"mean": 0.531032, "std": 0.1924087, "x0": 0.7516597, "x1": 0.8207029},
+        {"mean": 0.6030957, "std": 0.2761124, "x0": 0.8979918, "x1": 0.9355238},
+    ]
 }
 
 

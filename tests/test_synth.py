@@ -42,3 +42,19 @@ def test_the_schedule_moves_with_the_generator_and_is_not_in_its_checkpoint():
     s.gen.to("meta")  # any device: the schedule goes where the generator goes
     assert {b.device.type for b in s.sched.buffers()} == {"meta"}
     assert s.sched.timesteps == 4
+
+
+@pytest.mark.parametrize("T", [4, 6])
+def test_the_drg_samples_r_in_one_step_from_pure_noise_at_the_last_step(T):
+    """sample_r: R(z, a, r_in ~ N(0, I), t = T - 1), as full synthesis starts the feature chain."""
+    from zerodiffpp.drg import build_drg, sample_r
+    cfg = dict(noise_dim=3, att_dim=3, rep_dim=5, hidden=8, time_dim=4, input_step="current", timesteps=T,
+               beta_min=0.1, beta_max=20.0)
+    drg, calls = build_drg(cfg), []
+    drg.register_forward_pre_hook(lambda mod, args: calls.append(args))
+    torch.manual_seed(0)
+    r = sample_r(drg, cfg, torch.eye(3)[[0, 1] * 200])
+    (z, a, r_in, t), = calls
+    assert t.tolist() == [T - 1] * 400 and r.shape == (400, 5)
+    assert abs(float(r_in.mean())) < 0.1 and float(r_in.std()) == pytest.approx(1.0, abs=0.1)
+    assert float(z.std()) == pytest.approx(1.0, abs=0.1)
