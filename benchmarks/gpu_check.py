@@ -6,7 +6,9 @@
    torch.cuda.set_sync_debug_mode("error")), CPU and GPU agree on a critic step, a tiny pipeline
    runs end to end on the GPU;
 2. the train-step benchmark on CUDA at paper widths (4096, CUB shapes) for the DFG and the DRG,
-   with TF32 off and on, and with torch.compile;
+   with TF32 off and on, and with torch.compile (train.compile: the networks compiled); then the
+   generation-chain benchmark (synthesis, DiffGen, a DiffTTA update) at width 4096: time per step,
+   host syncs and schedule copies per step (both must be 0);
 3. a CUB-shaped pipeline at the CUB preset's widths and synthetic counts with every trainer's epochs
    cut to 1 and 2 (benchmarks/scale.py), giving per-stage times and peak GPU memory, and from
    their difference the time of one epoch and an extrapolated full-preset time.
@@ -63,6 +65,9 @@ def main(argv=None):
         for flags in (["--no-tf32"], [], ["--compile"]):
             run([sys.executable, "-m", "benchmarks.train_step", "--device", "cuda", "--model", model,
                  "--iters", str(a.iters), *flags], timeout=300)
+    section("Generation chain on CUDA, width 4096, CUB shapes")
+    run([sys.executable, "-m", "benchmarks.generation_step", "--device", "cuda", "--width", "4096",
+         "--batch", "4096", "--reps", "5"], timeout=300)
     section("CUB-shaped pipeline, CUB preset widths and counts, epochs cut to 1 and 2")
     times = {}
     for epochs in (1, 2):
