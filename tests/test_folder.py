@@ -241,3 +241,19 @@ def test_folder_params_are_checked(params, data, message):
     params["data"].update(name="folder", embedding="text", unseen="a,b", backbone="resnet101",
                           backbone_weights="r.pth", root="x", class_table="c.csv")
     validate(params, "params.yaml")
+
+
+def test_example_folder_is_a_valid_folder_dataset(tmp_path, effnet):
+    """scripts.make_example_folder (the README's example), small: both of its tables load, bear, giraffe
+    and sheep are unseen, and the held-back images are none of the training ones."""
+    from scripts.make_example_folder import make
+    out = make(tmp_path / "own", per_class=3, held_back=1)
+    fs = folder.load_folder(out / "data", embedding="text", encoder=StubEncoder(), image_size=32, model=effnet)
+    assert fs.x.shape == (30, 1280) and len(fs.test_seen) == 7 and len(fs.test_unseen) == 9
+    assert fs.class_names[fs.unseen_classes].tolist() == ["bear", "giraffe", "sheep"]
+    names, values, unseen = folder.read_class_table(out / "data" / "attributes.csv", "att")
+    assert values.shape == (10, 18) and [n for n, u in zip(names, unseen) if u] == ["bear", "giraffe", "sheep"]
+    held = {f.name for f in (out / "held-back").rglob("*.png")}
+    assert len(held) == 10 and not held & {f.name for f in (out / "data").rglob("*.png")}
+    with pytest.raises(SystemExit, match="exists and is not empty"):
+        make(out)
