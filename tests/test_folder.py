@@ -166,6 +166,13 @@ def test_missing_root_and_empty_root(tmp_path):
         folder.scan_classes(tmp_path / "empty")
 
 
+def test_table_from_a_spreadsheet_with_quoted_commas_and_a_byte_order_mark(tmp_path):
+    table = tmp_path / "classes.csv"
+    table.write_bytes('class,description\nant,"small, six legs"\nbee,wings\n'.encode("utf-8-sig"))
+    names, texts, unseen = folder.read_class_table(table, "text")
+    assert names == ["ant", "bee"] and texts.tolist() == ["small, six legs", "wings"] and unseen is None
+
+
 def test_min_images_follows_the_rounding_of_the_split():
     assert folder.min_images(0.2) == 3 and folder.min_images(0.5) == 2 and folder.min_images(0.9) == 5  # round(4.5) = 4
     for f in (0.05, 0.2, 0.34, 0.5, 0.9):
