@@ -1,5 +1,6 @@
 """Stage train: the feature generator (ZeroDiff DFG, or the f-CLSWGAN baseline) -> models/generator."""
 from zerodiffpp import paths
+from zerodiffpp.checkpoints import Checkpoints
 from zerodiffpp.data import Prepared
 from zerodiffpp.dfg import ZeroDiffTrainer
 from zerodiffpp.diagnostics import GenerationCheck, Schedule
@@ -11,9 +12,10 @@ from zerodiffpp.runtime import log, run_stage, setup
 SEED_OFFSET = 2
 
 
-def run(p, prep: Prepared, device, drg_ckpt: dict | None = None):
+def run(p, prep: Prepared, device, drg_ckpt: dict | None = None, ckpts: Checkpoints | None = None):
     """-> (generator checkpoint, training curve). `drg_ckpt` (the pretrain stage's DRG) lets the
-    learning diagnostics generate as the synthesize stage does; without it they are off."""
+    learning diagnostics generate as the synthesize stage does; without it they are off. `ckpts`
+    makes the training resumable (a rerun after a kill continues it)."""
     d, ratio = p["diagnostics"], p["train"]["seen_ratio"]
     # epochs may be given per seen ratio (fewer samples, fewer iterations per epoch: presets/cub-cpu.yaml)
     p = dict(p, gen=dict(p["gen"], epochs=per_ratio(p["gen"]["epochs"], ratio, "gen.epochs")),
@@ -22,20 +24,23 @@ def run(p, prep: Prepared, device, drg_ckpt: dict | None = None):
                                      p["synth"]["sampler"], device, seed=p["train"]["seed"])
                      if drg_ckpt is not None and d["every"] > 0 else None, d["every"])
     if p["method"] == "fclswgan":
-        return train_fclswgan(prep.x_train, prep.y_train, prep.att, prep.seen, p["fclswgan"], device, check)
+        return train_fclswgan(prep.x_train, prep.y_train, prep.att, prep.seen, p["fclswgan"], device, check,
+                              ckpts.part("fclswgan") if ckpts else None)
     trainer = ZeroDiffTrainer(prep.x_train, prep.r_train, prep.y_train, prep.att, p["gen"], p["diffusion"], device,
                               compile=p["train"]["compile"])
     log.info("train: critics %s", sorted(trainer.critics))
-    rows = trainer.train(p["gen"]["epochs"], check=check)
+    rows = trainer.train(p["gen"]["epochs"], check=check, part=ckpts.part("generator") if ckpts else None)
     return trainer.checkpoint(), rows
 
 
 def main():
     p = load_stage_params("train")
     device = setup(p["train"], SEED_OFFSET)
-    ckpt, rows = run(p, Prepared.load(paths.PREPARED), device, load_torch(paths.DRG, device))
+    ckpts = Checkpoints("train", p, p["checkpoint"])
+    ckpt, rows = run(p, Prepared.load(paths.PREPARED), device, load_torch(paths.DRG, device), ckpts)
     save_torch(paths.GENERATOR, ckpt)
     save_csv(paths.TRAIN_CURVE, rows or [{"step": 0}])
+    ckpts.finish()
 
 
 if __name__ == "__main__":

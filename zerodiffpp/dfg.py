@@ -171,10 +171,20 @@ class ZeroDiffTrainer:
         gp = torch.as_tensor(gp, dtype=torch.float64, device=self.lam.device)
         self.lam = torch.where(gp > 1.05, self.lam * 1.1, torch.where(gp < 1.001, self.lam / 1.1, self.lam))
 
-    def train(self, epochs: int, desc: str = "train: ZeroDiff generator", check=None) -> list[dict]:
-        """`check` (a diagnostics.Schedule) scores the generator every few epochs into the curve."""
-        curve = Curve()
-        for epoch in tqdm(range(epochs), desc=desc, unit="epoch"):
+    def resumable(self) -> dict:
+        """What a checkpoint must hold to continue training exactly (besides lambda and the curve)."""
+        return dict(gen=self.gen, dec=self.dec, opt_g=self.opt_g, opt_e=self.opt_e, opt_d=self.opt_d,
+                    opt_dec=self.opt_dec, **{f"critic_{k}": c for k, c in self.critics.items()})
+
+    def train(self, epochs: int, desc: str = "train: ZeroDiff generator", check=None, part=None) -> list[dict]:
+        """`check` (a diagnostics.Schedule) scores the generator every few epochs into the curve;
+        `part` (a checkpoints.Part) resumes from and saves checkpoints."""
+        curve, start = Curve(), 0
+        state = part.load() if part is not None else None
+        if state is not None:
+            part.restore(state, **self.resumable())
+            self.lam, curve.rows, start = state["lam"].to(self.device), state["rows"], state["epoch"]
+        for epoch in tqdm(range(start, epochs), desc=desc, unit="epoch", initial=start, total=epochs):
             for _ in range(iters_per_epoch(len(self.x), self.p["batch_size"])):
                 gps = []
                 for _ in range(self.p["critic_iter"]):
@@ -186,6 +196,8 @@ class ZeroDiffTrainer:
             if check is not None:
                 row.update(check(epoch, epochs, self.checkpoint))
             log.debug("epoch %d %s", epoch, row)
+            if part is not None:
+                part.maybe_save(epoch + 1, epochs, self.resumable(), lam=self.lam, rows=curve.rows)
         return curve.rows
 
     def checkpoint(self) -> dict:

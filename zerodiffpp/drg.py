@@ -92,21 +92,33 @@ class DRGTrainer:
         set_requires_grad([self.d_r0, self.d_rt], True)
         return dict(generator=loss.detach())
 
-    def train(self, epochs: int, desc: str | None = "pretrain: DRG") -> list[dict]:
-        curve = Curve("drg_")
-        for epoch in tqdm(range(epochs), desc=desc, unit="epoch", disable=desc is None):
+    def resumable(self) -> dict:
+        return dict(gen=self.gen, d_r0=self.d_r0, d_rt=self.d_rt, opt_g=self.opt_g, opt_d=self.opt_d)
+
+    def train(self, epochs: int, desc: str | None = "pretrain: DRG", part=None) -> list[dict]:
+        """`part` (a checkpoints.Part) resumes from and saves checkpoints."""
+        curve, start = Curve("drg_"), 0
+        state = part.load() if part is not None else None
+        if state is not None:
+            part.restore(state, **self.resumable())
+            curve.rows, start = state["rows"], state["epoch"]
+        for epoch in tqdm(range(start, epochs), desc=desc, unit="epoch", disable=desc is None, initial=start,
+                          total=epochs):
             for _ in range(iters_per_epoch(len(self.r), self.p["batch_size"])):
                 for _ in range(self.p["critic_iter"]):
                     stats, last = self.critic_step()
                 curve.add(**stats, **self.generator_step(*last))
             curve.end_epoch(epoch)
+            if part is not None:
+                part.maybe_save(epoch + 1, epochs, self.resumable(), rows=curve.rows)
         return curve.rows
 
 
-def train_drg(r: np.ndarray, y: np.ndarray, att: np.ndarray, p: dict, dp: dict, device, compile: bool = False):
-    """-> (trained DRG generator in eval mode, its config, loss curve)."""
+def train_drg(r: np.ndarray, y: np.ndarray, att: np.ndarray, p: dict, dp: dict, device, compile: bool = False,
+              part=None):
+    """-> (trained DRG generator in eval mode, its config, loss curve); `part` resumes (checkpoints.Part)."""
     tr = DRGTrainer(r, y, att, p, dp, device, compile)
-    rows = tr.train(p["epochs"])
+    rows = tr.train(p["epochs"], part=part)
     return tr.gen.eval(), tr.cfg, rows
 
 

@@ -9,26 +9,36 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from zerodiffpp.classifier import train_softmax
+from zerodiffpp.classifier import load_classifier, train_softmax
 from zerodiffpp.losses import gradient_penalty
 from zerodiffpp.networks import Critic, build_feature_generator
 from zerodiffpp.training import Curve, adam, iters_per_epoch, random_batch, set_requires_grad, to_tensor
 
 
-def train_fclswgan(x: np.ndarray, y: np.ndarray, att: np.ndarray, seen: np.ndarray, p: dict, device, check=None):
-    """-> (generator checkpoint, curve); `check` (a diagnostics.Schedule) scores G every few epochs."""
+def train_fclswgan(x: np.ndarray, y: np.ndarray, att: np.ndarray, seen: np.ndarray, p: dict, device, check=None,
+                   part=None):
+    """-> (generator checkpoint, curve); `check` (a diagnostics.Schedule) scores G every few epochs;
+    `part` (a checkpoints.Part) resumes from and saves checkpoints."""
     cfg = dict(kind="fclswgan", x_dim=x.shape[1], att_dim=att.shape[1], noise_dim=p["noise_dim"], hidden=p["hidden"])
     gen = build_feature_generator(cfg).to(device)
     critic = Critic(x.shape[1], att.shape[1], p["critic_hidden"]).to(device)
-    # the classification-loss classifier: seen classes only, frozen while G trains
-    clf = train_softmax(x, y, seen, epochs=p["cls_epochs"], batch_size=p["batch_size"] * 4, lr=0.001,
-                        device=device, desc="train: f-CLSWGAN seen classifier")
+    state = part.load() if part is not None else None
+    # the classification-loss classifier: seen classes only, frozen while G trains (restored on resume)
+    if state is None:
+        clf = train_softmax(x, y, seen, epochs=p["cls_epochs"], batch_size=p["batch_size"] * 4, lr=0.001,
+                            device=device, desc="train: f-CLSWGAN seen classifier")
+    else:
+        clf = load_classifier(state["clf"], x.shape[1], device)
     set_requires_grad([clf.net], False)
     opt_g, opt_d = adam(gen.parameters(), p["lr"]), adam(critic.parameters(), p["lr"])
     xt, at, yt = to_tensor(x, device), to_tensor(att, device), to_tensor(y, device, torch.long)
     y_pos = clf.positions(yt)
-    n, curve = len(xt), Curve()
-    for epoch in tqdm(range(p["epochs"]), desc="train: f-CLSWGAN generator", unit="epoch"):
+    n, curve, start = len(xt), Curve(), 0
+    if state is not None:
+        part.restore(state, gen=gen, critic=critic, opt_g=opt_g, opt_d=opt_d)
+        curve.rows, start = state["rows"], state["epoch"]
+    for epoch in tqdm(range(start, p["epochs"]), desc="train: f-CLSWGAN generator", unit="epoch", initial=start,
+                      total=p["epochs"]):
         for _ in range(iters_per_epoch(n, p["batch_size"])):
             for _ in range(p["critic_iter"]):
                 idx = random_batch(n, p["batch_size"], device)
@@ -55,4 +65,7 @@ def train_fclswgan(x: np.ndarray, y: np.ndarray, att: np.ndarray, seen: np.ndarr
         row = curve.end_epoch(epoch)
         if check is not None:
             row.update(check(epoch, p["epochs"], lambda: {"config": cfg, "state": gen.state_dict()}))
+        if part is not None:
+            part.maybe_save(epoch + 1, p["epochs"], dict(gen=gen, critic=critic, opt_g=opt_g, opt_d=opt_d),
+                            clf=clf.state(), rows=curve.rows)
     return {"config": cfg, "state": gen.state_dict()}, curve.rows

@@ -74,6 +74,7 @@ SCHEMA: dict[str, Any] = {
         "cls_epochs": POS_INT,
     },
     "diagnostics": {"every": NONNEG_INT, "per_class": POS_INT, "ridge": POS},
+    "checkpoint": {"every_epochs": NONNEG_INT, "every_minutes": POS, "keep": BOOL},
     "synth": {"unseen_per_class": COUNT, "sampler": _choice("one_step", "progressive")},
     "tta": {
         "enabled": BOOL, "rounds": POS_INT, "keep_fraction": _num(0, 1, lo_open=True), "min_confidence": _num(0, 1),

@@ -25,14 +25,20 @@ def augment(x: torch.Tensor, feat_std: torch.Tensor, noise_std: float, drop_prob
     return x * keep + noise_std * feat_std * torch.randn_like(x)
 
 
-def train_sc_encoder(x: np.ndarray, y: np.ndarray, p: dict, device) -> tuple[SCEncoder, list[dict]]:
+def train_sc_encoder(x: np.ndarray, y: np.ndarray, p: dict, device, part=None) -> tuple[SCEncoder, list[dict]]:
+    """-> (encoder in eval mode, curve); `part` (a checkpoints.Part) resumes from and saves checkpoints."""
     enc = SCEncoder(x.shape[1], p["hidden"], p["rep_dim"], p["proj_dim"]).to(device)
     opt = adam(enc.parameters(), p["lr"], betas=(0.9, 0.999))
     xt, yt = to_tensor(x, device), to_tensor(y, device, torch.long)
     feat_std = xt.std(dim=0, keepdim=True)
     n, bs = len(xt), min(p["batch_size"], len(xt))
-    curve = Curve("sc_")
-    for epoch in tqdm(range(p["epochs"]), desc="pretrain: SC encoder", unit="epoch"):
+    curve, start = Curve("sc_"), 0
+    state = part.load() if part is not None else None
+    if state is not None:
+        part.restore(state, enc=enc, opt=opt)
+        curve.rows, start = state["rows"], state["epoch"]
+    for epoch in tqdm(range(start, p["epochs"]), desc="pretrain: SC encoder", unit="epoch", initial=start,
+                      total=p["epochs"]):
         perm = torch.randperm(n, device=device)
         for i in range(iters_per_epoch(n, bs)):
             idx = perm[i * bs:(i + 1) * bs]
@@ -48,6 +54,8 @@ def train_sc_encoder(x: np.ndarray, y: np.ndarray, p: dict, device) -> tuple[SCE
             curve.add(loss=loss.detach())
         row = curve.end_epoch(epoch)
         log.debug("sc epoch %d %s", epoch, row)
+        if part is not None:
+            part.maybe_save(epoch + 1, p["epochs"], dict(enc=enc, opt=opt), rows=curve.rows)
     if curve.rows:
         log.info("SC encoder: final SupCon loss %.4f", curve.rows[-1]["sc_loss"])
     return enc.eval(), curve.rows

@@ -1,0 +1,124 @@
+"""Resuming the long stages after a kill (zerodiffpp/checkpoints.py): a stage killed by a signal in
+the middle of an epoch and run again continues from its checkpoint and ends bit-identical to an
+uninterrupted run; a changed param or input never resumes."""
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from tests.conftest import make_xlsa17
+from tests.test_pipeline import copy_repo
+from tests.tiny import tiny_params
+from zerodiffpp.checkpoints import CHECKPOINT_DIR, Checkpoints
+
+SETTINGS = {"every_epochs": 1, "every_minutes": 10.0, "keep": False}
+OUTPUTS = {"pretrain": ["models/pretrain/sc_encoder.pt", "models/pretrain/drg.pt", "data/prepared/prepared.npz",
+                        "plots/pretrain_sc_loss.csv", "plots/pretrain_drg_loss.csv"],
+           "train": ["models/generator/generator.pt", "plots/train_loss.csv"]}
+KILL_AFTER = {"pretrain": "drg.pt", "train": "generator.pt"}  # the part whose first checkpoint triggers the kill
+
+
+def _stage(work: Path, stage: str, **popen):
+    env = dict(os.environ, TQDM_DISABLE="1")
+    return subprocess.Popen([sys.executable, "-m", f"stages.{stage}"], cwd=work, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, **popen)
+
+
+def _finish(work: Path, stage: str) -> str:
+    proc = _stage(work, stage)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-3000:]
+    return err
+
+
+def _contents(work: Path, stage: str) -> dict:
+    """Every output of the stage: tensors of the .pt files, arrays of the .npz, rows of the curves."""
+    import numpy as np
+    out = {}
+    for rel in OUTPUTS[stage]:
+        path = work / rel
+        if rel.endswith(".pt"):
+            obj = torch.load(path, weights_only=False)
+            out[rel] = {k: v.clone() for k, v in obj.get("state", {}).items()}
+        elif rel.endswith(".npz"):
+            out[rel] = dict(np.load(path, allow_pickle=False))
+        else:
+            out[rel] = list(csv.reader(open(path)))
+    return out
+
+
+def _assert_same(a: dict, b: dict) -> None:
+    import numpy as np
+    assert a.keys() == b.keys()
+    for rel in a:
+        if rel.endswith(".pt"):
+            assert a[rel].keys() == b[rel].keys(), rel
+            for k in a[rel]:
+                assert torch.equal(a[rel][k], b[rel][k]), (rel, k)
+        elif rel.endswith(".npz"):
+            for k in a[rel]:
+                np.testing.assert_array_equal(a[rel][k], b[rel][k], err_msg=f"{rel}: {k}")
+        else:
+            assert a[rel] == b[rel], rel
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("resume")
+    data = make_xlsa17(tmp / "AWA2", n_seen=40, n_unseen=10, att_dim=85, x_dim=16, per_class=6, n_val=13)
+    work = tmp / "repo"
+    work.mkdir()
+    copy_repo(work)
+    p = tiny_params(data={"name": "AWA2", "root": str(data)}, checkpoint=dict(SETTINGS))
+    # enough epochs that a kill lands in the middle of a part, not after it
+    p["sc"].update(epochs=20)
+    p["drg"].update(epochs=60)
+    p["gen"].update(epochs=30)
+    p["diagnostics"].update(every=7, per_class=5)
+    (work / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
+    _finish(work, "extract")
+    return work
+
+
+@pytest.mark.parametrize("stage", ["pretrain", "train"])
+def test_a_stage_killed_mid_epoch_resumes_and_ends_bit_identical(work, stage):
+    _finish(work, stage)  # uninterrupted
+    reference = _contents(work, stage)
+    assert not (work / CHECKPOINT_DIR / stage).exists()  # removed once the outputs are written
+    proc = _stage(work, stage)
+    deadline = time.monotonic() + 120
+    while not list((work / CHECKPOINT_DIR / stage).glob(f"*/{KILL_AFTER[stage]}")):
+        assert proc.poll() is None and time.monotonic() < deadline, "the stage ended before its first checkpoint"
+        time.sleep(0.02)
+    time.sleep(0.15)  # into a later epoch
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    assert proc.returncode == -signal.SIGKILL, "the stage finished before it was killed: raise its epochs"
+    err = _finish(work, stage)
+    assert f"resuming {stage}" in err
+    _assert_same(reference, _contents(work, stage))
+    assert not (work / CHECKPOINT_DIR / stage).exists()
+
+
+def test_a_changed_param_or_input_never_resumes(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"s": {"deps": ["in.txt"]}}}))
+    (tmp_path / "in.txt").write_text("a")
+    params = {"gen": {"lr": 0.1}, "checkpoint": dict(SETTINGS)}
+    first = Checkpoints("s", params, SETTINGS, root=tmp_path / "ck")
+    first.part("g").save(3, 10, {"rows": []})
+    same = Checkpoints("s", dict(params, checkpoint=dict(SETTINGS, every_epochs=5)), SETTINGS, root=tmp_path / "ck")
+    assert same.dir == first.dir and same.part("g").load()["epoch"] == 3  # the settings are not in the key
+    other = Checkpoints("s", {"gen": {"lr": 0.2}, "checkpoint": SETTINGS}, SETTINGS, root=tmp_path / "ck")
+    assert other.dir != first.dir and other.part("g").load() is None and not first.dir.exists()
+    other.part("g").save(3, 10, {"rows": []})
+    (tmp_path / "in.txt").write_text("b")  # a changed input file
+    changed = Checkpoints("s", {"gen": {"lr": 0.2}, "checkpoint": SETTINGS}, SETTINGS, root=tmp_path / "ck")
+    assert changed.dir != other.dir and changed.part("g").load() is None
