@@ -5,7 +5,9 @@ temp      `dvc exp run --temp` per point, one after another.
 workers   a thread pool (concurrent.futures) of one worker per GPU (`--gpus`) or N CPU workers (`--workers`); each
           point runs `run_point` with CUDA_VISIBLE_DEVICES set to its worker's GPU ("" for a CPU worker).
 submitit  each point is a submitit job (one Slurm job array), or a local process with `--cluster local`;
-          the job runs `run_point`.
+          the job runs `run_point` through `PointJob`, which submitit requeues when Slurm preempts it or its
+          time limit nears: the requeued job reruns `dvc exp run` in the same clone, and the interrupted
+          stage resumes from its checkpoint there (zerodiffpp/checkpoints.py).
 
 run_point: `git clone --shared` of the repository at the sweep's commit (uncommitted edits to tracked files are
 applied as a patch, as DVC's queue would include them) into <jobs-dir>/ws/<name>, the main repository's DVC cache
@@ -22,6 +24,7 @@ import logging
 import os
 import queue
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -98,8 +101,10 @@ def devices_for(gpus: list[int] | None, workers: int | None, n_cuda: int, visibl
 
 
 def run_point(root: str, commit: str, patch: str | None, cache: str, name: str, sets: list[str], ws: str,
-              env: dict | None = None, log_path: str | None = None) -> str:
-    """One grid point in its own shared clone (what a worker or a submitit job runs). Raises when a step fails."""
+              env: dict | None = None, log_path: str | None = None, resume: bool = False) -> str:
+    """One grid point in its own shared clone (what a worker or a submitit job runs). Raises when a step fails.
+    With `resume` (a requeued job) an existing clone is kept, with the stage checkpoints inside it, and only
+    `dvc exp run` runs again."""
     ws_path = Path(ws)
     out = open(log_path, "a") if log_path else None  # None: the job's own stdout/stderr (submitit's log files)
     run_env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
@@ -107,11 +112,26 @@ def run_point(root: str, commit: str, patch: str | None, cache: str, name: str, 
 
     def sh(*cmd, cwd=ws_path):
         print(f"{time.strftime('%H:%M:%S')} [{name}] $ {' '.join(map(str, cmd))}", file=out or sys.stdout, flush=True)
-        subprocess.run(list(map(str, cmd)), cwd=cwd, env=run_env, stdout=out, check=True,
-                       stderr=subprocess.STDOUT if out else None)
+        # its own process group: when this job is interrupted (a requeue exits this process), dvc and the
+        # stage it runs are killed with it instead of running on, orphaned, in the clone
+        proc = subprocess.Popen(list(map(str, cmd)), cwd=cwd, env=run_env, stdout=out,
+                                stderr=subprocess.STDOUT if out else None, start_new_session=True)
+        try:
+            code = proc.wait()
+        except BaseException:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise
+        if code:
+            raise subprocess.CalledProcessError(code, cmd)
     print(f"{time.strftime('%H:%M:%S')} [{name}] on {socket.gethostname()}, CUDA_VISIBLE_DEVICES="
           f"{run_env.get('CUDA_VISIBLE_DEVICES', '(not set)')!r}", file=out or sys.stdout, flush=True)
     try:
+        if resume and (ws_path / ".git").exists():
+            print(f"{time.strftime('%H:%M:%S')} [{name}] requeued: resuming in {ws_path}", file=out or sys.stdout,
+                  flush=True)
+            sh(sys.executable, "-m", "dvc", "exp", "run", "-n", name, *set_args(sets))
+            return name
         if ws_path.exists():
             shutil.rmtree(ws_path)
         ws_path.parent.mkdir(parents=True, exist_ok=True)
@@ -127,6 +147,18 @@ def run_point(root: str, commit: str, patch: str | None, cache: str, name: str, 
         if out:
             out.close()
     return name
+
+
+class PointJob:
+    """`run_point` as a submitit job that is requeued, not lost, when Slurm preempts it or its time limit
+    nears (submitit.helpers.Checkpointable: on the signal, `checkpoint` gives the submission to requeue)."""
+
+    def __call__(self, *args, resume: bool = False) -> str:
+        return run_point(*args, resume=resume)
+
+    def checkpoint(self, *args, resume: bool = False):
+        from submitit.helpers import DelayedSubmission
+        return DelayedSubmission(self, *args, resume=True)
 
 
 @dataclass
@@ -243,7 +275,7 @@ def run_submitit(repo: Repo, points, cluster: str, resources: dict, wait: bool =
     executor.update_parameters(**resources)
     if new:
         with executor.batch():
-            submitted = [executor.submit(run_point, *repo.args(name, sets)) for name, sets in new]
+            submitted = [executor.submit(PointJob(), *repo.args(name, sets)) for name, sets in new]
         for (name, _), job in zip(new, submitted):
             jobs[name] = job
             known[name] = job.job_id

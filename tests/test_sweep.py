@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 
 import pytest
 import yaml
@@ -161,3 +162,35 @@ def test_an_interrupted_temp_run_is_not_a_finished_point(tmp_path):
             ("base", {"rev": "acfabcba87887a3d017bd5700522328ce9c9add7", "name": "sweep-zerodiff-r1p0-s1"})]
     kept = finished_only(revs, experiment_commits(cwd=tmp_path))
     assert [r["name"] for _, r in kept] == ["sweep-zerodiff-r1p0-s0"]
+
+
+def test_a_preempted_submitit_job_is_requeued_and_its_stage_resumes(repo, monkeypatch):
+    """Slurm preemption or a near time limit, as submitit's local executor stands in for it (the signal
+    it sends): the job is requeued, reruns `dvc exp run` in the same clone, and the train stage
+    continues from its checkpoint there; the finished point is imported like any other."""
+    import psutil
+    import submitit
+    from scripts.sweep_runners import PointJob, Repo
+    work, env = repo
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.chdir(work)
+    here = Repo.here(None, "req")
+    name, sets = "req-zerodiff-r1p0-s0", ["method=zerodiff", "gen.epochs=40", "checkpoint.every_epochs=1"]
+    executor = submitit.AutoExecutor(folder=here.jobs_dir / "submitit", cluster="local")
+    executor.update_parameters(timeout_min=15)
+    job = executor.submit(PointJob(), *here.args(name, sets))
+    checkpoints = here.ws(name) / ".checkpoints" / "train"
+    deadline = time.monotonic() + 300
+    while not list(checkpoints.glob("*/generator.pt")):
+        assert not job.done() and time.monotonic() < deadline, (job.stdout() or "") + (job.stderr() or "")
+        time.sleep(0.2)
+    # what Slurm sends before preempting a job or at its time limit, to the job's own process (submitit's
+    # local controller only forwards it at its time limit, which would not land in the train stage)
+    from submitit.local.local import LocalJobEnvironment
+    task, = psutil.Process(job._process.pid).children()
+    task.send_signal(LocalJobEnvironment._usr_sig())
+    assert job.result() == name
+    out = (job.stdout() or "") + (job.stderr() or "")
+    assert "requeued: resuming in" in out and "resuming train (generator) at epoch" in out, out[-3000:]
+    assert here.import_point(name) and name in exp_names(work, env)
