@@ -155,7 +155,7 @@ def main(argv=None):
         print(f"{a.shape}: generated xlsa17 folder in {time.perf_counter() - t:.0f} s ({size_mib([data]):.0f} MiB)")
         files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
         for f in files:
-            if (ROOT / f).is_file() and not f.startswith(("results/", "metrics/", "plots/")):
+            if (ROOT / f).is_file() and not f.startswith(("results/", "metrics/", "plots/", "dvclive/")):
                 (workspace / f).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(ROOT / f, workspace / f)
         p = scaled_params(a.shape, data, a.width, a.epochs, a.preset, a.iters)

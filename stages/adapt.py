@@ -5,7 +5,8 @@ import numpy as np
 from zerodiffpp import calibration, methods, paths
 from zerodiffpp.data import Prepared
 from zerodiffpp.synth import Synthesizer
-from zerodiffpp.io import load_torch, save_csv, save_json, save_npz, save_torch
+from zerodiffpp.io import load_torch, save_json, save_npz, save_torch
+from zerodiffpp.live import LiveLog
 from zerodiffpp.params import load_stage_params, per_ratio
 from zerodiffpp.runtime import log, run_stage, setup
 from zerodiffpp.difftta import run_difftta
@@ -14,7 +15,7 @@ from zerodiffpp.pseudo_labels import tie_ranks
 SEED_OFFSET = 3
 
 
-def run(p, prep: Prepared, gen_ckpt: dict, drg_ckpt: dict, device):
+def run(p, prep: Prepared, gen_ckpt: dict, drg_ckpt: dict, device, live: LiveLog | None = None):
     """-> (adapted generator checkpoint, pseudo-label arrays, adaptation curve, calibration record).
     The calibration (classifier.calibration, chosen on held-out seen classes when 'auto') is decided
     here, once, on the trained generator: DiffTTA's pseudo-labels and the final classifier use it."""
@@ -31,7 +32,7 @@ def run(p, prep: Prepared, gen_ckpt: dict, drg_ckpt: dict, device):
     if tta_on or methods.uses_diffgen(p["method"], p["diffgen"]["enabled"]):
         rank = tie_ranks(len(prep.y_test_seen) + len(prep.y_test_unseen), p["train"]["seed"])
         pred, conf, kept, rounds, rows = run_difftta(synth, prep, p["tta"], p_synth, p_clf, device, adapt=tta_on,
-                                                     rank=rank)
+                                                     rank=rank, live=live)
         pseudo = {"pred": pred, "conf": conf.astype(np.float32), "kept": kept, "rank": rank,
                   "rec_before": np.array([r["rec_before"] for r in rounds]),
                   "rec_after": np.array([r["rec_after"] for r in rounds])}
@@ -44,12 +45,13 @@ def run(p, prep: Prepared, gen_ckpt: dict, drg_ckpt: dict, device):
 def main():
     p = load_stage_params("adapt")
     device = setup(p["train"], SEED_OFFSET)
-    adapted, pseudo, rows, calib = run(p, Prepared.load(paths.PREPARED), load_torch(paths.GENERATOR, device),
-                                       load_torch(paths.DRG, device), device)
+    live = LiveLog(paths.ADAPT_LIVE)
+    adapted, pseudo, _, calib = run(p, Prepared.load(paths.PREPARED), load_torch(paths.GENERATOR, device),
+                                    load_torch(paths.DRG, device), device, live)
     save_torch(paths.ADAPTED_GENERATOR, adapted)
     save_npz(paths.PSEUDO_LABELS, **pseudo)
     save_json(paths.CALIBRATION, calib)
-    save_csv(paths.ADAPT_CURVE, rows or [{"step": 0, "reconstruction": float("nan"), "anchor": float("nan")}])
+    live.end("reconstruction", "anchor")
 
 
 if __name__ == "__main__":

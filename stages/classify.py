@@ -4,7 +4,8 @@ import numpy as np
 from zerodiffpp import paths
 from zerodiffpp.classifier import InputView, train_softmax
 from zerodiffpp.data import Prepared
-from zerodiffpp.io import load_json, load_npz, load_torch, save_csv, save_npz, save_torch
+from zerodiffpp.io import load_json, load_npz, load_torch, save_npz, save_torch
+from zerodiffpp.live import LiveLog
 from zerodiffpp.params import load_stage_params, per_ratio
 from zerodiffpp.runtime import log, run_stage, setup
 
@@ -42,7 +43,9 @@ def main():
                                load_json(paths.CALIBRATION)["calibration"], device)
     save_torch(paths.CLASSIFIERS, states)
     save_npz(paths.PREDICTIONS, **preds)
-    save_csv(paths.CLASSIFY_CURVE, curve)
+    live = LiveLog(paths.CLASSIFY_LIVE)  # the two classifiers' losses, written once both are trained
+    live.rows(curve)
+    live.end()
 
 
 if __name__ == "__main__":

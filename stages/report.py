@@ -36,7 +36,7 @@ def main():
     save_csv(paths.PER_CLASS_CSV, rows)
     save_csv(paths.CONFUSION_CSV, confusion_rows(prep, preds))
     per_class_png(rows, paths.PER_CLASS_PNG)
-    curves_png([paths.SC_CURVE, paths.DRG_CURVE, paths.TRAIN_CURVE, paths.ADAPT_CURVE], paths.CURVES_PNG)
+    curves_png([paths.SC_LIVE, paths.DRG_LIVE, paths.TRAIN_LIVE, paths.ADAPT_LIVE], paths.CURVES_PNG)
     log.info("report: T1 %.3f  U %.3f  S %.3f  H %.3f  spurious seen %+.3f unseen %+.3f", m["zsl"]["T1"],
              m["gzsl"]["U"], m["gzsl"]["S"], m["gzsl"]["H"], m["spurious"]["seen"], m["spurious"]["unseen"])
 

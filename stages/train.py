@@ -5,17 +5,20 @@ from zerodiffpp.data import Prepared
 from zerodiffpp.dfg import ZeroDiffTrainer
 from zerodiffpp.diagnostics import GenerationCheck, Schedule
 from zerodiffpp.fclswgan import train_fclswgan
-from zerodiffpp.io import load_torch, save_csv, save_torch
+from zerodiffpp.io import load_torch, save_torch
+from zerodiffpp.live import LiveLog
 from zerodiffpp.params import load_stage_params, per_ratio
 from zerodiffpp.runtime import log, run_stage, setup
 
 SEED_OFFSET = 2
 
 
-def run(p, prep: Prepared, device, drg_ckpt: dict | None = None, ckpts: Checkpoints | None = None):
+def run(p, prep: Prepared, device, drg_ckpt: dict | None = None, ckpts: Checkpoints | None = None,
+        live: LiveLog | None = None):
     """-> (generator checkpoint, training curve). `drg_ckpt` (the pretrain stage's DRG) lets the
     learning diagnostics generate as the synthesize stage does; without it they are off. `ckpts`
-    makes the training resumable (a rerun after a kill continues it)."""
+    makes the training resumable (a rerun after a kill continues it); `live` receives the curve epoch
+    by epoch."""
     d, ratio = p["diagnostics"], p["train"]["seen_ratio"]
     # epochs may be given per seen ratio (fewer samples, fewer iterations per epoch: presets/cub-cpu.yaml)
     p = dict(p, gen=dict(p["gen"], epochs=per_ratio(p["gen"]["epochs"], ratio, "gen.epochs")),
@@ -25,11 +28,12 @@ def run(p, prep: Prepared, device, drg_ckpt: dict | None = None, ckpts: Checkpoi
                      if drg_ckpt is not None and d["every"] > 0 else None, d["every"])
     if p["method"] == "fclswgan":
         return train_fclswgan(prep.x_train, prep.y_train, prep.att, prep.seen, p["fclswgan"], device, check,
-                              ckpts.part("fclswgan") if ckpts else None)
+                              ckpts.part("fclswgan") if ckpts else None, live)
     trainer = ZeroDiffTrainer(prep.x_train, prep.r_train, prep.y_train, prep.att, p["gen"], p["diffusion"], device,
                               compile=p["train"]["compile"])
     log.info("train: critics %s", sorted(trainer.critics))
-    rows = trainer.train(p["gen"]["epochs"], check=check, part=ckpts.part("generator") if ckpts else None)
+    rows = trainer.train(p["gen"]["epochs"], check=check, part=ckpts.part("generator") if ckpts else None,
+                         live=live)
     return trainer.checkpoint(), rows
 
 
@@ -37,9 +41,10 @@ def main():
     p = load_stage_params("train")
     device = setup(p["train"], SEED_OFFSET)
     ckpts = Checkpoints("train", p, p["checkpoint"])
-    ckpt, rows = run(p, Prepared.load(paths.PREPARED), device, load_torch(paths.DRG, device), ckpts)
+    live = LiveLog(paths.TRAIN_LIVE)
+    ckpt, _ = run(p, Prepared.load(paths.PREPARED), device, load_torch(paths.DRG, device), ckpts, live)
     save_torch(paths.GENERATOR, ckpt)
-    save_csv(paths.TRAIN_CURVE, rows or [{"step": 0}])
+    live.end()
     ckpts.finish()
 
 

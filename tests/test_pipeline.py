@@ -25,7 +25,7 @@ def copy_repo(dst: Path) -> None:
     files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
                            capture_output=True, text=True, check=True).stdout.split()
     for f in files:
-        if (ROOT / f).is_file() and not f.startswith(("metrics/", "plots/", "dvc.lock")):
+        if (ROOT / f).is_file() and not f.startswith(("metrics/", "plots/", "dvclive/", "dvc.lock")):
             (dst / f).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / f, dst / f)
 
@@ -70,10 +70,30 @@ def test_repro_writes_metrics(repo):
     assert m["transductive"] == 1 and m["tta"]["n_kept"] > 0 and m["synthetic"]["n_partial"] > 0
     assert {"seen", "unseen", "seen_train_acc", "seen_test_acc", "unseen_gen_acc", "unseen_oracle_acc"} <= set(m["spurious"])
     assert all(isinstance(v, (int, float)) for v in _leaves(m))
-    for f in ("per_class_accuracy.csv", "confusion_gzsl.csv", "per_class_accuracy.png", "training_curves.png",
-              "train_loss.csv", "pretrain_sc_loss.csv", "pretrain_drg_loss.csv", "adapt_loss.csv"):
+    for f in ("per_class_accuracy.csv", "confusion_gzsl.csv", "per_class_accuracy.png", "training_curves.png"):
         assert (work / "plots" / f).stat().st_size > 0, f
     assert "Run report" in (work / "metrics" / "report.md").read_text()
+
+
+def test_training_curves_are_dvclive_metrics_and_plots(repo):
+    """Each training stage's per-epoch curve is a DVCLive run in dvclive/<curve>/: metrics.json (the last
+    epoch) for dvc metrics / dvc exp show, one .tsv per metric for dvc plots; one row per epoch."""
+    work, env, _ = repo
+    p = yaml.safe_load((work / "params.yaml").read_text())
+    epochs = {"sc": p["sc"]["epochs"], "drg": p["drg"]["epochs"], "train": p["gen"]["epochs"],
+              "adapt": p["tta"]["epochs"] * p["tta"]["rounds"], "classify": p["classifier"]["epochs"]}
+    for curve, n in epochs.items():
+        last = json.loads((work / "dvclive" / curve / "metrics.json").read_text())
+        tsvs = sorted((work / "dvclive" / curve / "plots" / "metrics").glob("*.tsv"))
+        assert tsvs and last["step"] == n - 1, curve
+        for tsv in tsvs:
+            rows = tsv.read_text().splitlines()
+            assert rows[0] == f"step\t{tsv.stem}" and len(rows) == n + 1, tsv
+            if tsv.stem in last:
+                assert float(rows[-1].split("\t")[1]) == pytest.approx(last[tsv.stem], nan_ok=True), tsv
+    assert {"gen_seen_acc", "gen_mean_gap", "lambda_gp"} <= set(json.loads((work / "dvclive/train/metrics.json").read_text()))
+    shown = _run([sys.executable, "-m", "dvc", "metrics", "show", "--json"], work, env).stdout
+    assert "dvclive/train/metrics.json" in shown and "gen_seen_acc" in shown and "drg_critic" in shown
 
 
 

@@ -1,7 +1,6 @@
 """Resuming the long stages after a kill (zerodiffpp/checkpoints.py): a stage killed by a signal in
 the middle of an epoch and run again continues from its checkpoint and ends bit-identical to an
 uninterrupted run; a changed param or input never resumes."""
-import csv
 import os
 import signal
 import subprocess
@@ -20,8 +19,8 @@ from zerodiffpp.checkpoints import CHECKPOINT_DIR, Checkpoints
 
 SETTINGS = {"every_epochs": 1, "every_minutes": 10.0, "keep": False}
 OUTPUTS = {"pretrain": ["models/pretrain/sc_encoder.pt", "models/pretrain/drg.pt", "data/prepared/prepared.npz",
-                        "plots/pretrain_sc_loss.csv", "plots/pretrain_drg_loss.csv"],
-           "train": ["models/generator/generator.pt", "plots/train_loss.csv"]}
+                        "dvclive/sc", "dvclive/drg"],
+           "train": ["models/generator/generator.pt", "dvclive/train"]}
 KILL_AFTER = {"pretrain": "drg.pt", "train": "generator.pt"}  # the part whose first checkpoint triggers the kill
 
 
@@ -49,8 +48,8 @@ def _contents(work: Path, stage: str) -> dict:
             out[rel] = {k: v.clone() for k, v in obj.get("state", {}).items()}
         elif rel.endswith(".npz"):
             out[rel] = dict(np.load(path, allow_pickle=False))
-        else:
-            out[rel] = list(csv.reader(open(path)))
+        else:  # a DVCLive curve: metrics.json and one .tsv per metric
+            out[rel] = {f.relative_to(path).as_posix(): f.read_text() for f in sorted(path.rglob("*")) if f.is_file()}
     return out
 
 

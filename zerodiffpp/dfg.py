@@ -176,14 +176,17 @@ class ZeroDiffTrainer:
         return dict(gen=self.gen, dec=self.dec, opt_g=self.opt_g, opt_e=self.opt_e, opt_d=self.opt_d,
                     opt_dec=self.opt_dec, **{f"critic_{k}": c for k, c in self.critics.items()})
 
-    def train(self, epochs: int, desc: str = "train: ZeroDiff generator", check=None, part=None) -> list[dict]:
+    def train(self, epochs: int, desc: str = "train: ZeroDiff generator", check=None, part=None,
+              live=None) -> list[dict]:
         """`check` (a diagnostics.Schedule) scores the generator every few epochs into the curve;
-        `part` (a checkpoints.Part) resumes from and saves checkpoints."""
-        curve, start = Curve(), 0
+        `part` (a checkpoints.Part) resumes from and saves checkpoints; `live` (a live.LiveLog) gets
+        each epoch's row."""
+        curve, start = Curve(live=live), 0
         state = part.load() if part is not None else None
         if state is not None:
             part.restore(state, **self.resumable())
-            self.lam, curve.rows, start = state["lam"].to(self.device), state["rows"], state["epoch"]
+            self.lam, start = state["lam"].to(self.device), state["epoch"]
+            curve.restore(state["rows"])
         for epoch in tqdm(range(start, epochs), desc=desc, unit="epoch", initial=start, total=epochs):
             for _ in range(iters_per_epoch(len(self.x), self.p["batch_size"])):
                 gps = []
@@ -192,9 +195,7 @@ class ZeroDiffTrainer:
                     gps.append(stats["gp_sum"] if self.p["adaptive_gp_input"] == "sum" else stats["gp"])
                 self.adapt_gp_weight(sum(gps) / len(gps))
                 curve.add(**stats, **self.generator_step(*last), lambda_gp=self.lam)
-            row = curve.end_epoch(epoch)
-            if check is not None:
-                row.update(check(epoch, epochs, self.checkpoint))
+            row = curve.end_epoch(epoch, **(check(epoch, epochs, self.checkpoint) if check is not None else {}))
             log.debug("epoch %d %s", epoch, row)
             if part is not None:
                 part.maybe_save(epoch + 1, epochs, self.resumable(), lam=self.lam, rows=curve.rows)

@@ -154,12 +154,13 @@ def finetune(synth: Synthesizer, x: np.ndarray, r: np.ndarray | None, y: np.ndar
 
 
 def run_difftta(synth: Synthesizer, prep, p_tta: dict, p_synth: dict, p_clf: dict, device, adapt: bool = True,
-                rank: np.ndarray | None = None):
+                rank: np.ndarray | None = None, live=None):
     """All rounds. With `adapt` false (DiffGen without DiffTTA) only one pseudo-labelling pass runs
-    and the generator is left as trained. `rank` breaks confidence ties (`tie_ranks`). Returns the
-    last pseudo-labels and per-round diagnostics."""
+    and the generator is left as trained. `rank` breaks confidence ties (`pseudo_labels.tie_ranks`);
+    `live` (a live.LiveLog) gets each fine-tuning epoch's row. Returns the last pseudo-labels and
+    per-round diagnostics."""
     x_test, r_test = prep.test_features()
-    curve, rounds = Curve(), []
+    curve, rounds = Curve(live=live), []
     pred = conf = kept = None
     # METHOD.md 4c: every round is pulled toward the trained generator, taken once here, and one
     # optimiser runs through all rounds (later rounds refresh the pseudo-labels, not the reference)

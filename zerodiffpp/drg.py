@@ -95,13 +95,14 @@ class DRGTrainer:
     def resumable(self) -> dict:
         return dict(gen=self.gen, d_r0=self.d_r0, d_rt=self.d_rt, opt_g=self.opt_g, opt_d=self.opt_d)
 
-    def train(self, epochs: int, desc: str | None = "pretrain: DRG", part=None) -> list[dict]:
-        """`part` (a checkpoints.Part) resumes from and saves checkpoints."""
-        curve, start = Curve("drg_"), 0
+    def train(self, epochs: int, desc: str | None = "pretrain: DRG", part=None, live=None) -> list[dict]:
+        """`part` (a checkpoints.Part) resumes from and saves checkpoints; `live` gets each epoch's row."""
+        curve, start = Curve("drg_", live), 0
         state = part.load() if part is not None else None
         if state is not None:
             part.restore(state, **self.resumable())
-            curve.rows, start = state["rows"], state["epoch"]
+            start = state["epoch"]
+            curve.restore(state["rows"])
         for epoch in tqdm(range(start, epochs), desc=desc, unit="epoch", disable=desc is None, initial=start,
                           total=epochs):
             for _ in range(iters_per_epoch(len(self.r), self.p["batch_size"])):
@@ -115,10 +116,11 @@ class DRGTrainer:
 
 
 def train_drg(r: np.ndarray, y: np.ndarray, att: np.ndarray, p: dict, dp: dict, device, compile: bool = False,
-              part=None):
-    """-> (trained DRG generator in eval mode, its config, loss curve); `part` resumes (checkpoints.Part)."""
+              part=None, live=None):
+    """-> (trained DRG generator in eval mode, its config, loss curve); `part` resumes (checkpoints.Part),
+    `live` (a live.LiveLog) gets each epoch's row."""
     tr = DRGTrainer(r, y, att, p, dp, device, compile)
-    rows = tr.train(p["epochs"], part=part)
+    rows = tr.train(p["epochs"], part=part, live=live)
     return tr.gen.eval(), tr.cfg, rows
 
 

@@ -16,9 +16,9 @@ from zerodiffpp.training import Curve, adam, iters_per_epoch, random_batch, set_
 
 
 def train_fclswgan(x: np.ndarray, y: np.ndarray, att: np.ndarray, seen: np.ndarray, p: dict, device, check=None,
-                   part=None):
+                   part=None, live=None):
     """-> (generator checkpoint, curve); `check` (a diagnostics.Schedule) scores G every few epochs;
-    `part` (a checkpoints.Part) resumes from and saves checkpoints."""
+    `part` (a checkpoints.Part) resumes from and saves checkpoints; `live` gets each epoch's row."""
     cfg = dict(kind="fclswgan", x_dim=x.shape[1], att_dim=att.shape[1], noise_dim=p["noise_dim"], hidden=p["hidden"])
     gen = build_feature_generator(cfg).to(device)
     critic = Critic(x.shape[1], att.shape[1], p["critic_hidden"]).to(device)
@@ -33,10 +33,11 @@ def train_fclswgan(x: np.ndarray, y: np.ndarray, att: np.ndarray, seen: np.ndarr
     opt_g, opt_d = adam(gen.parameters(), p["lr"]), adam(critic.parameters(), p["lr"])
     xt, at, yt = to_tensor(x, device), to_tensor(att, device), to_tensor(y, device, torch.long)
     y_pos = clf.positions(yt)
-    n, curve, start = len(xt), Curve(), 0
+    n, curve, start = len(xt), Curve(live=live), 0
     if state is not None:
         part.restore(state, gen=gen, critic=critic, opt_g=opt_g, opt_d=opt_d)
-        curve.rows, start = state["rows"], state["epoch"]
+        start = state["epoch"]
+        curve.restore(state["rows"])
     for epoch in tqdm(range(start, p["epochs"]), desc="train: f-CLSWGAN generator", unit="epoch", initial=start,
                       total=p["epochs"]):
         for _ in range(iters_per_epoch(n, p["batch_size"])):
@@ -62,9 +63,8 @@ def train_fclswgan(x: np.ndarray, y: np.ndarray, att: np.ndarray, seen: np.ndarr
             opt_g.step()
             set_requires_grad([critic], True)
             curve.add(critic=loss_d.detach(), W=w.detach(), gp=gp.detach(), generator=loss_g.detach(), cls=cls.detach())
-        row = curve.end_epoch(epoch)
-        if check is not None:
-            row.update(check(epoch, p["epochs"], lambda: {"config": cfg, "state": gen.state_dict()}))
+        curve.end_epoch(epoch, **(check(epoch, p["epochs"], lambda: {"config": cfg, "state": gen.state_dict()})
+                                  if check is not None else {}))
         if part is not None:
             part.maybe_save(epoch + 1, p["epochs"], dict(gen=gen, critic=critic, opt_g=opt_g, opt_d=opt_d),
                             clf=clf.state(), rows=curve.rows)

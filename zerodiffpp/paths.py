@@ -14,20 +14,20 @@ PREPARED = PREPARED_DIR / "prepared.npz"
 PRETRAIN_DIR = Path("models/pretrain")
 SC_ENCODER = PRETRAIN_DIR / "sc_encoder.pt"
 DRG = PRETRAIN_DIR / "drg.pt"
-SC_CURVE = Path("plots/pretrain_sc_loss.csv")
-DRG_CURVE = Path("plots/pretrain_drg_loss.csv")
+SC_LIVE = Path("dvclive/sc")    # DVCLive curves: metrics.json, plots/metrics/*.tsv (zerodiffpp/live.py)
+DRG_LIVE = Path("dvclive/drg")
 
 # train
 GENERATOR_DIR = Path("models/generator")
 GENERATOR = GENERATOR_DIR / "generator.pt"
-TRAIN_CURVE = Path("plots/train_loss.csv")
+TRAIN_LIVE = Path("dvclive/train")
 
 # adapt (DiffTTA)
 ADAPTED_DIR = Path("models/adapted")
 ADAPTED_GENERATOR = ADAPTED_DIR / "generator.pt"
 PSEUDO_LABELS = ADAPTED_DIR / "pseudo_labels.npz"
 CALIBRATION = ADAPTED_DIR / "calibration.json"  # classifier.calibration as used (chosen when 'auto')
-ADAPT_CURVE = Path("plots/adapt_loss.csv")
+ADAPT_LIVE = Path("dvclive/adapt")
 
 # synthesize (DiffGen)
 SYNTHETIC_DIR = Path("data/synthetic")
@@ -37,7 +37,7 @@ SYNTHETIC = SYNTHETIC_DIR / "synthetic.npz"
 CLASSIFIER_DIR = Path("models/classifier")
 CLASSIFIERS = CLASSIFIER_DIR / "classifiers.pt"
 PREDICTIONS = CLASSIFIER_DIR / "predictions.npz"
-CLASSIFY_CURVE = Path("plots/classify_loss.csv")
+CLASSIFY_LIVE = Path("dvclive/classify")
 
 # report
 EVAL_METRICS = Path("metrics/eval.json")

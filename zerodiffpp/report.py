@@ -1,7 +1,6 @@
 """The report stage's work: metrics JSON, per-class and confusion CSVs, PNG figures, report.md."""
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
@@ -99,18 +98,17 @@ def per_class_png(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def curves_png(csv_paths: list[Path], path: Path) -> None:
+def curves_png(curve_dirs: list[Path], path: Path) -> None:
+    """The training stages' DVCLive curves (live.read_curve), one panel per curve, for reading offline."""
     from zerodiffpp.io import atomic_path
+    from zerodiffpp.live import read_curve
     plt = _plt()
-    fig, axes = plt.subplots(1, len(csv_paths), figsize=(4 * len(csv_paths), 3.2))
-    for ax, p in zip(np.atleast_1d(axes), csv_paths):
-        with open(p) as f:
-            rows = list(csv.DictReader(f))
-        for key in (rows[0].keys() if rows else []):
-            vals = [float(r[key]) if r[key] not in ("", "nan") else np.nan for r in rows]
-            if key != "step" and np.isfinite(vals).any():
-                ax.plot([float(r["step"]) for r in rows], vals, label=key)
-        ax.set_title(Path(p).stem, fontsize=9)
+    fig, axes = plt.subplots(1, len(curve_dirs), figsize=(4 * len(curve_dirs), 3.2))
+    for ax, d in zip(np.atleast_1d(axes), curve_dirs):
+        for key, (steps, vals) in read_curve(d).items():
+            if np.isfinite(vals).any():
+                ax.plot(steps, vals, label=key)
+        ax.set_title(Path(d).name, fontsize=9)
         ax.set_xlabel("epoch")
         if ax.lines:
             ax.legend(fontsize=6)

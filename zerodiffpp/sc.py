@@ -25,18 +25,20 @@ def augment(x: torch.Tensor, feat_std: torch.Tensor, noise_std: float, drop_prob
     return x * keep + noise_std * feat_std * torch.randn_like(x)
 
 
-def train_sc_encoder(x: np.ndarray, y: np.ndarray, p: dict, device, part=None) -> tuple[SCEncoder, list[dict]]:
-    """-> (encoder in eval mode, curve); `part` (a checkpoints.Part) resumes from and saves checkpoints."""
+def train_sc_encoder(x: np.ndarray, y: np.ndarray, p: dict, device, part=None, live=None) -> tuple[SCEncoder, list[dict]]:
+    """-> (encoder in eval mode, curve); `part` (a checkpoints.Part) resumes from and saves checkpoints,
+    `live` (a live.LiveLog) gets each epoch's row."""
     enc = SCEncoder(x.shape[1], p["hidden"], p["rep_dim"], p["proj_dim"]).to(device)
     opt = adam(enc.parameters(), p["lr"], betas=(0.9, 0.999))
     xt, yt = to_tensor(x, device), to_tensor(y, device, torch.long)
     feat_std = xt.std(dim=0, keepdim=True)
     n, bs = len(xt), min(p["batch_size"], len(xt))
-    curve, start = Curve("sc_"), 0
+    curve, start = Curve("sc_", live), 0
     state = part.load() if part is not None else None
     if state is not None:
         part.restore(state, enc=enc, opt=opt)
-        curve.rows, start = state["rows"], state["epoch"]
+        start = state["epoch"]
+        curve.restore(state["rows"])
     for epoch in tqdm(range(start, p["epochs"]), desc="pretrain: SC encoder", unit="epoch", initial=start,
                       total=p["epochs"]):
         perm = torch.randperm(n, device=device)

@@ -34,22 +34,32 @@ class Curve:
     back in one transfer, so a training loop makes no host sync per step (on a GPU each `.item()`
     would wait for the queued work to finish)."""
 
-    def __init__(self, prefix: str = ""):
-        self.prefix, self.rows, self._acc = prefix, [], defaultdict(list)
+    def __init__(self, prefix: str = "", live=None):
+        """`live` (a live.LiveLog) receives each finished epoch's row (DVCLive: dvc plots, dvc exp show)."""
+        self.prefix, self.rows, self._acc, self.live = prefix, [], defaultdict(list), live
 
     def add(self, **values) -> None:
         for k, v in values.items():
             self._acc[k].append(v.detach() if torch.is_tensor(v) else float(v))
 
-    def end_epoch(self, epoch: int) -> dict:
+    def restore(self, rows: list[dict]) -> None:
+        """The rows of a resumed run's finished epochs (also written to `live` again: DVC removed them)."""
+        self.rows = list(rows)
+        if self.live is not None:
+            self.live.rows(self.rows)
+
+    def end_epoch(self, epoch: int, **extra) -> dict:
+        """The epoch's row: the means of what was added, then `extra` (e.g. the learning diagnostics)."""
         on_device = [k for k, v in self._acc.items() if torch.is_tensor(v[0])]
         means = {k: float(np.mean(v)) for k, v in self._acc.items() if k not in on_device}
         if on_device:  # the epoch's one host read
             stacked = torch.stack([torch.stack([v.double() for v in self._acc[k]]).mean() for k in on_device])
             means.update(zip(on_device, stacked.tolist()))
-        row = {"step": epoch, **{f"{self.prefix}{k}": means[k] for k in self._acc}}
+        row = {"step": epoch, **{f"{self.prefix}{k}": means[k] for k in self._acc}, **extra}
         self.rows.append(row)
         self._acc.clear()
+        if self.live is not None:
+            self.live.epoch(row)
         return row
 
 
