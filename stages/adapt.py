@@ -1,24 +1,24 @@
-"""Stage adapt: DiffTTA (ZeroDiff++ only). Pseudo-labels the unlabelled test features and fine-tunes
-the generator; otherwise passes the trained generator through unchanged."""
+"""Stage adapt: DiffTTA (ZeroDiff++): pseudo-labels the test features, fine-tunes the generator (else passes it on)."""
 import numpy as np
 
 from zerodiffpp import calibration, methods, paths
+from zerodiffpp.checkpoints import Checkpoints
 from zerodiffpp.data import Prepared
-from zerodiffpp.synth import Synthesizer
+from zerodiffpp.difftta import run_difftta
 from zerodiffpp.io import load_torch, save_json, save_npz, save_torch
 from zerodiffpp.live import LiveLog
 from zerodiffpp.params import load_stage_params, per_ratio
-from zerodiffpp.runtime import log, run_stage, setup
-from zerodiffpp.difftta import run_difftta
 from zerodiffpp.pseudo_labels import tie_ranks
+from zerodiffpp.runtime import log, run_stage, setup
+from zerodiffpp.synth import Synthesizer
 
 SEED_OFFSET = 3
 
 
-def run(p, prep: Prepared, gen_ckpt: dict, drg_ckpt: dict, device, live: LiveLog | None = None):
-    """-> (adapted generator checkpoint, pseudo-label arrays, adaptation curve, calibration record).
-    The calibration (classifier.calibration, chosen on held-out seen classes when 'auto') is decided
-    here, once, on the trained generator: DiffTTA's pseudo-labels and the final classifier use it."""
+def run(p, prep: Prepared, gen_ckpt: dict, drg_ckpt: dict, device, live: LiveLog | None = None,
+        ckpts: Checkpoints | None = None):
+    """-> (adapted generator, pseudo-labels, adaptation curve, calibration record). The calibration (chosen on
+    held-out seen classes when 'auto') is decided once, on the trained generator, for DiffTTA and classify."""
     synth = Synthesizer(gen_ckpt, drg_ckpt, prep.att, device)
     tta_on = methods.uses_tta(p["method"], p["tta"]["enabled"])
     ratio = p["train"]["seen_ratio"]  # counts given per seen ratio (presets) resolved for this run
@@ -31,8 +31,8 @@ def run(p, prep: Prepared, gen_ckpt: dict, drg_ckpt: dict, device, live: LiveLog
                     "rank": np.zeros(0, np.int64), "rec_before": np.zeros(0), "rec_after": np.zeros(0)}, []
     if tta_on or methods.uses_diffgen(p["method"], p["diffgen"]["enabled"]):
         rank = tie_ranks(len(prep.y_test_seen) + len(prep.y_test_unseen), p["train"]["seed"])
-        pred, conf, kept, rounds, rows = run_difftta(synth, prep, p["tta"], p_synth, p_clf, device, adapt=tta_on,
-                                                     rank=rank, live=live)
+        pred, conf, kept, rounds, rows = run_difftta(synth, prep, p["tta"], p_synth, p_clf, device, tta_on, rank,
+                                                     live, ckpts and ckpts.part("difftta"))
         pseudo = {"pred": pred, "conf": conf.astype(np.float32), "kept": kept, "rank": rank,
                   "rec_before": np.array([r["rec_before"] for r in rounds]),
                   "rec_after": np.array([r["rec_after"] for r in rounds])}
@@ -45,13 +45,14 @@ def run(p, prep: Prepared, gen_ckpt: dict, drg_ckpt: dict, device, live: LiveLog
 def main():
     p = load_stage_params("adapt")
     device = setup(p["train"], SEED_OFFSET)
-    live = LiveLog(paths.ADAPT_LIVE)
+    live, ckpts = LiveLog(paths.ADAPT_LIVE), Checkpoints("adapt", p, p["checkpoint"])
     adapted, pseudo, _, calib = run(p, Prepared.load(paths.PREPARED), load_torch(paths.GENERATOR, device),
-                                    load_torch(paths.DRG, device), device, live)
+                                    load_torch(paths.DRG, device), device, live, ckpts)
     save_torch(paths.ADAPTED_GENERATOR, adapted)
     save_npz(paths.PSEUDO_LABELS, **pseudo)
     save_json(paths.CALIBRATION, calib)
     live.end("reconstruction", "anchor")
+    ckpts.finish()
 
 
 if __name__ == "__main__":

@@ -246,9 +246,9 @@ def test_every_round_is_anchored_to_the_trained_generator(trained, monkeypatch):
     prep, _, gen, _ = trained
     anchors, real_finetune = [], difftta.finetune
 
-    def recording(synth, x, r, y, conf, p, device, curve, round_idx, anchor, opt):
+    def recording(synth, x, r, y, conf, p, device, curve, round_idx, anchor, opt, **resume):
         anchors.append([q.clone() for q in anchor])
-        return real_finetune(synth, x, r, y, conf, p, device, curve, round_idx, anchor, opt)
+        return real_finetune(synth, x, r, y, conf, p, device, curve, round_idx, anchor, opt, **resume)
     monkeypatch.setattr(difftta, "finetune", recording)
     s, _, _, _, rounds = _run_tta(trained, prep, rounds=2, lr=0.001)
     assert len(rounds) == 2 and len(anchors) == 2

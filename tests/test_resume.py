@@ -20,8 +20,11 @@ from zerodiffpp.checkpoints import CHECKPOINT_DIR, Checkpoints
 SETTINGS = {"every_epochs": 1, "every_minutes": 10.0, "keep": False}
 OUTPUTS = {"pretrain": ["models/pretrain/sc_encoder.pt", "models/pretrain/drg.pt", "data/prepared/prepared.npz",
                         "dvclive/sc", "dvclive/drg"],
-           "train": ["models/generator/generator.pt", "dvclive/train"]}
-KILL_AFTER = {"pretrain": "drg.pt", "train": "generator.pt"}  # the part whose first checkpoint triggers the kill
+           "train": ["models/generator/generator.pt", "dvclive/train"],
+           "adapt": ["models/adapted/generator.pt", "models/adapted/pseudo_labels.npz", "models/adapted/calibration.json",
+                     "dvclive/adapt"]}
+# the part whose first checkpoint triggers the kill
+KILL_AFTER = {"pretrain": "drg.pt", "train": "generator.pt", "adapt": "difftta.pt"}
 
 
 def _stage(work: Path, stage: str, **popen):
@@ -48,6 +51,8 @@ def _contents(work: Path, stage: str) -> dict:
             out[rel] = {k: v.clone() for k, v in obj.get("state", {}).items()}
         elif rel.endswith(".npz"):
             out[rel] = dict(np.load(path, allow_pickle=False))
+        elif rel.endswith(".json"):
+            out[rel] = path.read_text()
         else:  # a DVCLive curve: metrics.json and one .tsv per metric
             out[rel] = {f.relative_to(path).as_posix(): f.read_text() for f in sorted(path.rglob("*")) if f.is_file()}
     return out
@@ -80,13 +85,14 @@ def work(tmp_path_factory):
     p["sc"].update(epochs=20)
     p["drg"].update(epochs=60)
     p["gen"].update(epochs=30)
+    p["tta"].update(epochs=15, rounds=2)  # a kill inside a round, the first or the second
     p["diagnostics"].update(every=7, per_class=5)
     (work / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
     _finish(work, "extract")
     return work
 
 
-@pytest.mark.parametrize("stage", ["pretrain", "train"])
+@pytest.mark.parametrize("stage", ["pretrain", "train", "adapt"])
 def test_a_stage_killed_mid_epoch_resumes_and_ends_bit_identical(work, stage):
     _finish(work, stage)  # uninterrupted
     reference = _contents(work, stage)

@@ -131,15 +131,18 @@ def adaptation_step(synth: Synthesizer, x, r, a, w, p: dict, params: list[torch.
 
 def finetune(synth: Synthesizer, x: np.ndarray, r: np.ndarray | None, y: np.ndarray, conf: np.ndarray,
              p: dict, device, curve: Curve, round_idx: int, anchor: list[torch.Tensor],
-             opt: torch.optim.Optimizer) -> tuple[float, float]:
+             opt: torch.optim.Optimizer, start: int = 0, before: float | None = None,
+             on_epoch=None) -> tuple[float, float]:
     """Step c: fine-tune G and E on the kept samples, pulled toward `anchor` (the trained weights).
-    Returns the reconstruction loss on the kept samples before and after."""
+    Returns the reconstruction loss on the kept samples before and after. A resumed round passes the
+    epoch to `start` from and the `before` it measured; `on_epoch(epoch_done, before)` follows each epoch."""
     xt, at, wt = to_tensor(x, device), synth.att[torch.as_tensor(y, device=device)], to_tensor(conf, device)
     rt = to_tensor(r, device) if synth.uses_r else None
-    before = evaluate_reconstruction(synth, xt, rt, at, wt, p["latent"])
+    before = evaluate_reconstruction(synth, xt, rt, at, wt, p["latent"]) if before is None else before
     params = list(synth.gen.parameters())
     synth.gen.train()
-    for epoch in tqdm(range(p["epochs"]), desc=f"adapt: DiffTTA round {round_idx + 1}", unit="epoch"):
+    for epoch in tqdm(range(start, p["epochs"]), desc=f"adapt: DiffTTA round {round_idx + 1}", unit="epoch",
+                      initial=start, total=p["epochs"]):
         perm = torch.randperm(len(xt), device=device)
         for i in range(0, len(xt), p["batch_size"]):
             idx = perm[i:i + p["batch_size"]]
@@ -147,6 +150,8 @@ def finetune(synth: Synthesizer, x: np.ndarray, r: np.ndarray | None, y: np.ndar
                                         p, params, anchor, opt)
             curve.add(reconstruction=rec, anchor=pull)
         curve.end_epoch(len(curve.rows))
+        if on_epoch is not None:
+            on_epoch(epoch + 1, before)
     synth.gen.eval()
     after = evaluate_reconstruction(synth, xt, rt, at, wt, p["latent"])
     log.info("DiffTTA round %d: reconstruction on %d kept samples %.4f -> %.4f", round_idx + 1, len(x), before, after)
@@ -154,11 +159,12 @@ def finetune(synth: Synthesizer, x: np.ndarray, r: np.ndarray | None, y: np.ndar
 
 
 def run_difftta(synth: Synthesizer, prep, p_tta: dict, p_synth: dict, p_clf: dict, device, adapt: bool = True,
-                rank: np.ndarray | None = None, live=None):
+                rank: np.ndarray | None = None, live=None, part=None):
     """All rounds. With `adapt` false (DiffGen without DiffTTA) only one pseudo-labelling pass runs
     and the generator is left as trained. `rank` breaks confidence ties (`pseudo_labels.tie_ranks`);
-    `live` (a live.LiveLog) gets each fine-tuning epoch's row. Returns the last pseudo-labels and
-    per-round diagnostics."""
+    `live` (a live.LiveLog) gets each fine-tuning epoch's row; `part` (a checkpoints.Part) saves the
+    adaptation after its epochs and resumes it, inside its round, with that round's pseudo-labels.
+    Returns the last pseudo-labels and per-round diagnostics."""
     x_test, r_test = prep.test_features()
     curve, rounds = Curve(live=live), []
     pred = conf = kept = None
@@ -166,16 +172,35 @@ def run_difftta(synth: Synthesizer, prep, p_tta: dict, p_synth: dict, p_clf: dic
     # optimiser runs through all rounds (later rounds refresh the pseudo-labels, not the reference)
     anchor = [q.detach().clone() for q in synth.gen.parameters()]
     opt = adam(synth.gen.parameters(), p_tta["lr"])
-    for k in range(p_tta["rounds"] if adapt else 1):
-        pred, conf = pseudo_label(synth, prep, x_test, p_tta, p_synth, p_clf, device)
-        kept = select_confident(pred, conf, p_tta["keep_fraction"], p_tta["min_confidence"], rank)
+    n_rounds, epochs = (p_tta["rounds"] if adapt else 1), p_tta["epochs"]
+    state = part.load() if part is not None and adapt else None
+    first = 0
+    if state is not None:  # inside round state["round"], after state["epoch"] of all its epochs
+        part.restore(state, gen=synth.gen, opt=opt)
+        curve.restore(state["rows"])
+        rounds, first = state["rounds"], state["round"]
+    for k in range(first, n_rounds):
+        resumed = state is not None and k == first
+        if resumed:
+            pred, conf, kept = state["pred"], state["conf"], state["kept"]
+        else:
+            pred, conf = pseudo_label(synth, prep, x_test, p_tta, p_synth, p_clf, device)
+            kept = select_confident(pred, conf, p_tta["keep_fraction"], p_tta["min_confidence"], rank)
         if not adapt:
             break
         if len(kept) == 0:
             log.warning("DiffTTA: no test feature passed tta.min_confidence=%s; generator left unchanged",
                         p_tta["min_confidence"])
             break
+
+        def save(epoch_done, before, k=k, pred=pred, conf=conf, kept=kept):
+            if part is not None:
+                part.maybe_save(k * epochs + epoch_done, n_rounds * epochs, dict(gen=synth.gen, opt=opt),
+                                round=k, epoch_in_round=epoch_done, before=before, pred=pred, conf=conf, kept=kept,
+                                rounds=list(rounds), rows=curve.rows)
         before, after = finetune(synth, x_test[kept], r_test[kept] if synth.uses_r else None, pred[kept],
-                                 conf[kept], p_tta, device, curve, k, anchor, opt)
+                                 conf[kept], p_tta, device, curve, k, anchor, opt,
+                                 start=state["epoch_in_round"] if resumed else 0,
+                                 before=state["before"] if resumed else None, on_epoch=save)
         rounds.append({"round": k + 1, "kept": int(len(kept)), "rec_before": before, "rec_after": after})
     return pred, conf, kept, rounds, curve.rows
