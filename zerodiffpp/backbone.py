@@ -21,7 +21,7 @@ import torch
 from zerodiffpp import paths
 from zerodiffpp.errors import DataError
 
-EXTRACTOR = paths.FEATURES_DIR / "extractor.json"  # the extractor record, beside features.npz
+EXTRACTOR = paths.EXTRACTOR  # the extractor record, beside features.npz
 DEFAULT = "efficientnet-lite0"
 IMAGE_SUFFIXES = (".bmp", ".gif", ".jpeg", ".jpg", ".pgm", ".png", ".ppm", ".tif", ".tiff", ".webp")
 # torchvision models expect ImageNet's per-channel statistics, here on 0-255 pixel values (mean, std)

@@ -7,6 +7,7 @@ DVC_YAML = Path("dvc.yaml")
 # extract
 FEATURES_DIR = Path("data/features")
 FEATURES = FEATURES_DIR / "features.npz"
+EXTRACTOR = FEATURES_DIR / "extractor.json"  # what made the features (backbone, weights, size), for predict
 
 # pretrain
 PREPARED_DIR = Path("data/prepared")
