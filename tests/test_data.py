@@ -268,3 +268,25 @@ def test_sc_representations_are_scaled_on_the_kept_training_subset_only(xlsa17_d
     np.testing.assert_allclose(scaler.lo, raw_train.min(0))
     np.testing.assert_allclose(scaler.lo + scaler.scale, raw_train.max(0), rtol=1e-6)
     assert r["train"].min() == 0.0 and r["train"].max() == 1.0
+
+
+def test_the_validation_view_holds_out_a_seeded_fraction_and_keeps_names_and_sc_features(xlsa17_dir):
+    """Per training class round(fraction x n) images become test-seen, drawn with the given seed (the
+    same seed, the same fold; another seed, another draw); the validation classes' images are the
+    unseen ones; class names and supplied SC features come along."""
+    fs = load_xlsa17(xlsa17_dir, "TOY")
+    fs.r = np.random.default_rng(0).random((len(fs.labels), 3)).astype(np.float32)
+    val = fs.seen_classes[:1]
+    fs.val_classes = val
+    view = validation_view(fs, seed=4, held_out_fraction=0.25)
+    y = fs.labels
+    for c in np.setdiff1d(fs.seen_classes, val):
+        n = int((y[fs.trainval] == c).sum())
+        assert (y[view.test_seen] == c).sum() == round(0.25 * n) and (y[view.trainval] == c).sum() == n - round(0.25 * n)
+    assert set(y[view.test_unseen]) == set(val) and len(view.test_unseen) == int(np.isin(y[fs.trainval], val).sum())
+    assert np.intersect1d(view.test_seen, view.trainval).size == 0
+    again, other = validation_view(fs, seed=4, held_out_fraction=0.25), validation_view(fs, seed=5, held_out_fraction=0.25)
+    np.testing.assert_array_equal(again.test_seen, view.test_seen)
+    assert not np.array_equal(other.test_seen, view.test_seen)
+    np.testing.assert_array_equal(view.class_names, fs.class_names)
+    np.testing.assert_array_equal(view.r, fs.r)

@@ -129,3 +129,21 @@ def test_every_key_of_eval_json_from_handmade_predictions():
         "tta": {"n_kept": 4, "n_test": 16, "pseudo_label_acc_all": 14 / 16, "pseudo_label_acc_kept": 0.75,
                 "rounds": 2, "rec_before": 3.0, "rec_after": 2.0},
     }
+
+
+def test_the_report_states_its_setting_and_comparability_word_for_word():
+    """report.md's two statements, exactly (a reader compares runs by them)."""
+    from zerodiffpp.report import comparability, setting
+    assert setting({'transductive': 1, 'self_training_seen': 1}) == (
+        "transductive (unlabelled test features used by DiffTTA/DiffGen); with diffgen.classes all the GZSL "
+        "classifier also trains its seen classes on features partially synthesised from test-seen features "
+        "(self-training on the test-seen set)")
+    assert setting({'transductive': 1, 'self_training_seen': 0}) == (
+        'transductive (unlabelled test features used by DiffTTA/DiffGen)')
+    assert comparability({'name': 'embedded', 'x_file': 'res101.mat', 'r_file': ''}) == (
+        'the embedded 10-class toy (CPU demo and smoke test), not a benchmark')
+    assert comparability({'name': 'CUB', 'x_file': 'res101.mat', 'r_file': ''}) == (
+        "xlsa17 res101.mat features (ImageNet ResNet-101, not fine-tuned): NOT comparable with the ZeroDiff / "
+        "ZeroDiff++ papers, which use fine-tuned features (ce_ce.mat as data.x_file, con_paco.mat as data.r_file)")
+    assert comparability({'name': 'CUB', 'x_file': 'ce_ce.mat', 'r_file': ''}) == (
+        'features ce_ce.mat')
