@@ -1,4 +1,5 @@
 """Shared fixtures: tiny xlsa17-format folders written by the tests themselves."""
+import os
 from pathlib import Path
 
 import numpy as np
@@ -69,4 +70,7 @@ def xlsa17_dir(tmp_path):
 def _seed():
     torch.manual_seed(0)
     np.random.seed(0)
-    torch.set_num_threads(2)
+    # mutmut runs each mutant in a process forked from one that already ran torch: a forked OpenMP pool
+    # deadlocks, and the mutant would be reported as a timeout. Under mutmut (it sets MUTANT_UNDER_TEST),
+    # one thread, so no pool exists to fork.
+    torch.set_num_threads(1 if os.environ.get("MUTANT_UNDER_TEST") else 2)

@@ -301,3 +301,30 @@ def test_no_stage_builds_the_classifier_view_of_a_whole_set(trained, monkeypatch
            "y": np.concatenate([prep.y_train[:40], prep.y_test_unseen[:30]])}
     states, preds, _ = classify.run(p, prep, syn, adapted, calib["calibration"], "cpu")
     assert states["view"] == "VS" and len(preds["gzsl_test_unseen"]) == len(prep.y_test_unseen)
+
+
+def test_the_synthetic_set_honours_its_settings_and_types(trained):
+    """synthetic_set as the stage runs it: float32 features and int64 labels and sources; no partial row
+    without sources; the sampler reaches full synthesis; diffgen.classes 'unseen' drops seen
+    pseudo-classes; confidence ties among the sources follow pseudo['rank']."""
+    prep = trained[0]
+    s = _synth(trained)
+    n = len(prep.test_features()[0])
+    pred = np.where(np.arange(n) % 2 == 0, prep.unseen[0], prep.seen[0])
+    conf = np.ones(n, np.float32)  # every confidence tied
+    rank = np.random.default_rng(1).permutation(n)
+    syn = _diffgen(s, prep, pred, conf, np.arange(n), 0, 1, 3, per_class=2, rank=rank)
+    assert syn["x"].dtype == np.float32 and syn["y"].dtype == np.int64 and syn["src"].dtype == np.int64
+    for c in (prep.seen[0], prep.unseen[0]):  # the 3 lowest-ranked sources of each pseudo-class
+        pos = np.flatnonzero(pred == c)
+        assert syn["src"][pred[syn["src"]] == c].tolist() == pos[np.argsort(rank[pos])][:3].tolist()
+    only_unseen = _diffgen(s, prep, pred, conf, np.arange(n), 0, 1, 3, classes="unseen", per_class=2, rank=rank)
+    assert set(pred[only_unseen["src"]]) == {prep.unseen[0]} and len(only_unseen["src"]) == 3
+    none = _diffgen(s, prep, pred, conf, np.zeros(0, np.int64), 0, 1, 3, per_class=2)
+    assert len(none["src"]) == 0 and len(none["y"]) == len(none["x"]) == 2 * len(prep.unseen)
+    assert none["src"].dtype == np.int64 and synthetic_set(s, prep, 2, "one_step")["src"].dtype == np.int64
+    for sampler in ("one_step", "progressive"):
+        torch.manual_seed(9)
+        got = synthetic_set(s, prep, 2, sampler)
+        torch.manual_seed(9)
+        np.testing.assert_array_equal(got["x"], s.full(prep.unseen, 2, sampler)[0])
