@@ -84,3 +84,23 @@ def test_calibrated_stacking_on_hand_made_probabilities():
     assert classes[calibrated(probs, classes, seen, 0.35).argmax(1)].tolist() == [5, 7]
     # only the listed seen classes are penalised
     np.testing.assert_allclose(calibrated(probs, classes, np.array([5, 7]), 0.1), [[0.60, 0.20, 0.00], [0.45, 0.00, 0.35]])
+
+
+def test_the_unseen_oracle_uses_the_seeded_folds_it_is_given(monkeypatch):
+    """report.oracle_folds folds (one oracle probe each, plus the generated-features probe), split with
+    the run's seed: the same seed gives the same oracle accuracy, on data where the folds matter."""
+    import torch
+    from zerodiffpp import metrics as M
+    rng = np.random.default_rng(0)
+    y = np.repeat([3, 4], 12)
+    x = (rng.normal(size=(24, 4)) + 0.6 * np.eye(2, 4)[y - 3]).astype(np.float32)  # overlapping classes
+    calls, real = [], M.train_softmax
+    monkeypatch.setattr(M, "train_softmax", lambda *a, **k: calls.append(len(a[0])) or real(*a, **k))
+
+    def oracle(seed):
+        torch.manual_seed(0)
+        return M.unseen_spuriousness(x, y, x, y, np.array([3, 4]), 5, 3, "cpu", seed)["unseen_oracle_acc"]
+    first = oracle(7)
+    assert calls == [24, 16, 16, 16]  # the generated probe on all 24, then 3 folds of 2/3 each
+    assert all(oracle(7) == first for _ in range(3))
+    assert len({oracle(s) for s in range(6)}) > 1  # the seed decides the folds
