@@ -49,6 +49,8 @@ def test_select_confident_per_class():
     assert select_confident(pred, conf, 0.5, 0.0).tolist() == [0, 2, 5, 6]
     assert select_confident(pred, conf, 0.5, 0.65).tolist() == [0, 2, 5]
     assert select_confident(pred, conf, 1.0, 0.95).tolist() == []
+    empty = select_confident(pred[:0], conf[:0], 0.5, 0.0)  # no test feature at all
+    assert empty.dtype == np.int64 and empty.size == 0
 
 
 def _run_tta(trained, prep, **tta):
@@ -251,7 +253,7 @@ def test_every_round_is_anchored_to_the_trained_generator(trained, monkeypatch):
         return real_finetune(synth, x, r, y, conf, p, device, curve, round_idx, anchor, opt, **resume)
     monkeypatch.setattr(difftta, "finetune", recording)
     s, _, _, _, rounds = _run_tta(trained, prep, rounds=2, lr=0.001)
-    assert len(rounds) == 2 and len(anchors) == 2
+    assert len(rounds) == 2 and len(anchors) == 2 and [r["round"] for r in rounds] == [1, 2]
     trained_weights = [gen["state"][k] for k in s.gen.state_dict()]
     for anchor in anchors:
         for q, q0 in zip(anchor, trained_weights):
