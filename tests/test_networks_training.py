@@ -280,3 +280,26 @@ def test_classifiers_apply_the_view_per_batch_and_never_to_a_whole_set(monkeypat
     np.testing.assert_allclose(clf.probabilities(x, "cpu"), ref.probabilities(whole, "cpu"), rtol=1e-5, atol=1e-6)
     again = load_classifier(clf.state(), 12, "cpu", view)
     np.testing.assert_array_equal(again.predict(x, "cpu"), clf.predict(x, "cpu"))
+
+
+def test_predict_applies_calibrated_stacking_to_the_seen_classes_only():
+    """SoftmaxClassifier.predict(x, seen, gamma) is the arg-max of the probabilities less gamma on the
+    seen classes, as classify and DiffTTA call it; without `seen` it is the plain arg-max."""
+    from zerodiffpp.classifier import SoftmaxClassifier
+    from zerodiffpp.networks import LinearClassifier
+    net = LinearClassifier(3, 3)
+    with torch.no_grad():
+        net.fc.weight.copy_(torch.eye(3))
+        net.fc.bias.zero_()
+    clf = SoftmaxClassifier(net, np.array([5, 7, 9]))  # absolute ids; 5 and 7 seen, 9 unseen
+    x = np.array([[2.0, 0.0, 1.5], [0.0, 3.0, 0.0]], np.float32)
+    assert clf.predict(x, "cpu").tolist() == [5, 7]
+    assert clf.predict(x, "cpu", seen=np.array([5, 7]), calibration=0.3).tolist() == [9, 7]
+    assert clf.predict(x, "cpu", seen=np.array([5, 7]), calibration=0.0).tolist() == [5, 7]
+
+
+def test_the_view_width_of_each_input_view():
+    from zerodiffpp.classifier import InputView
+    from zerodiffpp.networks import AttrDecoder
+    dec = AttrDecoder(12, 7, 5)
+    assert [InputView(n, dec).dim(12) if n != "V" else InputView(n).dim(12) for n in ("V", "VS", "S")] == [12, 24, 12]
