@@ -140,18 +140,21 @@ def _summary(x: np.ndarray) -> list[dict]:
     return _rounded([{"mean": r.mean(), "std": r.std(), "x0": r[0], "x1": r[1]} for r in x])
 
 
-def synthesis_one_step():
-    """Full synthesis, one step from x_T ~ N(0, I) at t = T - 1, r from the DRG: two features per class."""
+def _full_synthesis(sampler: str) -> list[dict]:
+    """Two features per class for classes 0 and 3, r from the DRG, as the synthesize stage generates."""
     synth = _generator()
     torch.manual_seed(1)
-    return _summary(synth.full(np.array([0, 3]), 2, "one_step")[0])
+    return _summary(synth.full(np.array([0, 3]), 2, sampler)[0])
+
+
+def synthesis_one_step():
+    """Full synthesis, one step from x_T ~ N(0, I) at t = T - 1."""
+    return _full_synthesis("one_step")
 
 
 def synthesis_progressive():
     """Full synthesis along the reverse chain T-1 .. 0 (posterior sampling between the steps)."""
-    synth = _generator()
-    torch.manual_seed(1)
-    return _summary(synth.full(np.array([0, 3]), 2, "progressive")[0])
+    return _full_synthesis("progressive")
 
 
 def diffgen_partial():
