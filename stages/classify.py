@@ -25,14 +25,12 @@ def run(p, prep: Prepared, syn: dict, adapted_ckpt: dict, calibration: float, de
     unseen_rows = np.isin(syn["y"], prep.unseen)
     zsl = train_softmax(syn["x"][unseen_rows], syn["y"][unseen_rows], prep.unseen, c["epochs"],
                         batch, c["lr"], device, desc="classify: ZSL classifier", view=view)
-    x_seen, x_unseen = prep.x_test_seen, prep.x_test_unseen
-    gamma = calibration
-    log.info("classify: calibrated stacking %.2f", gamma)
-    preds = dict(gzsl_test_seen=gzsl.predict(x_seen, device, prep.seen, gamma),
-                 gzsl_test_unseen=gzsl.predict(x_unseen, device, prep.seen, gamma),
-                 zsl_test_unseen=zsl.predict(x_unseen, device))
+    log.info("classify: calibrated stacking %.2f", calibration)
+    preds = dict(gzsl_test_seen=gzsl.predict(prep.x_test_seen, device, prep.seen, calibration),
+                 gzsl_test_unseen=gzsl.predict(prep.x_test_unseen, device, prep.seen, calibration),
+                 zsl_test_unseen=zsl.predict(prep.x_test_unseen, device))
     curve = [{"step": a["step"], "gzsl_loss": a["loss"], "zsl_loss": b["loss"]} for a, b in zip(gzsl.curve, zsl.curve)]
-    return {"gzsl": gzsl.state(), "zsl": zsl.state(), "view": view.name, "calibration": gamma}, preds, curve
+    return {"gzsl": gzsl.state(), "zsl": zsl.state(), "view": view.name, "calibration": calibration}, preds, curve
 
 
 def main():
