@@ -1,5 +1,7 @@
 """classifier.calibration: auto, chosen on held-out seen classes: known sweeps, the choice rule, and
 that a many-class run keeps its seen classes where the toy's value erased them."""
+import logging
+
 import numpy as np
 import pytest
 
@@ -77,7 +79,8 @@ class FeatureCopier:
         return np.clip(np.concatenate(xs) + self.shift, 0, 1).astype(np.float32), np.repeat(classes, per_class)
 
 
-def test_auto_choice_is_recorded_with_its_grid_and_never_reads_test_features(tmp_path):
+def test_auto_choice_is_recorded_with_its_grid_and_never_reads_test_features(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="zerodiffpp.calibration")
     prep, p = tiny_prepared(tmp_path)
     prep.x_test_seen[:] = np.nan  # any use of test features would poison the sweep
     prep.x_test_unseen[:] = np.nan
@@ -87,6 +90,10 @@ def test_auto_choice_is_recorded_with_its_grid_and_never_reads_test_features(tmp
     assert [r["calibration"] for r in rec["grid"]] == list(cal.GRID)
     assert rec["calibration"] == cal.best(rec["grid"])
     assert all(np.isfinite(r["H"]) for r in rec["grid"])
+    # the log line's "at 0" numbers are those of gamma 0, not of the grid's first value (-1)
+    zero = next(r for r in rec["grid"] if r["calibration"] == 0.0)
+    logged = [m for m in caplog.messages if "seen classes held out" in m][-1]
+    assert f"at 0: H' {zero['H']:.3f}, U' {zero['U']:.3f}, S' {zero['S']:.3f}" in logged, logged
 
 
 def test_many_classes_keep_their_seen_accuracy():

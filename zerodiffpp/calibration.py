@@ -95,7 +95,7 @@ def choose_calibration(synth, prep, p_clf: dict, per_class: int, sampler: str, d
                  clf.probabilities(prep.x_train[in_held], device), prep.y_train[in_held], classes, kept, held)
     gamma = best(rows)
     chosen = next(r for r in rows if r["calibration"] == gamma)
-    zero = rows[0]
+    zero = next(r for r in rows if r["calibration"] == 0.0)  # the grid runs from -1: rows[0] is gamma -1
     log.info("calibration: %d of %d seen classes held out; gamma %.2f (H' %.3f, U' %.3f, S' %.3f; at 0: H' %.3f, "
              "U' %.3f, S' %.3f)", len(held), len(prep.seen), gamma, chosen["H"], chosen["U"], chosen["S"],
              zero["H"], zero["U"], zero["S"])
