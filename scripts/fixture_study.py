@@ -9,10 +9,11 @@ scripts/in_process.py) on params.yaml with the preset, `data.root` and any `--se
 one JSON row per method to --out as soon as it finishes (a rerun skips the points already there).
 ZeroDiff and ZeroDiff++ of one seed and ratio share one job: their pretrain and train stages are the
 same computation (ZeroDiff is ZeroDiff++ without DiffTTA and DiffGen), so the generator is trained once
-and evaluated both ways. `--protocol validation` runs on the dataset's validation classes (xlsa17
-val_loc; data.protocol) instead of the test split: the place to choose settings. ESZSL is the
-closed-form reference: its regularisers are chosen on the dataset's validation classes, then the
-test split is scored once. Prints a markdown table of means and standard deviations over seeds.
+and evaluated both ways (each row's minutes count the shared training plus its own evaluation).
+`--protocol validation` runs on the dataset's validation classes (xlsa17 val_loc or valclasses1.txt;
+data.protocol) instead of the test split: the place to choose settings (`--set section.key=value`).
+ESZSL is the closed-form reference: its regularisers are chosen on the dataset's validation classes,
+then the test split is scored once (on the validation protocol its row is that validation T1). Prints a markdown table of means and standard deviations over seeds.
 Test numbers are read, never used to choose anything.
 """
 from __future__ import annotations
