@@ -27,6 +27,10 @@ classes) and a linear seen classifier's accuracy (ridge, test-seen images): the 
 ESZSL 0.35-0.55 (Xian et al. 2019: CUB 53.9, SUN 54.5, AWA2 58.6) and 0.6-0.8 for a linear classifier
 on the seen classes. The defaults (`DIFFICULTY`) sit in that range on CUB. `--small` keeps a subset of
 the classes (30 seen, 10 unseen of CUB) and 512-d features, for tests.
+
+Without the real split files, `--synthetic-splits` (small only) first writes CUB-format split files of
+its own (`synthetic_splits`: 40 invented classes whose 312 attributes come from a random low-rank model,
+CUB's images per class); the tests' learning check runs on it, so it never depends on ../shared.
 """
 from __future__ import annotations
 
@@ -133,6 +137,42 @@ def _subset(split: dict, labels: np.ndarray, seen: np.ndarray, unseen: np.ndarra
     return out, relabel, keep_classes
 
 
+def synthetic_splits(out: Path, seed: int = 0, spread: float = 0.18, rank: int = 16) -> Path:
+    """Write `out`/CUB: att_splits.mat and class lists in CUB's xlsa17 format for 40 invented classes
+    (20 training + 10 validation seen, 10 unseen; 60 images each, 48 trainval / 12 test-seen per seen
+    class): the source `write_fixture(..., small=True)` needs when the real files are absent. The 312
+    attributes are percentages from a random rank-`rank` model (a sigmoid of class factors scaled by
+    `spread`), correlated and mostly small, as CUB's are; `spread` 0.18 puts the small fixture's linear
+    seen classifier at 0.83 (0.71 at 0.12, 0.90 at 0.25). Returns `out` (the `source` argument of
+    `write_fixture`)."""
+    rng = np.random.default_rng(seed)
+    n_att, n_seen, n_unseen, per_class = 312, 30, 10, 60
+    n_classes = n_seen + n_unseen
+    factors = rng.normal(size=(n_classes, rank))
+    logits = spread * factors @ rng.normal(size=(rank, n_att)) + rng.normal(-1.5, 1.0, n_att)
+    original = 100 / (1 + np.exp(-logits))
+    names = [f"{k + 1:03d}.Synthetic_class_{k + 1}" for k in range(n_classes)]
+    perm = rng.permutation(n_classes)
+    seen, unseen = np.sort(perm[:n_seen]), np.sort(perm[n_seen:])
+    # image positions (0-based here, 1-based in the file); `class_labels` gives classes blocks of them
+    order = rng.permutation(n_classes * per_class)
+    test_unseen = np.sort(order[:n_unseen * per_class])
+    rest = order[n_unseen * per_class:]
+    test_seen, trainval = np.sort(rest[:n_seen * 12]), np.sort(rest[n_seen * 12:])
+    names_cell = np.empty((n_classes, 1), dtype=object)
+    names_cell[:, 0] = [np.array([n]) for n in names]
+    split = {"att": (original / np.linalg.norm(original, axis=1, keepdims=True)).T, "original_att": original.T,
+             "allclasses_names": names_cell, "trainval_loc": (trainval + 1).reshape(-1, 1),
+             "test_seen_loc": (test_seen + 1).reshape(-1, 1), "test_unseen_loc": (test_unseen + 1).reshape(-1, 1)}
+    folder = out / "CUB"
+    folder.mkdir(parents=True, exist_ok=True)
+    _savemat(folder / "att_splits.mat", split)
+    val = np.sort(seen[rng.permutation(n_seen)[:10]])
+    for f, ids in (("trainvalclasses.txt", seen), ("testclasses.txt", unseen), ("valclasses1.txt", val)):
+        (folder / f).write_text("".join(f"{names[i]}\n" for i in ids))
+    return out
+
+
 def _savemat(path: Path, arrays: dict) -> None:
     """scipy's savemat with a fixed header text: it stamps the creation time into the first 116 bytes,
     and the same fixture must give the same bytes (data.root is a DVC dependency: a new timestamp
@@ -203,12 +243,18 @@ def main(argv=None):
     ap.add_argument("--out", type=Path, required=True, help="folder to write (data.root of the run)")
     ap.add_argument("--small", action="store_true", help="30 seen / 10 unseen CUB classes, 512-d features")
     ap.add_argument("--source", type=Path, default=None, help=f"xlsa17 split files (default {SHARED_XLSA17})")
+    ap.add_argument("--synthetic-splits", action="store_true",
+                    help="with --small: invented CUB-format split files instead of the real ones")
     for f in ("attribute_noise", "nuisance_scale", "noise_scale", "latent", "gain"):
         ap.add_argument(f"--{f.replace('_', '-')}", type=type(getattr(DIFFICULTY, f)), default=getattr(DIFFICULTY, f))
     ap.add_argument("--seed", type=int, default=DIFFICULTY.seed)
     a = ap.parse_args(argv)
     d = replace(DIFFICULTY, attribute_noise=a.attribute_noise, nuisance_scale=a.nuisance_scale,
                 noise_scale=a.noise_scale, latent=a.latent, gain=a.gain, seed=a.seed)
+    if a.synthetic_splits:
+        if not a.small or a.shape != "cub":
+            raise SystemExit("--synthetic-splits: only with --small (and --shape cub)")
+        a.source = synthetic_splits(a.out / "splits", a.seed)
     write_fixture(a.out, a.shape, d, a.small, a.source)
     r = difficulty_report(a.out, DATASETS[a.shape] + ("-small" if a.small else ""))
     print(f"{a.out}: {DATASETS[a.shape]}-shaped fixture{' (small)' if a.small else ''}, {r['n_seen']} seen / "

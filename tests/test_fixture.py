@@ -1,22 +1,26 @@
 """The benchmark-difficulty fixture (benchmarks/fixture.py): labels that honour the real split files,
 determinism, the CUB default's difficulty in the real res101 range, and a small version on which the
-generator must learn its seen classes (it fails when G stops reading the attributes)."""
+generator must learn its seen classes (it fails when G stops reading the attributes). The tests of the
+real split files skip where ../shared/data/xlsa17 is absent (a clean clone); the learning check runs on
+CUB-format split files of the fixture's own (`synthetic_splits`), so it runs everywhere."""
 import numpy as np
 import pytest
 import torch
 from scipy.io import loadmat
 
-from benchmarks.fixture import DIFFICULTY, SHARED_XLSA17, class_labels, difficulty_report, write_fixture
+from benchmarks.fixture import (DIFFICULTY, SHARED_XLSA17, class_labels, difficulty_report, synthetic_splits,
+                                write_fixture)
 from tests.tiny import tiny_params
 
-pytestmark = pytest.mark.skipif(not (SHARED_XLSA17 / "CUB" / "att_splits.mat").exists(),
-                                reason="../shared/data/xlsa17 is not present")
+real_splits = pytest.mark.skipif(not (SHARED_XLSA17 / "CUB" / "att_splits.mat").exists(),
+                                 reason="../shared/data/xlsa17 is not present")
 
 
 def _split(name):
     return {k: v for k, v in loadmat(str(SHARED_XLSA17 / name / "att_splits.mat")).items() if not k.startswith("__")}
 
 
+@real_splits
 @pytest.mark.parametrize("name", ["CUB", "AWA2", "SUN"])
 def test_labels_honour_the_real_index_lists(name):
     split = _split(name)
@@ -29,6 +33,7 @@ def test_labels_honour_the_real_index_lists(name):
         assert set(np.unique(labels[loc("val_loc")])).isdisjoint(np.unique(labels[loc("train_loc")]))
 
 
+@real_splits
 def test_same_seed_same_bytes_other_seed_other_features(tmp_path):
     a = write_fixture(tmp_path / "a", "cub", small=True)
     b = write_fixture(tmp_path / "b", "cub", small=True)
@@ -39,6 +44,7 @@ def test_same_seed_same_bytes_other_seed_other_features(tmp_path):
     assert (a / "res101.mat").read_bytes() != (c / "res101.mat").read_bytes()
 
 
+@real_splits
 def test_small_fixture_is_a_valid_xlsa17_folder(tmp_path):
     from zerodiffpp.xlsa17 import load_xlsa17
     fs = load_xlsa17(write_fixture(tmp_path / "s", "cub", small=True), "CUB-small")
@@ -46,6 +52,20 @@ def test_small_fixture_is_a_valid_xlsa17_folder(tmp_path):
     assert len(fs.val_classes) == 10 and (fs.x >= 0).all()  # post-ReLU, as ResNet features
 
 
+def test_synthetic_splits_make_a_valid_small_fixture_without_the_real_files(tmp_path):
+    """What the learning check below runs on: CUB-format split files of our own, same bytes every time."""
+    from zerodiffpp.xlsa17 import load_xlsa17
+    a = write_fixture(tmp_path / "a", "cub", small=True, source=synthetic_splits(tmp_path / "sa"))
+    b = write_fixture(tmp_path / "b", "cub", small=True, source=synthetic_splits(tmp_path / "sb"))
+    assert (a / "res101.mat").read_bytes() == (b / "res101.mat").read_bytes()
+    assert (a / "att_splits.mat").read_bytes() == (b / "att_splits.mat").read_bytes()
+    fs = load_xlsa17(a, "CUB-small")
+    assert (len(fs.seen_classes), len(fs.unseen_classes), fs.x.shape[1], len(fs.val_classes)) == (30, 10, 512, 10)
+    assert set(fs.val_classes) <= set(fs.seen_classes) and (fs.x >= 0).all()
+    assert len(fs.trainval) == 30 * 48 and len(fs.test_seen) == 30 * 12 and len(fs.test_unseen) == 10 * 60
+
+
+@real_splits
 def test_cub_default_sits_in_the_real_res101_range(tmp_path):
     """ESZSL 0.35-0.55 and a linear seen classifier 0.6-0.8, as ResNet-101 features of CUB."""
     r = difficulty_report(write_fixture(tmp_path / "cub", "cub"), "CUB")
@@ -77,7 +97,8 @@ def test_the_generator_learns_its_seen_classes_on_the_small_fixture(tmp_path):
     from zerodiffpp.sc import sc_representations, train_sc_encoder
     from zerodiffpp.splits import prepare_split
     from zerodiffpp.xlsa17 import load_xlsa17
-    fs = load_xlsa17(write_fixture(tmp_path / "s", "cub", small=True), "CUB-small")
+    fs = load_xlsa17(write_fixture(tmp_path / "s", "cub", small=True, source=synthetic_splits(tmp_path / "splits")),
+                     "CUB-small")
     prep, _ = prepare_split(fs, 1.0, 0)
     # the generators learn their classes with the number of updates (docs/fixture.md): a higher rate and
     # fewer critic steps get there within a test's budget (16 epochs of 22 iterations, seconds)
@@ -94,5 +115,5 @@ def test_the_generator_learns_its_seen_classes_on_the_small_fixture(tmp_path):
     chance = 1 / len(prep.seen)
     learned = _train_and_check(prep, p, drg_ckpt, blind=False)
     blind = _train_and_check(prep, p, drg_ckpt, blind=True)
-    assert learned > 4 * chance, (learned, blind)
+    assert learned > 3 * chance, (learned, blind)  # 0.160 here (4.8x); 0.036 blind
     assert blind < 2 * chance, (learned, blind)
