@@ -71,11 +71,30 @@ def test_subsample_keeps_ratio_per_class_and_at_least_one():
     assert len(subsample_per_class(labels, 1.0, seed=0)) == len(labels)
     with pytest.raises(ValueError, match="seen_ratio"):
         subsample_per_class(labels, 0.0, seed=0)
+    with pytest.raises(ValueError, match="seen_ratio"):
+        subsample_per_class(labels, 1.5, seed=0)
+
+
+def test_subsample_draws_without_replacement_and_only_for_classes_it_cuts():
+    """The draw a seed gives, pinned (a prepared split must not move between versions): one
+    default_rng(seed) stream, one draw without replacement per class that loses images, in class order;
+    a class kept whole (here class 0: round(0.75 x 2) = 2 of its 2 images) takes no draw."""
+    labels = np.repeat([0, 1, 2], [2, 10, 4])
+    rng = np.random.default_rng(0)
+    first, second = rng.choice(np.arange(2, 12), 8, replace=False), rng.choice(np.arange(12, 16), 3, replace=False)
+    expected = [0, 1, *sorted(first.tolist()), *sorted(second.tolist())]
+    assert subsample_per_class(labels, 0.75, seed=0).tolist() == expected == [0, 1, 2, 3, 4, 5, 6, 8, 10, 11, 13, 14, 15]
 
 
 def test_scaler_is_fitted_on_the_kept_subset_only(xlsa17_dir):
     fs = load_xlsa17(xlsa17_dir, "TOY")
     prep, scaler = prepare_split(fs, 0.25, seed=3)
+    np.testing.assert_array_equal(prep.class_names, fs.class_names)
+    # train.seed decides the kept subset: the same seed gives the same one, another seed another
+    np.testing.assert_array_equal(prepare_split(fs, 0.25, seed=3)[0].train_index, prep.train_index)
+    assert not np.array_equal(prepare_split(fs, 0.25, seed=4)[0].train_index, prep.train_index)
+    with pytest.raises(ValueError, match="data.protocol must be 'test' or 'validation', got 'val'"):
+        prepare_split(fs, 0.25, seed=3, protocol="val")
     assert prep.x_train.min() == pytest.approx(0.0) and prep.x_train.max() == pytest.approx(1.0)
     kept = fs.x[prep.train_index]
     np.testing.assert_allclose(scaler.lo, kept.min(0))
@@ -93,6 +112,8 @@ def test_minmax_maps_the_fitted_range_to_unit_interval_and_clips_outside_it():
 def test_minmax_constant_feature_does_not_divide_by_zero():
     s = MinMax.fit(np.ones((4, 2)))
     assert np.isfinite(s(np.ones((2, 2)))).all()
+    # a constant training column is shifted, not scaled: a test value 0.4 above it maps to 0.4
+    np.testing.assert_allclose(s(np.array([[1.4, 0.5]])), [[0.4, 0.0]], atol=1e-6)
 
 
 def test_featureset_roundtrip(tmp_path, xlsa17_dir):
@@ -156,6 +177,11 @@ def test_validation_protocol_uses_only_seen_training_images(tmp_path):
     assert fs.val_classes.tolist() == [2, 3]
     prep, _ = prepare_split(fs, 1.0, seed=0, protocol="validation")
     assert prep.seen.tolist() == [0, 1] and prep.unseen.tolist() == [2, 3]
+    # train.seed also draws the validation fold's held-out images
+    again = prepare_split(fs, 1.0, seed=0, protocol="validation")[0]
+    other = prepare_split(fs, 1.0, seed=1, protocol="validation")[0]
+    np.testing.assert_array_equal(again.x_test_seen, prep.x_test_seen)
+    assert not np.array_equal(other.x_test_seen, prep.x_test_seen)
     used = set(prep.train_index)
     assert used <= set(fs.trainval)
     assert len(prep.y_test_unseen) == len(val_loc)

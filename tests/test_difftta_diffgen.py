@@ -49,6 +49,7 @@ def test_select_confident_per_class():
     assert select_confident(pred, conf, 0.5, 0.0).tolist() == [0, 2, 5, 6]
     assert select_confident(pred, conf, 0.5, 0.65).tolist() == [0, 2, 5]
     assert select_confident(pred, conf, 1.0, 0.95).tolist() == []
+    assert select_confident(pred, conf, 0.5, 0.7).tolist() == [0, 2, 5]  # exactly min_confidence is kept
     empty = select_confident(pred[:0], conf[:0], 0.5, 0.0)  # no test feature at all
     assert empty.dtype == np.int64 and empty.size == 0
 
@@ -80,6 +81,10 @@ def test_decoder_shares_the_unseen_mass_by_attribute_similarity():
     # a very low temperature hands the whole unseen mass to the nearest class
     np.testing.assert_allclose(decoder_shares_unseen(probs, classes, unseen, a_hat, att, 1e-4)[:, 2:],
                                [[0.0, 0.4], [0.8, 0.0]], atol=1e-12)
+    # the shift that keeps exp() finite is each row's own maximum: a row far from every unseen class
+    # (cosines 0, 0) beside a row at cosine 1 still gets a proper share, not 0 / 0
+    far = decoder_shares_unseen(probs, classes, unseen, np.array([[0.6, 0, 0.8], [0, 1.0, 0]]), att, 1e-4)
+    np.testing.assert_allclose(far[:, 2:], [[0.0, 0.4], [0.4, 0.4]], atol=1e-12)
 
 
 def test_decoder_unseen_labels_change_only_unseen_pseudo_labels(trained):
@@ -260,11 +265,15 @@ def test_every_round_is_anchored_to_the_trained_generator(trained, monkeypatch):
             torch.testing.assert_close(q, q0, rtol=0, atol=0)
 
 
-def test_the_reconstruction_check_leaves_every_global_random_stream_alone(trained, monkeypatch):
+@pytest.mark.parametrize("latent", ["posterior", "prior", "both"])
+def test_the_reconstruction_check_leaves_every_global_random_stream_alone(trained, monkeypatch, latent):
     """The before/after reconstruction check draws its fixed noise from a generator of its own: it
     never reseeds torch's global streams (torch.manual_seed would reseed CUDA's too, and only the
-    CPU stream was put back), the CPU stream is where it was, and two checks agree."""
-    from zerodiffpp.difftta import evaluate_reconstruction
+    CPU stream was put back), the CPU stream is where it was, and two checks agree, whichever z
+    tta.latent chooses (the prior's z comes from the same generator)."""
+    from functools import partial
+    from zerodiffpp.difftta import evaluate_reconstruction as check
+    evaluate_reconstruction = partial(check, latent=latent)
     s, x, r, a = _kept_batch(trained)
     w = torch.rand(len(x))
 
@@ -330,3 +339,147 @@ def test_the_synthetic_set_honours_its_settings_and_types(trained):
         got = synthetic_set(s, prep, 2, sampler)
         torch.manual_seed(9)
         np.testing.assert_array_equal(got["x"], s.full(prep.unseen, 2, sampler)[0])
+
+
+def _pseudo_label(trained, monkeypatch=None, tta=None, clf=None, synth=None):
+    """Steps a and b as run_difftta calls them (the toy's provisional classifier, a few epochs)."""
+    from zerodiffpp.difftta import pseudo_label
+    prep, p, _, _ = trained
+    s = _synth(trained)
+    x_test, _ = prep.test_features()
+    torch.manual_seed(3)
+    pred, conf = pseudo_label(s, prep, x_test, {**p["tta"], **(tta or {})}, {**p["synth"], **(synth or {})},
+                              {**p["classifier"], "calibration": 0.0, **(clf or {})}, "cpu")
+    return s, pred, conf
+
+
+def test_pseudo_labels_apply_calibrated_stacking_to_the_seen_classes(trained):
+    """classifier.calibration reaches step b: subtracting 1 from every seen probability sends every
+    test feature to an unseen class, adding 1 (calibration -1) to a seen one."""
+    prep = trained[0]
+    _, pred, conf = _pseudo_label(trained, tta={"unseen_labels": "classifier"}, clf={"calibration": 1.0})
+    assert np.isin(pred, prep.unseen).all() and ((conf > 0) & (conf <= 1)).all()
+    _, pred, _ = _pseudo_label(trained, tta={"unseen_labels": "classifier"}, clf={"calibration": -1.0})
+    assert np.isin(pred, prep.seen).all()
+
+
+@pytest.mark.parametrize("features", ["VS", "V"])
+def test_decoder_pseudo_labels_are_the_nearest_unseen_class_to_dec_x(trained, features):
+    """tta.unseen_labels decoder: a test feature the classifier sends to an unseen class gets the unseen
+    class whose attributes are nearest (cosine) to Dec(x), the decoder stored with the generator, whichever
+    view the classifier reads (with V the decoder is loaded from the checkpoint); 'classifier' does not."""
+    from zerodiffpp.classifier import load_decoder
+    prep = trained[0]
+    s, pred, conf = _pseudo_label(trained, tta={"unseen_labels": "decoder"}, clf={"calibration": 1.0, "features": features})
+    assert np.isin(pred, prep.unseen).all()  # calibration 1: every feature goes to the unseen side
+    with torch.no_grad():
+        a_hat = load_decoder(s.checkpoint(), "cpu")(torch.as_tensor(prep.test_features()[0])).numpy()
+    nearest = prep.unseen[(a_hat @ prep.att[prep.unseen].T).argmax(1)]
+    np.testing.assert_array_equal(pred, nearest)
+    _, by_classifier, _ = _pseudo_label(trained, tta={"unseen_labels": "classifier"},
+                                        clf={"calibration": 1.0, "features": features})
+    assert not np.array_equal(by_classifier, nearest)
+
+
+def test_the_provisional_classifier_reads_the_sampler_and_the_view_it_is_given(trained, monkeypatch):
+    """Step a trains on synth.sampler's unseen features and reads classifier.features' view of them."""
+    from zerodiffpp import difftta
+    samplers, views, real_train = [], [], difftta.train_softmax
+
+    def recording(*args, **kw):
+        views.append(kw["view"])
+        return real_train(*args, **kw)
+    monkeypatch.setattr(difftta, "train_softmax", recording)
+    real_full = Synthesizer.full
+    monkeypatch.setattr(Synthesizer, "full", lambda self, c, n, sampler="progressive", out=None:
+                        samplers.append(sampler) or real_full(self, c, n, sampler, out))
+    _pseudo_label(trained, synth={"sampler": "one_step"}, clf={"features": "VS"})
+    assert samplers == ["one_step"] and len(views) == 1
+    assert views[0].name == "VS" and views[0].dec is not None
+
+
+def _fixed_pseudo_labels(monkeypatch, prep, conf_value):
+    """Replaces steps a and b: every even test feature pseudo-labelled unseen[0], every odd one seen[0]."""
+    from zerodiffpp import difftta
+    n = len(prep.test_features()[0])
+    pred = np.where(np.arange(n) % 2 == 0, prep.unseen[0], prep.seen[0])
+    conf = np.full(n, conf_value, np.float32)
+    monkeypatch.setattr(difftta, "pseudo_label", lambda *args, **kw: (pred, conf))
+    return pred, conf
+
+
+def test_run_difftta_keeps_the_ranked_selection_and_adapts_nothing_without_a_kept_feature(trained, monkeypatch):
+    """The kept set is select_confident of the pseudo-labels with tta.keep_fraction, tta.min_confidence
+    and the tie rank; without adaptation (DiffGen alone) or when no feature is confident enough, no
+    round runs and the generator is left as trained."""
+    prep, p, gen, _ = trained
+    pred, conf = _fixed_pseudo_labels(monkeypatch, prep, 0.6)  # every confidence tied
+    rank = np.random.default_rng(2).permutation(len(pred))
+    tta = dict(p["tta"], keep_fraction=0.25, min_confidence=0.5)
+    for adapt, min_confidence, expected in ((False, 0.5, select_confident(pred, conf, 0.25, 0.5, rank)),
+                                            (True, 0.9, np.zeros(0, np.int64))):
+        s = _synth(trained)
+        out = run_difftta(s, prep, dict(tta, min_confidence=min_confidence), p["synth"], p["classifier"], "cpu",
+                          adapt=adapt, rank=rank)
+        got_pred, got_conf, kept, rounds, rows = out
+        assert got_pred is pred and got_conf is conf and rounds == [] and rows == []
+        assert kept.tolist() == expected.tolist()
+        for k, v in s.checkpoint()["state"].items():
+            assert torch.equal(v, gen["state"][k]), k
+    assert len(expected := select_confident(pred, conf, 0.25, 0.5, rank)) > 0
+    assert expected.tolist() != select_confident(pred, conf, 0.25, 0.5).tolist()  # the rank decides the ties
+
+
+def test_a_round_runs_tta_epochs_on_tta_latent(trained, monkeypatch):
+    """Each round fine-tunes for tta.epochs epochs (one curve row each) with the z of tta.latent, in the
+    update and in the before/after check: with 'prior' the encoder gets no reconstruction gradient, so
+    the pull toward the trained weights leaves it exactly where it was."""
+    from zerodiffpp.difftta import evaluate_reconstruction
+    prep, p, gen, _ = trained
+    pred, conf = _fixed_pseudo_labels(monkeypatch, prep, 0.9)
+    tta = dict(p["tta"], epochs=3, rounds=1, latent="prior", lr=0.01, keep_fraction=0.5, min_confidence=0.0)
+    kept = select_confident(pred, conf, 0.5, 0.0)
+    x_test, r_test = prep.test_features()
+    s = _synth(trained)
+    batch = (torch.as_tensor(x_test[kept]), torch.as_tensor(r_test[kept]), s.att[torch.as_tensor(pred[kept])],
+             torch.as_tensor(conf[kept]))
+    before = evaluate_reconstruction(s, *batch, "prior")
+    assert before != evaluate_reconstruction(s, *batch, "posterior")
+    torch.manual_seed(3)
+    _, _, got_kept, rounds, rows = run_difftta(s, prep, tta, p["synth"], p["classifier"], "cpu")
+    assert got_kept.tolist() == kept.tolist() and len(rows) == 3
+    assert rounds == [{"round": 1, "kept": len(kept), "rec_before": before,
+                       "rec_after": evaluate_reconstruction(s, *batch, "prior")}]
+    state = s.checkpoint()["state"]
+    assert all(torch.equal(state[k], gen["state"][k]) for k in state if k.startswith("E."))
+    assert not all(torch.equal(state[k], gen["state"][k]) for k in state if k.startswith("G."))
+
+
+def test_the_reconstruction_check_runs_every_step_once_in_order(trained):
+    """evaluate_reconstruction is the mean of the reconstruction loss at t = 0, 1, ..., T - 1, every
+    sample of a call at the same step (a t drawn at random would not be the same check twice)."""
+    from zerodiffpp.difftta import evaluate_reconstruction
+    s, x, r, a = _kept_batch(trained)
+    steps = []
+    hook = s.gen["G"].register_forward_pre_hook(lambda mod, args: steps.append(args[4].tolist()))
+    evaluate_reconstruction(s, x, r, a, torch.ones(len(x)))
+    hook.remove()
+    assert steps == [[t] * len(x) for t in range(s.sched.timesteps)]
+
+
+def test_latent_both_is_the_mean_of_the_posterior_and_prior_errors(trained):
+    """tta.latent both: G runs twice on the same (t, x_{t+1}) with two different z, and the loss is the mean of the two confidence-weighted errors."""
+    from zerodiffpp.difftta import reconstruction_loss
+    s, x, r, a = _kept_batch(trained)
+    w = torch.linspace(0.2, 1.0, len(x))
+    calls = []
+    hook = s.gen["G"].register_forward_hook(lambda mod, args, out: calls.append((args, out)))
+    with torch.no_grad():
+        loss = reconstruction_loss(s, x, r, a, w, latent="both")
+    hook.remove()
+    assert len(calls) == 2
+    (args0, out0), (args1, out1) = calls
+    assert torch.equal(args0[3], args1[3]) and torch.equal(args0[4], args1[4])  # same x_{t+1}, same t
+    assert not torch.equal(args0[0], args1[0])
+    errors = [(w * ((out - x) ** 2).sum(1)).sum() / w.sum() for out in (out0, out1)]
+    torch.testing.assert_close(loss, (errors[0] + errors[1]) / 2)

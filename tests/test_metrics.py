@@ -104,3 +104,24 @@ def test_the_unseen_oracle_uses_the_seeded_folds_it_is_given(monkeypatch):
     assert calls == [24, 16, 16, 16]  # the generated probe on all 24, then 3 folds of 2/3 each
     assert all(oracle(7) == first for _ in range(3))
     assert len({oracle(s) for s in range(6)}) > 1  # the seed decides the folds
+
+
+def test_every_spuriousness_probe_is_the_same_fixed_linear_probe(monkeypatch):
+    """The probes behind both spuriousness metrics follow one recipe, so that their numbers compare
+    across runs and methods: a linear softmax over the probed classes, Adam at lr 0.001, batches of 256,
+    report.probe_epochs epochs."""
+    calls, real = [], M.train_softmax
+    monkeypatch.setattr(M, "train_softmax", lambda x, y, classes, **kw: calls.append((list(classes), kw))
+                        or real(x, y, classes, **kw))
+    rng = np.random.default_rng(0)
+    x, y = rng.random((12, 3), dtype=np.float32), np.repeat([0, 1], 6)
+    M.seen_spuriousness(x, y, x, y, x, y, np.array([0, 1]), 2, "cpu")
+    M.unseen_spuriousness(x, y + 5, x, y + 5, np.array([5, 6]), 2, 2, "cpu", seed=0)
+    recipe = {"epochs": 2, "batch_size": 256, "lr": 0.001, "device": "cpu"}
+    assert calls == [([0, 1], recipe)] + [([5, 6], recipe)] * 3  # seen probe; generated probe, two oracle folds
+
+
+def test_the_oracle_needs_two_test_samples_per_unseen_class():
+    x, y = np.zeros((5, 2), np.float32), np.array([5, 5, 5, 6, 6])
+    with pytest.raises(ValueError, match="report.oracle_folds: an unseen class has 1 test samples; need at least 2"):
+        M.unseen_spuriousness(x, y, x, np.array([5, 5, 5, 5, 6]), np.array([5, 6]), 1, 3, "cpu", seed=0)

@@ -212,6 +212,14 @@ def test_a_generator_without_decoder_is_classified_on_x():
         assert InputView.from_generator(name, {"config": {"kind": "fclswgan"}, "state": {}}, "cpu").name == "V"
     with pytest.raises(ValueError, match="classifier.features"):
         InputView("VA")
+    with pytest.raises(ValueError, match="classifier.features 'VS' needs the generator's attribute decoder"):
+        InputView("VS")
+
+
+def test_loading_the_decoder_of_a_generator_without_one_names_its_kind():
+    from zerodiffpp.classifier import load_decoder
+    with pytest.raises(ValueError, match=r"this generator \(fclswgan\) has no attribute decoder"):
+        load_decoder({"config": {"kind": "fclswgan"}, "state": {}}, "cpu")
 
 
 @pytest.mark.parametrize("rule_input", ["sum", "mean"])
@@ -296,6 +304,7 @@ def test_predict_applies_calibrated_stacking_to_the_seen_classes_only():
     assert clf.predict(x, "cpu").tolist() == [5, 7]
     assert clf.predict(x, "cpu", seen=np.array([5, 7]), calibration=0.3).tolist() == [9, 7]
     assert clf.predict(x, "cpu", seen=np.array([5, 7]), calibration=0.0).tolist() == [5, 7]
+    assert clf.predict(x, "cpu", seen=np.array([5, 7])).tolist() == [5, 7]  # calibration defaults to 0
 
 
 def test_the_view_width_of_each_input_view():
@@ -303,3 +312,33 @@ def test_the_view_width_of_each_input_view():
     from zerodiffpp.networks import AttrDecoder
     dec = AttrDecoder(12, 7, 5)
     assert [InputView(n, dec).dim(12) if n != "V" else InputView(n).dim(12) for n in ("V", "VS", "S")] == [12, 24, 12]
+
+
+def test_a_classifier_loaded_without_a_view_reads_x():
+    """load_classifier's default view is V (f-CLSWGAN's seen classifier, reloaded on resume, passes none):
+    the reloaded classifier gives the trained one's probabilities on raw features."""
+    from zerodiffpp.classifier import load_classifier, train_softmax
+    rng = np.random.default_rng(0)
+    x, y = rng.random((60, 5), dtype=np.float32), np.repeat([2, 4, 6], 20)
+    clf = train_softmax(x, y, np.array([2, 4, 6]), 2, 20, 0.01, "cpu")
+    again = load_classifier(clf.state(), 5, "cpu")
+    assert again.view.name == "V" and again.classes.tolist() == [2, 4, 6]
+    np.testing.assert_array_equal(again.probabilities(x, "cpu"), clf.probabilities(x, "cpu"))
+
+
+def test_train_softmax_visits_every_sample_once_per_epoch_and_refuses_foreign_labels(monkeypatch):
+    """Each epoch is one shuffled pass in batches of batch_size (every sample once, the last batch the
+    remainder), the curve has one row per epoch numbered from 0, and a label outside `classes` is an
+    error, never silently mapped to some class."""
+    from zerodiffpp import classifier
+    from zerodiffpp.classifier import train_softmax
+    seen, real = [], classifier.F.cross_entropy
+    monkeypatch.setattr(classifier.F, "cross_entropy", lambda logits, target: seen.append(len(target))
+                        or real(logits, target))
+    rng = np.random.default_rng(0)
+    x, y = rng.random((23, 4), dtype=np.float32), np.repeat([3, 8], [12, 11])
+    clf = train_softmax(x, y, np.array([3, 8]), 2, 10, 0.01, "cpu")
+    assert seen == [10, 10, 3] * 2
+    assert [row["step"] for row in clf.curve] == [0, 1]
+    with pytest.raises(ValueError, match="labels outside the classifier's classes"):
+        train_softmax(x, np.where(y == 8, 5, y), np.array([3, 8]), 1, 10, 0.01, "cpu")

@@ -21,9 +21,9 @@ def _prep(n_seen=4, per_class=15, att_dim=3, x_dim=6):
                     class_names=np.array([f"c{i}" for i in range(n_seen + 2)]), train_index=np.arange(len(y)))
 
 
-def _generator(seed):
-    cfg = dict(kind="zerodiff", x_dim=6, att_dim=3, rep_dim=0, noise_dim=2, hidden=8, cond_dim=4, time_dim=4,
-               use_r=False, timesteps=4, beta_min=0.1, beta_max=20.0)
+def _generator(seed, use_r=False):
+    cfg = dict(kind="zerodiff", x_dim=6, att_dim=3, rep_dim=4 if use_r else 0, noise_dim=2, hidden=8, cond_dim=4,
+               time_dim=4, use_r=use_r, timesteps=4, beta_min=0.1, beta_max=20.0)
     torch.manual_seed(seed)
     return {"config": cfg, "state": build_feature_generator(cfg).state_dict()}
 
@@ -47,6 +47,27 @@ def test_the_seen_probe_reads_the_generator_it_is_given():
     torch.manual_seed(7)
     other, _ = seen_probe_features(adapted, None, prep, 5, "progressive", "cpu")
     np.testing.assert_array_equal(x, expected)
+    assert not np.allclose(x, other)
+
+
+@pytest.mark.parametrize("sampler", ["one_step", "progressive"])
+def test_the_seen_probe_uses_the_sampler_and_the_drg_it_is_given(sampler):
+    """synth.sampler reaches the probe's synthesis, and a generator conditioned on r gets it from the DRG
+    checkpoint passed in."""
+    from zerodiffpp.drg import build_drg
+    prep, gen = _prep(), _generator(0, use_r=True)
+    drg_cfg = dict(noise_dim=2, att_dim=3, rep_dim=4, hidden=8, time_dim=4, input_step="current", timesteps=4,
+                   beta_min=0.1, beta_max=20.0)
+    torch.manual_seed(1)
+    drg = {"config": drg_cfg, "state": build_drg(drg_cfg).state_dict()}
+    torch.manual_seed(7)
+    x, y = seen_probe_features(gen, drg, prep, 5, sampler, "cpu")
+    torch.manual_seed(7)
+    expected, _ = Synthesizer(gen, drg, prep.att, "cpu").full(prep.seen, 5, sampler)
+    np.testing.assert_array_equal(x, expected)
+    torch.manual_seed(7)
+    other, _ = Synthesizer(gen, drg, prep.att, "cpu").full(
+        prep.seen, 5, "progressive" if sampler == "one_step" else "one_step")
     assert not np.allclose(x, other)
 
 
@@ -147,3 +168,31 @@ def test_the_report_states_its_setting_and_comparability_word_for_word():
         "ZeroDiff++ papers, which use fine-tuned features (ce_ce.mat as data.x_file, con_paco.mat as data.r_file)")
     assert comparability({'name': 'CUB', 'x_file': 'ce_ce.mat', 'r_file': ''}) == (
         'features ce_ce.mat')
+
+
+def test_eval_json_wiring_flags_a_fixed_calibration_an_empty_selection_and_the_last_round(monkeypatch):
+    """evaluate with the probes replaced by recorders: the unseen probe gets exactly the fully generated
+    unseen features (never the partial syntheses) with report.probe_epochs, report.oracle_folds and the
+    run's seed; the two flags are copied when set; a calibration fixed in params has no held-out score;
+    an empty DiffTTA selection scores 0; the reconstruction pair is the last of three rounds."""
+    from zerodiffpp import report
+    prep, syn, seen_probe, preds, pseudo, ctx = _handmade()
+    calls = {}
+    monkeypatch.setattr(report.M, "seen_spuriousness", lambda *args: calls.update(seen=args) or {"seen": 0.5})
+    monkeypatch.setattr(report.M, "unseen_spuriousness", lambda *args: calls.update(unseen=args) or {"unseen": 0.25})
+    ctx = dict(ctx, self_training_seen=True, validation=True, probe_epochs=7, oracle_folds=3, seed=11,
+               calibration={"calibration": 0.6, "source": "params", "held_out": [], "grid": []})
+    pseudo = dict(pseudo, kept=np.zeros(0, np.int64), rec_before=np.array([5.0, 3.0, 2.5]),
+                  rec_after=np.array([4.0, 2.0, 1.5]))
+    m = report.evaluate(prep, syn, seen_probe, preds, pseudo, ctx, "cpu")
+    x_gen, y_gen, x_tu, y_tu, unseen, epochs, folds, device, seed = calls["unseen"]
+    np.testing.assert_array_equal(x_gen, syn["x"][:12])
+    np.testing.assert_array_equal(y_gen, syn["y"][:12])
+    assert (x_tu is prep.x_test_unseen and y_tu is prep.y_test_unseen and unseen is prep.unseen
+            and (epochs, folds, device, seed) == (7, 3, "cpu", 11))
+    assert calls["seen"][:2] == seen_probe and calls["seen"][-2:] == (7, "cpu")
+    assert m["spurious"] == {"seen": 0.5, "unseen": 0.25}
+    assert m["self_training_seen"] == 1 and m["validation"] == 1
+    assert m["calibration"] == {"value": 0.6, "auto": 0, "n_held_out": 0}
+    assert m["tta"] == {"n_kept": 0, "n_test": 16, "pseudo_label_acc_all": 14 / 16, "pseudo_label_acc_kept": 0.0,
+                        "rounds": 3, "rec_before": 2.5, "rec_after": 1.5}
