@@ -74,3 +74,10 @@ def _seed():
     # deadlocks, and the mutant would be reported as a timeout. Under mutmut (it sets MUTANT_UNDER_TEST),
     # one thread, so no pool exists to fork.
     torch.set_num_threads(1 if os.environ.get("MUTANT_UNDER_TEST") else 2)
+    if os.environ.get("MUTANT_UNDER_TEST"):
+        # tqdm's default lock is a semaphore shared by every forked mutant run: one killed while holding it
+        # blocks each later run's progress bar, and those mutants would be reported as timeouts
+        import threading
+
+        from tqdm import tqdm
+        tqdm.set_lock(threading.RLock())
