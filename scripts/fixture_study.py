@@ -13,7 +13,8 @@ and evaluated both ways (each row's minutes count the shared training plus its o
 `--protocol validation` runs on the dataset's validation classes (xlsa17 val_loc or valclasses1.txt;
 data.protocol) instead of the test split: the place to choose settings (`--set section.key=value`).
 ESZSL is the closed-form reference: its regularisers are chosen on the dataset's validation classes,
-then the test split is scored once (on the validation protocol its row is that validation T1). Prints a markdown table of means and standard deviations over seeds.
+then the test split is scored once (on the validation protocol its row is that validation T1).
+Prints a markdown table of means and standard deviations over seeds.
 Test numbers are read, never used to choose anything.
 """
 from __future__ import annotations
