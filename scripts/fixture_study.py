@@ -14,6 +14,10 @@ and evaluated both ways (each row's minutes count the shared training plus its o
 data.protocol) instead of the test split: the place to choose settings (`--set section.key=value`).
 ESZSL is the closed-form reference: its regularisers are chosen on the dataset's validation classes,
 then the test split is scored once (on the validation protocol its row is that validation T1).
+Every generative row carries its split's U, S, H at each calibrated-stacking value (the same GZSL
+classifier; zerodiffpp.calibration.split_curve). `--calibration-from` a validation study's rows adds
+the numbers at the value chosen on the validation classes (calibrated stacking's own protocol; the
+pipeline's `calibration: auto` chooses on held-out seen classes the generator trained on).
 Prints a markdown table of means and standard deviations over seeds.
 Test numbers are read, never used to choose anything.
 """
@@ -99,11 +103,13 @@ def run_point(args: tuple) -> list[dict]:
     rows = []
     for method in methods:
         t0 = time.time()
-        m = evaluate_generators(dict(p, method=method), prep, drg_ckpt, gen_ckpt)
+        m = evaluate_generators(dict(p, method=method), prep, drg_ckpt, gen_ckpt, curve=True)
         rows.append(dict(base, method=method, T1=m["zsl"]["T1"], **m["gzsl"], calibration=m["calibration"]["value"],
                          gen_seen_acc=checked[-1]["gen_seen_acc"] if checked else None,
                          gen_mean_gap=checked[-1]["gen_mean_gap"] if checked else None,
-                         spurious=m["spurious"], minutes=trained + (time.time() - t0) / 60))
+                         spurious=m["spurious"], minutes=trained + (time.time() - t0) / 60,
+                         calibration_curve=[[c["calibration"], round(c["U"], 5), round(c["S"], 5), round(c["H"], 5)]
+                                            for c in m["calibration_curve"]]))
     return rows
 
 
@@ -113,21 +119,56 @@ def jobs(methods: list[str]) -> list[tuple]:
     return ([shared] if shared else []) + [(m,) for m in methods if m not in shared]
 
 
-def table(rows: list[dict]) -> str:
-    out = ["| method | seen ratio | seeds | ZSL T1 | GZSL U | GZSL S | GZSL H | generated-seen acc | calibration | minutes |",
-           "|---|---|---|---|---|---|---|---|---|---|"]
+def curve_at(row: dict, gamma: float) -> dict:
+    """U, S, H of a row's split at calibration value `gamma` (a value of calibration.GRID), read
+    from the row's curve: the same GZSL classifier, only the value differs."""
+    for g, u, s, h in row["calibration_curve"]:
+        if np.isclose(g, gamma):
+            return {"U": u, "S": s, "H": h}
+    raise KeyError(f"calibration {gamma} is not on the curve of {row['method']} seed {row['seed']}")
+
+
+def chosen_on_validation(val_rows: list[dict], method: str, ratio: float, sets: dict | None = None) -> float | None:
+    """Calibrated stacking's value as its authors choose it: the best validation H (mean over the
+    validation rows' seeds) of `method` at `ratio` with the same `--set` values, from
+    validation-protocol rows only; None if there are none."""
+    from zerodiffpp.calibration import best
+    rs = [r for r in val_rows if r.get("protocol") == "validation" and r["method"] == method
+          and np.isclose(r["seen_ratio"], ratio) and r.get("set", {}) == (sets or {}) and r.get("calibration_curve")]
+    if not rs:
+        return None
+    grid = [g for g, *_ in rs[0]["calibration_curve"]]
+    return best([{"calibration": g, "H": float(np.mean([curve_at(r, g)["H"] for r in rs]))} for g in grid])
+
+
+def table(rows: list[dict], val_rows: list[dict] | None = None) -> str:
+    """Means ± standard deviations over seeds. With `val_rows` (validation-protocol rows with curves),
+    also U, S, H at the calibration value chosen on them (test rows only read at that value)."""
+    head = "| method | seen ratio | seeds | ZSL T1 | GZSL U | GZSL S | GZSL H | generated-seen acc | calibration | minutes |"
+    if val_rows is not None:
+        head += " validation-chosen calibration | U | S | H |"
+    out = [head, "|" + "---|" * head.count(" |")]
     groups: dict = {}
     for r in rows:
         groups.setdefault((r["method"], r["seen_ratio"]), []).append(r)
     for (method, ratio), rs in sorted(groups.items(), key=lambda kv: (-kv[0][1], kv[0][0])):
-        def cell(k, scale=100.0, fmt="{:.1f}"):
+        def cell(k, scale=100.0, fmt="{:.1f}", rs=rs):
             v = [r[k] for r in rs if r.get(k) is not None]
             if not v:
                 return ""
             return fmt.format(scale * np.mean(v)) + (f" ± {fmt.format(scale * np.std(v))}" if len(v) > 1 else "")
-        out.append(f"| {method} | {ratio} | {','.join(str(r['seed']) for r in sorted(rs, key=lambda r: r['seed']))} | "
-                   f"{cell('T1')} | {cell('U')} | {cell('S')} | {cell('H')} | {cell('gen_seen_acc')} | "
-                   f"{cell('calibration', 1.0, '{:.2f}')} | {cell('minutes', 1.0, '{:.0f}')} |")
+        line = (f"| {method} | {ratio} | {','.join(str(r['seed']) for r in sorted(rs, key=lambda r: r['seed']))} | "
+                f"{cell('T1')} | {cell('U')} | {cell('S')} | {cell('H')} | {cell('gen_seen_acc')} | "
+                f"{cell('calibration', 1.0, '{:.2f}')} | {cell('minutes', 1.0, '{:.0f}')} |")
+        if val_rows is not None:
+            gamma = chosen_on_validation(val_rows, method, ratio, rs[0].get("set", {}))
+            with_curve = [r for r in rs if r.get("calibration_curve")]
+            if gamma is None or not with_curve:
+                line += " | | | |"
+            else:
+                read = [dict(curve_at(r, gamma), seed=r["seed"]) for r in with_curve]
+                line += f" {gamma:.2f} | {cell('U', rs=read)} | {cell('S', rs=read)} | {cell('H', rs=read)} |"
+        out.append(line)
     return "\n".join(out)
 
 
@@ -145,6 +186,9 @@ def main(argv=None):
     ap.add_argument("--set", dest="sets", action="append", default=[], metavar="SECTION.KEY=VALUE",
                     help="a parameter over params.yaml and the preset (repeatable), recorded in each row")
     ap.add_argument("--out", type=Path, default=Path("runs/fixture-study/rows.jsonl"))
+    ap.add_argument("--calibration-from", type=Path, default=None, metavar="VALIDATION.jsonl",
+                    help="rows of a --protocol validation study: the table adds U, S, H at the calibration "
+                         "value chosen on them (the test rows are only read at it)")
     a = ap.parse_args(argv)
     if a.jobs < 1:
         raise SystemExit("--jobs: expected at least 1")
@@ -152,6 +196,8 @@ def main(argv=None):
         raise SystemExit(f"--root {a.root}: no att_splits.mat (write one with python -m benchmarks.fixture)")
     if a.preset is not None and not a.preset.exists():
         raise SystemExit(f"--preset {a.preset}: not found")
+    if a.calibration_from is not None and not a.calibration_from.exists():
+        raise SystemExit(f"--calibration-from {a.calibration_from}: not found")
     sets = parse_sets(a.sets)
     for m in a.methods:  # every point's params are checked before any work
         for s in a.seeds:
@@ -181,7 +227,9 @@ def main(argv=None):
                       + f", {row['minutes']:.1f} min", flush=True)
             done.extend(rows)
     wanted = [r for r in done if r["method"] in a.methods and r["seed"] in a.seeds and r["seen_ratio"] in a.ratios]
-    print("\n" + table(wanted))
+    val_rows = None if a.calibration_from is None else [json.loads(line) for line in
+                                                         a.calibration_from.read_text().splitlines()]
+    print("\n" + table(wanted, val_rows))
 
 
 if __name__ == "__main__":

@@ -5,6 +5,8 @@ with `train.threads: 1` the metrics equal those of `dvc repro` / `dvc exp run` o
 (tests/test_pipeline.py checks it through the fold study). Used by `scripts/fold_study.py` and the
 end-to-end tests; training and post-training are apart, so that variants can share a generator."""
 from stages import adapt, classify, pretrain, report, synthesize, train
+from zerodiffpp.calibration import split_curve
+from zerodiffpp.classifier import InputView, load_classifier
 from zerodiffpp.data import FeatureSet
 from zerodiffpp.runtime import setup
 
@@ -17,16 +19,23 @@ def train_generators(p: dict, fs: FeatureSet) -> tuple:
     return prep, drg_ckpt, train.run(p, prep, device, drg_ckpt)[0]
 
 
-def evaluate_generators(p: dict, prep, drg_ckpt: dict, gen_ckpt: dict) -> dict:
-    """adapt, synthesize, classify and report on trained generators: -> the metrics of eval.json."""
+def evaluate_generators(p: dict, prep, drg_ckpt: dict, gen_ckpt: dict, curve: bool = False) -> dict:
+    """adapt, synthesize, classify and report on trained generators: -> the metrics of eval.json;
+    with `curve`, also 'calibration_curve': the split's U, S, H at every calibration value
+    (zerodiffpp.calibration.split_curve), from the same GZSL classifier."""
     device = setup(p["train"], adapt.SEED_OFFSET)
     adapted, pseudo, _, calib = adapt.run(p, prep, gen_ckpt, drg_ckpt, device)
     setup(p["train"], synthesize.SEED_OFFSET)
     syn = synthesize.run(p, prep, adapted, drg_ckpt, pseudo, device)
     setup(p["train"], classify.SEED_OFFSET)
-    _, preds, _ = classify.run(p, prep, syn, adapted, calib["calibration"], device)
+    states, preds, _ = classify.run(p, prep, syn, adapted, calib["calibration"], device)
     setup(p["train"], report.SEED_OFFSET)
-    return report.run(p, prep, syn, preds, pseudo, gen_ckpt, drg_ckpt, calib, device)
+    metrics = report.run(p, prep, syn, preds, pseudo, gen_ckpt, drg_ckpt, calib, device)
+    if curve:
+        view = InputView.from_generator(states["view"], adapted, device)
+        clf = load_classifier(states["gzsl"], prep.x_train.shape[1], device, view)
+        metrics["calibration_curve"] = split_curve(clf, prep, device)
+    return metrics
 
 
 def run_pipeline(p: dict, fs: FeatureSet) -> dict:

@@ -44,6 +44,29 @@ def test_sweep_by_hand():
     assert cal.best(rows) == 0.15
 
 
+class FixedProbabilities:
+    """A stand-in GZSL classifier whose probability rows are its inputs (one row per image)."""
+
+    def probabilities(self, x, device):
+        return np.asarray(x)
+
+
+def test_split_curve_scores_the_splits_own_test_images_subtracting_from_its_seen_classes():
+    from types import SimpleNamespace
+    # classes 0, 1 seen; 2 unseen (in a validation run: a validation class no model trained on)
+    prep = SimpleNamespace(n_classes=3, seen=np.array([0, 1]), unseen=np.array([2]),
+                           x_test_seen=np.array([[0.6, 0.1, 0.3], [0.2, 0.5, 0.3]]), y_test_seen=np.array([0, 1]),
+                           x_test_unseen=np.array([[0.5, 0.1, 0.4], [0.1, 0.2, 0.7]]), y_test_unseen=np.array([2, 2]))
+    rows = cal.split_curve(FixedProbabilities(), prep, "cpu")
+    assert [r["calibration"] for r in rows] == list(cal.GRID)
+    at = {r["calibration"]: (r["U"], r["S"]) for r in rows}
+    # the numbers of test_sweep_by_hand: the unseen image flips to its class once gamma > 0.1, the
+    # seen images leave theirs above 0.2 / 0.3; a negative gamma takes the sure unseen image too
+    assert at[0.0] == (0.5, 1.0) and at[0.12] == (1.0, 1.0) and at[0.22] == (1.0, 0.5) and at[0.5] == (1.0, 0.0)
+    assert at[-0.6] == (0.0, 1.0)
+    assert cal.best(rows) == 0.12
+
+
 def test_best_prefers_the_smallest_value_on_ties():
     rows = [{"calibration": g, "H": h} for g, h in ((0.0, 0.2), (0.1, 0.5), (0.2, 0.5), (0.3, 0.1))]
     assert cal.best(rows) == 0.1

@@ -45,3 +45,35 @@ def test_a_shared_job_gives_the_rows_of_separate_runs(tmp_path, monkeypatch):
             assert shared[method][key] == alone[key], (method, key)
     assert shared["zerodiff"]["T1"] != shared["zerodiffpp"]["T1"] or shared["zerodiff"]["spurious"] != \
         shared["zerodiffpp"]["spurious"]  # two different evaluations, not one row copied
+    for row in shared.values():  # the curve is that of the row's own GZSL classifier: it passes through its U, S, H
+        assert fst.curve_at(row, row["calibration"]) == pytest.approx({k: row[k] for k in ("U", "S", "H")}, abs=1e-5)
+
+
+def curve_row(method, seed, ratio, protocol, peak, sets=None):
+    """A row whose H peaks at calibration `peak` (U rises, S falls with gamma, crossing there)."""
+    grid = [round(0.02 * k, 2) for k in range(-50, 51)]
+    curve = [[g, min(1.0, 0.5 + g - peak), min(1.0, 0.5 - g + peak), 0.0] for g in grid]
+    curve = [[g, max(u, 0.0), max(s_, 0.0), 2 * max(u, 0) * max(s_, 0) / max(u + s_, 1e-9)] for g, u, s_, _ in curve]
+    return {"method": method, "seed": seed, "seen_ratio": ratio, "protocol": protocol, "set": sets or {},
+            "T1": 0.5, "U": 0.1, "S": 0.9, "H": 0.18, "calibration": 0.0, "minutes": 1.0, "calibration_curve": curve}
+
+
+def test_calibration_chosen_on_validation_rows_only_and_read_on_the_test_rows():
+    val = [curve_row("zerodiff", 0, 0.3, "validation", 0.2), curve_row("zerodiff", 1, 0.3, "validation", 0.24),
+           curve_row("zerodiff", 0, 0.3, "test", -0.5),  # a test row in the file: never chooses
+           curve_row("zerodiff", 0, 0.3, "validation", 0.8, {"gen.lr": 0.002}),  # another setting: ignored
+           curve_row("zerodiff", 0, 1.0, "validation", -0.3)]
+    assert fst.chosen_on_validation(val, "zerodiff", 0.3) == 0.22  # the mean validation H peaks between the seeds
+    assert fst.chosen_on_validation(val, "zerodiff", 1.0) == -0.3
+    assert fst.chosen_on_validation(val, "zerodiffpp", 0.3) is None
+    assert fst.chosen_on_validation(val, "zerodiff", 0.3, {"gen.lr": 0.002}) == 0.8
+    test = [curve_row("zerodiff", 0, 0.3, "test", 0.1), curve_row("zerodiff", 1, 0.3, "test", 0.14)]
+    assert fst.curve_at(test[0], 0.22) == {"U": pytest.approx(0.62), "S": pytest.approx(0.38), "H": pytest.approx(
+        2 * 0.62 * 0.38)}
+    with pytest.raises(KeyError, match="0.23"):
+        fst.curve_at(test[0], 0.23)
+    line = fst.table(test, val).splitlines()[-1]
+    assert line.startswith("| zerodiff | 0.3 | 0,1 | 50.0 ± 0.0 | 10.0 ± 0.0 | 90.0 ± 0.0 | 18.0 ± 0.0 |")
+    # seed 0 at 0.22: U 0.62, S 0.38, H 0.4712; seed 1: U 0.58, S 0.42, H 0.4872
+    assert line.endswith("| 0.22 | 60.0 ± 2.0 | 40.0 ± 2.0 | 47.9 ± 0.8 |"), line
+    assert fst.table(test).splitlines()[-1].endswith("| 0.00 ± 0.00 | 1 ± 0 |")  # no validation rows: no extra columns

@@ -102,6 +102,17 @@ def choose_calibration(synth, prep, p_clf: dict, per_class: int, sampler: str, d
     return {"calibration": gamma, "source": "auto", "held_out": held.tolist(), "grid": rows}
 
 
+def split_curve(clf, prep, device) -> list[dict]:
+    """U, S, H of the split's own GZSL evaluation at every gamma of `GRID`, from one trained GZSL
+    classifier `clf` (the classify stage's). Under data.protocol: validation the split's unseen
+    classes are validation classes that neither the generator nor the classifier saw: the unbiased
+    place to choose gamma, as calibrated stacking's authors do. On the test split the curve may only
+    be *read* at a value chosen elsewhere (choosing on it would tune on test)."""
+    classes = np.arange(prep.n_classes)
+    return sweep(clf.probabilities(prep.x_test_seen, device), prep.y_test_seen,
+                 clf.probabilities(prep.x_test_unseen, device), prep.y_test_unseen, classes, prep.seen, prep.unseen)
+
+
 def resolve(synth, prep, p_clf: dict, per_class: int, sampler: str, device, seed: int) -> dict:
     """classifier.calibration as a record: chosen by `choose_calibration` when 'auto', else the
     number given in params.yaml."""
