@@ -7,7 +7,7 @@ from zerodiffpp.data import Prepared
 from zerodiffpp.difftta import run_difftta
 from zerodiffpp.io import load_torch, save_json, save_npz, save_torch
 from zerodiffpp.live import LiveLog
-from zerodiffpp.params import load_stage_params, per_ratio
+from zerodiffpp.params import load_stage_params, per_ratio, per_ratio_value
 from zerodiffpp.pseudo_labels import tie_ranks
 from zerodiffpp.runtime import log, run_stage, setup
 from zerodiffpp.synth import Synthesizer
@@ -23,7 +23,8 @@ def run(p, prep: Prepared, gen_ckpt: dict, drg_ckpt: dict, device, live: LiveLog
     tta_on = methods.uses_tta(p["method"], p["tta"]["enabled"])
     ratio = p["train"]["seen_ratio"]  # counts given per seen ratio (presets) resolved for this run
     p_synth = dict(p["synth"], unseen_per_class=per_ratio(p["synth"]["unseen_per_class"], ratio))
-    p_clf = dict(p["classifier"], batch_size=per_ratio(p["classifier"]["batch_size"], ratio))
+    p_clf = dict(p["classifier"], batch_size=per_ratio(p["classifier"]["batch_size"], ratio),
+                 calibration=per_ratio_value(p["classifier"]["calibration"], ratio))
     calib = calibration.resolve(synth, prep, p_clf, p_synth["unseen_per_class"], p_synth["sampler"], device,
                                 p["train"]["seed"])
     p_clf["calibration"] = calib["calibration"]

@@ -81,6 +81,38 @@ def test_params_accept_auto_or_a_number_only():
             validate(p)
 
 
+def test_params_accept_one_value_per_seen_ratio_and_name_a_missing_ratio():
+    p = tiny_params()
+    p["classifier"]["calibration"] = {1.0: -0.1, 0.3: "auto", 0.1: 0.25}
+    validate(p)
+    p["classifier"]["calibration"] = {1.0: -0.1, 0.3: 1.5}
+    with pytest.raises(ParamsError, match="classifier.calibration: expected 'auto' or a number in"):
+        validate(p)
+    p["classifier"]["calibration"] = {0.3: 0.2, 0.1: 0.1}  # no value for the run's seen ratio 1.0
+    with pytest.raises(ParamsError, match=r"classifier.calibration gives values for seen ratios \[0.1, 0.3\], "
+                                          r"not for train.seen_ratio 1.0"):
+        validate(p)
+
+
+def test_adapt_resolves_the_value_of_the_runs_seen_ratio(tmp_path, monkeypatch):
+    from stages import adapt
+    seen = {}
+
+    def fake_resolve(synth, prep, p_clf, per_class, sampler, device, seed):
+        seen["calibration"] = p_clf["calibration"]
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(cal, "resolve", fake_resolve)
+    monkeypatch.setattr(adapt, "Synthesizer", lambda *a: None)
+    p = tiny_params()
+    p["train"]["seen_ratio"] = 0.3
+    p["synth"]["unseen_per_class"] = p["classifier"]["batch_size"] = 10
+    p["classifier"]["calibration"] = {1.0: -0.1, 0.3: 0.26, 0.1: "auto"}
+    with pytest.raises(RuntimeError, match="stop here"):
+        adapt.run(p, type("Prep", (), {"att": None})(), {}, {}, "cpu")
+    assert seen["calibration"] == 0.26
+
+
 def test_resolve_passes_a_number_through_without_training(tmp_path):
     rec = cal.resolve(None, None, {"calibration": 0.4}, 10, "progressive", "cpu", 0)
     assert rec == {"calibration": 0.4, "source": "params", "held_out": [], "grid": []}

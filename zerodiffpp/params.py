@@ -30,7 +30,9 @@ POS = _num(0, lo_open=True)
 NONNEG = _num(0)
 BOOL = ("bool",)
 STR = ("str",)
-CALIBRATION = ("calibration",)  # 'auto' (chosen on held-out seen classes) or a number in [-1, 1]
+# 'auto' (chosen on held-out seen classes) or a number in [-1, 1], or one per train.seen_ratio (values
+# chosen on validation classes: scripts/fixture_study.py --protocol validation)
+CALIBRATION = ("calibration",)
 COUNT = ("count",)  # a positive integer, or one per train.seen_ratio: {1.0: 5400, 0.3: 1800, 0.1: 600}
 
 SCHEMA: dict[str, Any] = {
@@ -101,11 +103,15 @@ def _check_value(spec, value, where: str):
             _check_value(POS_INT, count, where)
             _check_value(_num(0, 1, lo_open=True), ratio, f"{where} (a train.seen_ratio key)")
     elif kind == "calibration":
-        if value != "auto":
-            try:
-                _check_value(_num(-1, 1), value, where)
-            except ParamsError as e:
-                raise ParamsError(f"{where}: expected 'auto' or a number in [-1, 1], got {value!r}") from e
+        values = value if isinstance(value, dict) else {1.0: value}
+        for ratio, v in values.items():
+            if v != "auto":
+                try:
+                    _check_value(_num(-1, 1), v, where)
+                except ParamsError as e:
+                    raise ParamsError(f"{where}: expected 'auto' or a number in [-1, 1] (or one per "
+                                      f"train.seen_ratio), got {value!r}") from e
+            _check_value(_num(0, 1, lo_open=True), ratio, f"{where} (a train.seen_ratio key)")
     elif kind == "bool":
         if not isinstance(value, bool):
             raise ParamsError(f"{where}: expected true or false, got {value!r}")
@@ -150,6 +156,7 @@ def _check_cross(p: dict, source: str) -> None:
                           f"got {p['diffgen']['start_step']}")
     for key in ("synth.unseen_per_class", "classifier.batch_size", "gen.epochs", "fclswgan.epochs"):
         per_ratio(lookup(p, key), p["train"]["seen_ratio"], f"{source}: {key}")
+    per_ratio_value(p["classifier"]["calibration"], p["train"]["seen_ratio"], f"{source}: classifier.calibration")
     if p["diffusion"]["beta_max"] <= p["diffusion"]["beta_min"]:
         raise ParamsError(f"{source}: diffusion.beta_max must exceed diffusion.beta_min")
     if p["data"]["val_classes"].strip() and p["data"]["protocol"] != "validation":
@@ -211,17 +218,23 @@ class StageParams(dict):
                        f"under stages.{self._stage}.params")
 
 
+def per_ratio_value(value, seen_ratio: float, where: str = "value", what: str = "value"):
+    """A setting that may be given per train.seen_ratio ({1.0: a, 0.3: b}): the one for `seen_ratio`.
+    A plain value holds for every ratio."""
+    if not isinstance(value, dict):
+        return value
+    for ratio, v in value.items():
+        if math.isclose(float(ratio), seen_ratio):
+            return v
+    raise ParamsError(f"{where} gives {what}s for seen ratios {sorted(value)}, not for train.seen_ratio {seen_ratio}; "
+                      f"add it or give one {'number' if what == 'count' else what}")
+
+
 def per_ratio(value, seen_ratio: float, where: str = "count") -> int:
     """A count that may be given per train.seen_ratio: the official scripts scale the synthetic
     count (syn_num, also the classifier's batch) with the ratio, 5400 / 1800 / 600 on AWA2 at
     100 / 30 / 10 %. A plain number holds for every ratio."""
-    if not isinstance(value, dict):
-        return int(value)
-    for ratio, count in value.items():
-        if math.isclose(float(ratio), seen_ratio):
-            return int(count)
-    raise ParamsError(f"{where} gives counts for seen ratios {sorted(value)}, not for train.seen_ratio {seen_ratio}; "
-                      f"add it or give one number")
+    return int(per_ratio_value(value, seen_ratio, where, "count"))
 
 
 def lookup(params: dict, key: str):
