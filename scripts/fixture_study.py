@@ -42,28 +42,28 @@ KEYS = ("T1", "U", "S", "H", "gen_seen_acc", "calibration", "minutes")
 
 
 def parse_sets(sets: list[str]) -> dict:
-    """["gen.lr=0.001", ...] -> {"gen.lr": 0.001, ...} (values read as YAML)."""
-    out = {}
-    for s in sets:
-        key, eq, value = s.partition("=")
-        if not eq or key.count(".") != 1:
-            raise SystemExit(f"--set {s!r}: expected section.key=value")
-        out[key] = yaml.safe_load(value)
-    return out
+    """["gen.lr=0.001", ...] -> {"gen.lr": 0.001, ...} (values read as YAML; a row records them)."""
+    from zerodiffpp.errors import ParamsError
+    from zerodiffpp.params import parse_assignment
+    try:
+        return dict(parse_assignment(s) for s in sets)
+    except ParamsError as e:
+        raise SystemExit(str(e)) from e
 
 
 def study_params(preset: Path | None, root: Path, name: str, method: str, seed: int, ratio: float,
                  protocol: str = "test", sets: dict | None = None) -> dict:
-    from zerodiffpp.params import validate
+    from zerodiffpp.errors import ParamsError
+    from zerodiffpp.params import assign, validate
     p = yaml.safe_load((ROOT / "params.yaml").read_text())
     if preset is not None:
         for section, values in yaml.safe_load(preset.read_text()).items():
             p[section].update(values) if isinstance(values, dict) else p.__setitem__(section, values)
-    for key, value in (sets or {}).items():
-        section, k = key.split(".")
-        if section not in p or k not in p[section]:
-            raise SystemExit(f"--set {key}: no such parameter in params.yaml")
-        p[section][k] = value
+    try:
+        for key, value in (sets or {}).items():
+            assign(p, key, value)
+    except ParamsError as e:
+        raise SystemExit(str(e)) from e
     p["data"].update(name=name, root=str(root), protocol=protocol)
     p["train"].update(seed=seed, seen_ratio=ratio, threads=1)
     p["method"] = method if method in GENERATIVE else p["method"]

@@ -33,14 +33,13 @@ from pathlib import Path
 os.environ.setdefault("TQDM_DISABLE", "1")
 
 import numpy as np  # noqa: E402
-import yaml  # noqa: E402
 
 from scripts.in_process import evaluate_generators, train_generators  # noqa: E402
 from zerodiffpp import paths  # noqa: E402
 from zerodiffpp.data import FeatureSet  # noqa: E402
 from zerodiffpp.errors import DataError, ParamsError  # noqa: E402
 from zerodiffpp.io import save_text  # noqa: E402
-from zerodiffpp.params import declared_keys, load_params, lookup, validate  # noqa: E402
+from zerodiffpp.params import assign, declared_keys, load_params, lookup, parse_assignment, validate  # noqa: E402
 
 BASE = "base"
 MAX_FOLDS = 100
@@ -48,16 +47,7 @@ METRICS = ("T1", "U", "S", "H")
 
 
 def set_param(p: dict, assignment: str) -> None:
-    key, sep, value = assignment.partition("=")
-    parent, _, leaf = key.rpartition(".")
-    try:
-        node = lookup(p, parent) if parent else p
-        lookup(node, leaf)
-    except KeyError:
-        node = None
-    if not sep or not isinstance(node, dict):
-        raise ParamsError(f"--set/--variant {assignment!r}: expected KEY=VALUE with a params.yaml key")
-    node[leaf] = yaml.safe_load(value)
+    assign(p, *parse_assignment(assignment, "--set/--variant"), "--set/--variant")
 
 
 def fold_list(spec: list[str], fs: FeatureSet) -> list[str]:

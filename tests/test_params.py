@@ -64,3 +64,18 @@ def test_counts_may_be_given_per_seen_ratio(params):
     params["synth"]["unseen_per_class"] = {0.3: 0}
     with pytest.raises(ParamsError, match="synth.unseen_per_class: expected a value in"):
         validate(params, "params.yaml")
+
+
+def test_command_line_assignments_are_typed_and_only_change_existing_keys():
+    from zerodiffpp.params import assign, parse_assignment
+    assert parse_assignment("gen.epochs={1.0: 20, 0.1: 150}") == ("gen.epochs", {1.0: 20, 0.1: 150})
+    assert parse_assignment("classifier.calibration=auto") == ("classifier.calibration", "auto")
+    assert parse_assignment("gen.lr=0.001") == ("gen.lr", 0.001)
+    p = {"gen": {"lr": 0.1, "sub": {"a": 1}}}
+    assign(p, "gen.lr", 0.002)
+    assign(p, "gen.sub.a", 3)
+    assert p == {"gen": {"lr": 0.002, "sub": {"a": 3}}}
+    for key in ("gen.lrr", "gen.lr.x", "genn.lr", "lr"):
+        with pytest.raises(ParamsError, match=f"--variant {key}: params.yaml has no such key"):
+            assign(p, key, 1, "--variant")
+    assert p == {"gen": {"lr": 0.002, "sub": {"a": 3}}}  # a refused key changes nothing

@@ -237,6 +237,29 @@ def per_ratio(value, seen_ratio: float, where: str = "count") -> int:
     return int(per_ratio_value(value, seen_ratio, where, "count"))
 
 
+def parse_assignment(text: str, flag: str = "--set") -> tuple[str, Any]:
+    """'section.key=value' (a command line's override) -> ('section.key', value read as YAML, so that
+    0.001, auto and {1.0: 20, 0.1: 150} come back typed)."""
+    key, eq, value = text.partition("=")
+    if not eq or not key or "" in key.split("."):
+        raise ParamsError(f"{flag} {text!r}: expected KEY=VALUE with a params.yaml key such as gen.lr=0.001")
+    return key, yaml.safe_load(value)
+
+
+def assign(params: dict, key: str, value, flag: str = "--set") -> None:
+    """params[section][...][leaf] = value for an existing dotted `key`; a key params.yaml does not
+    have is refused (a typo would otherwise change nothing and go unnoticed)."""
+    parent, _, leaf = key.rpartition(".")
+    try:
+        node = lookup(params, parent) if parent else params
+        lookup(node, leaf)
+    except KeyError:
+        node = None
+    if not isinstance(node, dict):
+        raise ParamsError(f"{flag} {key}: params.yaml has no such key (expected KEY=VALUE with a params.yaml key)")
+    node[leaf] = value
+
+
 def lookup(params: dict, key: str):
     """The value at dotted `key` ("tta.rounds"); KeyError(key) if any part is missing."""
     node = params
