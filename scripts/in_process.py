@@ -5,8 +5,7 @@ with `train.threads: 1` the metrics equal those of `dvc repro` / `dvc exp run` o
 (tests/test_pipeline.py checks it through the fold study). Used by `scripts/fold_study.py` and the
 end-to-end tests; training and post-training are apart, so that variants can share a generator."""
 from stages import adapt, classify, pretrain, report, synthesize, train
-from zerodiffpp.calibration import split_curve
-from zerodiffpp.classifier import InputView, load_classifier
+from zerodiffpp.calibration import gzsl_curve
 from zerodiffpp.data import FeatureSet
 from zerodiffpp.runtime import setup
 
@@ -30,11 +29,9 @@ def evaluate_generators(p: dict, prep, drg_ckpt: dict, gen_ckpt: dict, curve: bo
     setup(p["train"], classify.SEED_OFFSET)
     states, preds, _ = classify.run(p, prep, syn, adapted, calib["calibration"], device)
     setup(p["train"], report.SEED_OFFSET)
-    metrics = report.run(p, prep, syn, preds, pseudo, gen_ckpt, drg_ckpt, calib, device)
+    metrics = report.run(p, prep, syn, preds, pseudo, gen_ckpt, drg_ckpt, calib, device, states, adapted)
     if curve:
-        view = InputView.from_generator(states["view"], adapted, device)
-        clf = load_classifier(states["gzsl"], prep.x_train.shape[1], device, view)
-        metrics["calibration_curve"] = split_curve(clf, prep, device)
+        metrics["calibration_curve"] = gzsl_curve(states, adapted, prep, device)
     return metrics
 
 

@@ -21,10 +21,9 @@ def run(p, prep: Prepared, gen_ckpt: dict, drg_ckpt: dict, device, live: LiveLog
     held-out seen classes when 'auto') is decided once, on the trained generator, for DiffTTA and classify."""
     synth = Synthesizer(gen_ckpt, drg_ckpt, prep.att, device)
     tta_on = methods.uses_tta(p["method"], p["tta"]["enabled"])
-    ratio = p["train"]["seen_ratio"]  # counts given per seen ratio (presets) resolved for this run
+    ratio, c = p["train"]["seen_ratio"], p["classifier"]  # values given per seen ratio (presets), for this run
     p_synth = dict(p["synth"], unseen_per_class=per_ratio(p["synth"]["unseen_per_class"], ratio))
-    p_clf = dict(p["classifier"], batch_size=per_ratio(p["classifier"]["batch_size"], ratio),
-                 calibration=per_ratio_value(p["classifier"]["calibration"], ratio))
+    p_clf = dict(c, batch_size=per_ratio(c["batch_size"], ratio), calibration=per_ratio_value(c["calibration"], ratio))
     calib = calibration.resolve(synth, prep, p_clf, p_synth["unseen_per_class"], p_synth["sampler"], device,
                                 p["train"]["seed"])
     p_clf["calibration"] = calib["calibration"]

@@ -196,3 +196,35 @@ def test_eval_json_wiring_flags_a_fixed_calibration_an_empty_selection_and_the_l
     assert m["calibration"] == {"value": 0.6, "auto": 0, "n_held_out": 0}
     assert m["tta"] == {"n_kept": 0, "n_test": 16, "pseudo_label_acc_all": 14 / 16, "pseudo_label_acc_kept": 0.0,
                         "rounds": 3, "rec_before": 2.5, "rec_after": 1.5}
+
+
+def test_validation_runs_report_the_calibration_their_classes_choose_and_test_runs_do_not(monkeypatch):
+    """Under data.protocol: validation the report stage scores the GZSL classifier's curve on the
+    validation classes and eval.json names the best value (ties: nearest 0) for the test run; on the
+    test split no curve is computed, so nothing can be chosen there."""
+    from stages import report as stage
+    from zerodiffpp.report import calibration_lines, evaluate
+    prep, syn, seen_probe, preds, pseudo, ctx = _handmade()
+    curve = [{"calibration": g, "U": 0.0, "S": 0.0, "H": h} for g, h in ((-0.3, 0.5), (-0.1, 0.2), (0.2, 0.5), (0.4, 0.1))]
+    calls = []
+    monkeypatch.setattr(stage, "gzsl_curve", lambda *args: calls.append(args) or curve)
+    monkeypatch.setattr(stage, "seen_probe_features", lambda *args: seen_probe)
+    monkeypatch.setattr(stage, "evaluate", lambda prep_, syn_, sp, pr, ps, c, device: c)
+    p = {"train": {"seen_ratio": 0.3, "seed": 2}, "report": {"seen_per_class": 5}, "synth": {"sampler": "one_step"},
+         "method": "zerodiff", "tta": {"enabled": "auto"}, "diffgen": {"enabled": "auto", "classes": "unseen"},
+         "data": {"protocol": "test"}}
+    got = stage.run(p, prep, syn, preds, pseudo, {}, {}, ctx["calibration"], "cpu", {"gzsl": "states"}, {"adapted": 1})
+    assert not calls and "validation_curve" not in got
+    p["data"]["protocol"] = "validation"
+    got = stage.run(p, prep, syn, preds, pseudo, {}, {}, ctx["calibration"], "cpu", {"gzsl": "states"}, {"adapted": 1})
+    assert calls == [({"gzsl": "states"}, {"adapted": 1}, prep, "cpu")] and got["validation_curve"] is curve
+    torch.manual_seed(0)
+    m = evaluate(prep, syn, seen_probe, preds, pseudo, dict(ctx, validation=True, validation_curve=curve), "cpu")
+    assert m["calibration"] == {"value": 0.2, "auto": 1, "n_held_out": 1, "held_out_H": 0.4,
+                                "validation_best": 0.2, "validation_best_H": 0.5}
+    assert calibration_lines(m["calibration"]) == [
+        "- calibrated stacking: +0.20, chosen on 1 held-out seen classes (classifier.calibration: auto; held-out H 40.0)",
+        "- calibrated stacking chosen on these validation classes: +0.20 (H 50.0); for the test run set "
+        "classifier.calibration to it (per seen ratio: {1.0: ..., 0.3: ...})"]
+    assert calibration_lines({"value": -0.1, "auto": 0, "n_held_out": 0}) == [
+        "- calibrated stacking: -0.10, classifier.calibration"]

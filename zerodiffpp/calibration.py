@@ -26,7 +26,7 @@ import logging
 
 import numpy as np
 
-from zerodiffpp.classifier import InputView, calibrated, train_softmax
+from zerodiffpp.classifier import InputView, calibrated, load_classifier, train_softmax
 from zerodiffpp.metrics import gzsl_scores
 
 log = logging.getLogger(__name__)
@@ -111,6 +111,13 @@ def split_curve(clf, prep, device) -> list[dict]:
     classes = np.arange(prep.n_classes)
     return sweep(clf.probabilities(prep.x_test_seen, device), prep.y_test_seen,
                  clf.probabilities(prep.x_test_unseen, device), prep.y_test_unseen, classes, prep.seen, prep.unseen)
+
+
+def gzsl_curve(states: dict, adapted_ckpt: dict, prep, device) -> list[dict]:
+    """`split_curve` of the classify stage's GZSL classifier (its saved `states`, reading the view
+    of the adapted generator it was trained with)."""
+    view = InputView.from_generator(states["view"], adapted_ckpt, device)
+    return split_curve(load_classifier(states["gzsl"], prep.x_train.shape[1], device, view), prep, device)
 
 
 def resolve(synth, prep, p_clf: dict, per_class: int, sampler: str, device, seed: int) -> dict:

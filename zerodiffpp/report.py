@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from zerodiffpp import metrics as M
+from zerodiffpp.calibration import best
 from zerodiffpp.synth import KIND_FULL, KIND_PARTIAL, Synthesizer
 
 
@@ -46,6 +47,10 @@ def evaluate(prep, syn: dict, seen_probe: tuple, preds: dict, pseudo: dict, ctx:
         out["calibration"] = {"value": calib["calibration"], "auto": int(calib["source"] == "auto"),
                               "n_held_out": len(calib["held_out"]),
                               **({"held_out_H": chosen[0]["H"]} if chosen else {})}
+    if ctx.get("validation_curve"):  # validation protocol only: the value for the test run, as Chao et al. choose it
+        gamma = best(ctx["validation_curve"])
+        h = next(r["H"] for r in ctx["validation_curve"] if r["calibration"] == gamma)
+        out.setdefault("calibration", {}).update(validation_best=gamma, validation_best_H=h)
     if len(pseudo["pred"]):
         # Diagnostic only: read here, after every choice was made, and never fed back.
         y_true = np.concatenate([prep.y_test_seen, prep.y_test_unseen])
@@ -138,6 +143,21 @@ def comparability(data: dict) -> str:
     return f"features {data['x_file']}" + (f", SC representations {data['r_file']}" if data["r_file"] else "")
 
 
+def calibration_lines(c: dict | None) -> list[str]:
+    """The calibrated-stacking value used and where it came from; under the validation protocol, the
+    value these validation classes choose for the test run."""
+    if not c:
+        return []
+    where = (f"chosen on {c['n_held_out']} held-out seen classes (classifier.calibration: auto; held-out H "
+             f"{100 * c['held_out_H']:.1f})" if c.get("auto") else "classifier.calibration")
+    lines = [f"- calibrated stacking: {c['value']:+.2f}, {where}"]
+    if "validation_best" in c:
+        lines.append(f"- calibrated stacking chosen on these validation classes: {c['validation_best']:+.2f} (H "
+                     f"{100 * c['validation_best_H']:.1f}); for the test run set classifier.calibration to it "
+                     f"(per seen ratio: {{1.0: ..., 0.3: ...}})")
+    return lines
+
+
 def report_markdown(m: dict, params: dict) -> str:
     pct = lambda v: f"{100 * v:.1f}"  # noqa: E731
     lines = [
@@ -149,6 +169,7 @@ def report_markdown(m: dict, params: dict) -> str:
         f"- setting: {setting(m)}",
         f"- comparability: {comparability(params['data'])}",
         f"- synthetic set: {m['synthetic']['n_full']} fully generated, {m['synthetic']['n_partial']} partially synthesised",
+        *calibration_lines(m.get("calibration")),
         "",
         "| ZSL T1 | GZSL U | GZSL S | GZSL H | seen spuriousness | unseen spuriousness |",
         "|---|---|---|---|---|---|",
