@@ -39,7 +39,7 @@ from zerodiffpp import paths  # noqa: E402
 from zerodiffpp.data import FeatureSet  # noqa: E402
 from zerodiffpp.errors import DataError, ParamsError  # noqa: E402
 from zerodiffpp.io import save_text  # noqa: E402
-from zerodiffpp.params import assign, declared_keys, load_params, lookup, parse_assignment, validate  # noqa: E402
+from zerodiffpp.params import apply_assignment, declared_keys, load_params, lookup, validate  # noqa: E402
 
 BASE = "base"
 MAX_FOLDS = 100
@@ -47,7 +47,7 @@ METRICS = ("T1", "U", "S", "H")
 
 
 def set_param(p: dict, assignment: str) -> None:
-    assign(p, *parse_assignment(assignment, "--set/--variant"), "--set/--variant")
+    apply_assignment(p, assignment, "--set/--variant")
 
 
 def fold_list(spec: list[str], fs: FeatureSet) -> list[str]:

@@ -67,7 +67,7 @@ def test_counts_may_be_given_per_seen_ratio(params):
 
 
 def test_command_line_assignments_are_typed_and_only_change_existing_keys():
-    from zerodiffpp.params import assign, parse_assignment
+    from zerodiffpp.params import apply_assignment, assign, parse_assignment
     assert parse_assignment("gen.epochs={1.0: 20, 0.1: 150}") == ("gen.epochs", {1.0: 20, 0.1: 150})
     assert parse_assignment("classifier.calibration=auto") == ("classifier.calibration", "auto")
     assert parse_assignment("gen.lr=0.001") == ("gen.lr", 0.001)
@@ -79,3 +79,5 @@ def test_command_line_assignments_are_typed_and_only_change_existing_keys():
         with pytest.raises(ParamsError, match=f"--variant {key}: params.yaml has no such key"):
             assign(p, key, 1, "--variant")
     assert p == {"gen": {"lr": 0.002, "sub": {"a": 3}}}  # a refused key changes nothing
+    with pytest.raises(ParamsError, match=r"--variant 'tta.no_such_key=1': params.yaml has no key tta.no_such_key"):
+        apply_assignment(p, "tta.no_such_key=1", "--variant")

@@ -260,6 +260,16 @@ def assign(params: dict, key: str, value, flag: str = "--set") -> None:
     node[leaf] = value
 
 
+def apply_assignment(params: dict, text: str, flag: str = "--set") -> None:
+    """`parse_assignment` then `assign`; an unknown key is reported with the whole assignment."""
+    key, value = parse_assignment(text, flag)
+    try:
+        assign(params, key, value, flag)
+    except ParamsError as e:
+        raise ParamsError(f"{flag} {text!r}: params.yaml has no key {key} (expected KEY=VALUE with a params.yaml "
+                          f"key)") from e
+
+
 def lookup(params: dict, key: str):
     """The value at dotted `key` ("tta.rounds"); KeyError(key) if any part is missing."""
     node = params
