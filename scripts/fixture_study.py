@@ -18,6 +18,10 @@ Every generative row carries its split's U, S, H at each calibrated-stacking val
 classifier; zerodiffpp.calibration.split_curve). `--calibration-from` a validation study's rows adds
 the numbers at the value chosen on the validation classes (calibrated stacking's own protocol; the
 pipeline's `calibration: auto` chooses on held-out seen classes the generator trained on).
+`--variant NAME KEY=VALUE...` adds post-training settings (DiffTTA, DiffGen, synthesis, classifier)
+evaluated on the same trained generator: a variant's row is the row a `--set` run with its changes
+would give (its `set` holds them, its `variant` the name), without training again. A variant that
+changes what pretrain or train read is refused (it needs a generator of its own: use --set).
 Prints a markdown table of means and standard deviations over seeds.
 Test numbers are read, never used to choose anything.
 """
@@ -51,6 +55,36 @@ def parse_sets(sets: list[str]) -> dict:
         raise SystemExit(str(e)) from e
 
 
+def parse_variants(args: list[list[str]], sets: dict) -> list[tuple[str, dict]]:
+    """[["keep3", "tta.keep_fraction=0.3"], ...] -> [("keep3", {**sets, "tta.keep_fraction": 0.3}), ...]
+    (each variant's full `set`); a name used twice, a variant without changes, or one that changes a
+    param pretrain or train declares (it would need its own generator) is refused before any work."""
+    from zerodiffpp.errors import ParamsError
+    from zerodiffpp.params import declared_keys, parse_assignment
+    training = declared_keys("pretrain") + declared_keys("train")
+    out, names = [], set()
+    for name, *changes in args:
+        if name in names or "=" in name or not changes:
+            raise SystemExit(f"--variant {' '.join([name, *changes])}: expected a new NAME then KEY=VALUE changes")
+        names.add(name)
+        try:
+            parsed = dict(parse_assignment(c, "--variant") for c in changes)
+        except ParamsError as e:
+            raise SystemExit(str(e)) from e
+        for key in parsed:
+            hit = [k for k in training if key == k or key.startswith(k + ".") or k.startswith(key + ".")]
+            if hit:
+                raise SystemExit(f"--variant {name} {key}: pretrain or train reads {hit[0]}, so the variant would "
+                                 f"need a generator of its own; study it with --set")
+        out.append((name, {**sets, **parsed}))
+    return out
+
+
+def set_key(sets: dict) -> str:
+    """A row's `set` as a hashable, order-free key."""
+    return json.dumps(sets, sort_keys=True, default=str)
+
+
 def study_params(preset: Path | None, root: Path, name: str, method: str, seed: int, ratio: float,
                  protocol: str = "test", sets: dict | None = None) -> dict:
     from zerodiffpp.errors import ParamsError
@@ -73,8 +107,9 @@ def study_params(preset: Path | None, root: Path, name: str, method: str, seed: 
 
 def run_point(args: tuple) -> list[dict]:
     """One (methods, seed, ratio) job: ESZSL, f-CLSWGAN, or ZeroDiff and / or ZeroDiff++ on one trained
-    generator; one row per method."""
-    preset, root, name, methods, seed, ratio, protocol, sets = args
+    generator; one row per method and evaluation. `evaluations` are (variant name or None, full set):
+    the base (None, `sets`) and variants, all on one generator trained with `sets`."""
+    preset, root, name, methods, seed, ratio, protocol, sets, evaluations = args
     os.environ.setdefault("TQDM_DISABLE", "1")  # one log line per point, not progress bars from two workers
     from zerodiffpp.splits import prepare_split
     from zerodiffpp.xlsa17 import load_xlsa17
@@ -101,15 +136,19 @@ def run_point(args: tuple) -> list[dict]:
     checked = [r for r in curve if np.isfinite(r.get("gen_seen_acc", np.nan))]
     trained = (time.time() - start) / 60
     rows = []
-    for method in methods:
-        t0 = time.time()
-        m = evaluate_generators(dict(p, method=method), prep, drg_ckpt, gen_ckpt, curve=True)
-        rows.append(dict(base, method=method, T1=m["zsl"]["T1"], **m["gzsl"], calibration=m["calibration"]["value"],
-                         gen_seen_acc=checked[-1]["gen_seen_acc"] if checked else None,
-                         gen_mean_gap=checked[-1]["gen_mean_gap"] if checked else None,
-                         spurious=m["spurious"], minutes=trained + (time.time() - t0) / 60,
-                         calibration_curve=[[c["calibration"], round(c["U"], 5), round(c["S"], 5), round(c["H"], 5)]
-                                            for c in m["calibration_curve"]]))
+    for variant, vsets in evaluations:
+        vp = study_params(preset, root, name, methods[0], seed, ratio, protocol, vsets)
+        label = {} if variant is None else {"set": vsets, "variant": variant}
+        for method in methods:
+            t0 = time.time()
+            m = evaluate_generators(dict(vp, method=method), prep, drg_ckpt, gen_ckpt, curve=True)
+            rows.append(dict(base, **label, method=method, T1=m["zsl"]["T1"], **m["gzsl"],
+                             calibration=m["calibration"]["value"],
+                             gen_seen_acc=checked[-1]["gen_seen_acc"] if checked else None,
+                             gen_mean_gap=checked[-1]["gen_mean_gap"] if checked else None,
+                             spurious=m["spurious"], minutes=trained + (time.time() - t0) / 60,
+                             calibration_curve=[[c["calibration"], round(c["U"], 5), round(c["S"], 5), round(c["H"], 5)]
+                                                for c in m["calibration_curve"]]))
     return rows
 
 
@@ -149,15 +188,17 @@ def table(rows: list[dict], val_rows: list[dict] | None = None) -> str:
         head += " validation-chosen calibration | U | S | H |"
     out = [head, "|" + "---|" * head.count(" |")]
     groups: dict = {}
-    for r in rows:
-        groups.setdefault((r["method"], r["seen_ratio"]), []).append(r)
-    for (method, ratio), rs in sorted(groups.items(), key=lambda kv: (-kv[0][1], kv[0][0])):
+    for r in rows:  # a variant's rows (another `set`) are a group of their own, named by the variant
+        groups.setdefault((r["method"], r["seen_ratio"], set_key(r.get("set", {}))), []).append(r)
+    order = lambda kv: (-kv[0][1], kv[0][0], kv[1][0].get("variant") or "", kv[0][2])  # noqa: E731 (base first)
+    for (method, ratio, _), rs in sorted(groups.items(), key=order):
         def cell(k, scale=100.0, fmt="{:.1f}", rs=rs):
             v = [r[k] for r in rs if r.get(k) is not None]
             if not v:
                 return ""
             return fmt.format(scale * np.mean(v)) + (f" ± {fmt.format(scale * np.std(v))}" if len(v) > 1 else "")
-        line = (f"| {method} | {ratio} | {','.join(str(r['seed']) for r in sorted(rs, key=lambda r: r['seed']))} | "
+        label = method + (f" ({rs[0]['variant']})" if rs[0].get("variant") else "")
+        line = (f"| {label} | {ratio} | {','.join(str(r['seed']) for r in sorted(rs, key=lambda r: r['seed']))} | "
                 f"{cell('T1')} | {cell('U')} | {cell('S')} | {cell('H')} | {cell('gen_seen_acc')} | "
                 f"{cell('calibration', 1.0, '{:.2f}')} | {cell('minutes', 1.0, '{:.0f}')} |")
         if val_rows is not None:
@@ -185,6 +226,9 @@ def main(argv=None):
                     help="data.protocol: the test split, or the dataset's validation classes (to choose settings)")
     ap.add_argument("--set", dest="sets", action="append", default=[], metavar="SECTION.KEY=VALUE",
                     help="a parameter over params.yaml and the preset (repeatable), recorded in each row")
+    ap.add_argument("--variant", dest="variants", nargs="+", action="append", default=[],
+                    metavar="NAME KEY=VALUE", help="post-training changes evaluated on the same trained generator "
+                                                   "(repeatable; ZeroDiff++'s tta.* and diffgen.*, synth, classifier)")
     ap.add_argument("--out", type=Path, default=Path("runs/fixture-study/rows.jsonl"))
     ap.add_argument("--calibration-from", type=Path, default=None, metavar="VALIDATION.jsonl",
                     help="rows of a --protocol validation study: the table adds U, S, H at the calibration "
@@ -199,29 +243,41 @@ def main(argv=None):
     if a.calibration_from is not None and not a.calibration_from.exists():
         raise SystemExit(f"--calibration-from {a.calibration_from}: not found")
     sets = parse_sets(a.sets)
+    variants = parse_variants(a.variants, sets)
     for m in a.methods:  # every point's params are checked before any work
         for s in a.seeds:
             for r in a.ratios:
-                study_params(a.preset, a.root, a.name, m, s, r, a.protocol, sets)
+                for vsets in [sets] + [v for _, v in variants]:
+                    study_params(a.preset, a.root, a.name, m, s, r, a.protocol, vsets)
     a.out.parent.mkdir(parents=True, exist_ok=True)
+    wanted_sets = {set_key(v) for v in [sets] + [v for _, v in variants]}
     done = [json.loads(line) for line in a.out.read_text().splitlines()] if a.out.exists() else []
-    done = [r for r in done if r.get("protocol", "test") == a.protocol and r.get("set", {}) == sets]
-    have = {(r["method"], r["seed"], r["seen_ratio"]) for r in done}
+    done = [r for r in done if r.get("protocol", "test") == a.protocol and set_key(r.get("set", {})) in wanted_sets]
+    have = {(r["method"], r["seed"], r["seen_ratio"], set_key(r.get("set", {}))) for r in done}
     todo = []
     for r in a.ratios:
         for s in a.seeds:
             for group in jobs(a.methods):
-                missing = tuple(m for m in group if (m, s, r) not in have)
-                if missing:
-                    todo.append((a.preset, a.root, a.name, missing, s, r, a.protocol, sets))
+                evaluations = [(None, sets)] + ([] if group == ("eszsl",) else variants)
+                # a job runs the methods and evaluations it lacks (its generator is trained again)
+                lacking = {(m, v): vs for v, vs in evaluations for m in group if (m, s, r, set_key(vs)) not in have}
+                if lacking:
+                    methods = tuple(m for m in group if any(k[0] == m for k in lacking))
+                    evals = [(v, vs) for v, vs in evaluations if any(k[1] == v for k in lacking)]
+                    todo.append((a.preset, a.root, a.name, methods, s, r, a.protocol, sets, evals))
     print(f"fixture study ({a.protocol} protocol{', ' + ' '.join(a.sets) if a.sets else ''}): {len(todo)} jobs "
           f"to run, {len(have)} points already in {a.out}", flush=True)
     with mp.get_context("spawn").Pool(a.jobs) as pool:  # spawn: no forked CUDA state in a worker
         for rows in pool.imap_unordered(run_point, todo):
+            # a job may recompute a (method, evaluation) found earlier: the first row stays
+            key = lambda row: (row["method"], row["seed"], row["seen_ratio"], set_key(row["set"]))  # noqa: E731
+            rows = [row for row in rows if key(row) not in have]
+            have.update(key(row) for row in rows)
             with open(a.out, "a") as f:
                 f.writelines(json.dumps(row) + "\n" for row in rows)
             for row in rows:
-                print(f"{row['method']} seed {row['seed']} ratio {row['seen_ratio']}: T1 {row['T1']:.3f}"
+                name = row["method"] + (f" {row['variant']}" if row.get("variant") else "")
+                print(f"{name} seed {row['seed']} ratio {row['seen_ratio']}: T1 {row['T1']:.3f}"
                       + (f" H {row['H']:.3f} (U {row['U']:.3f}, S {row['S']:.3f}), generated-seen acc "
                          f"{row['gen_seen_acc']:.3f}, calibration {row['calibration']:.2f}" if "H" in row else "")
                       + f", {row['minutes']:.1f} min", flush=True)

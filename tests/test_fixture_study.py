@@ -33,20 +33,52 @@ def test_study_params_apply_sets_protocol_and_refuse_unknown_keys(tmp_path):
 
 
 def test_a_shared_job_gives_the_rows_of_separate_runs(tmp_path, monkeypatch):
+    """ZeroDiff and ZeroDiff++ on one generator, and a post-training variant on it too, give the rows
+    of separate runs (the variant's: a run with its changes as --set)."""
     from zerodiffpp import xlsa17
     monkeypatch.setitem(xlsa17.EXPECTED_CLASSES, "CUB", (4, 2))  # a toy folder under an accepted data.name
     root = make_xlsa17(tmp_path / "TOY")
     sets = {f"{sec}.{k}": v for sec, vals in TINY_OVERRIDES.items() for k, v in vals.items()}
-    point = lambda methods: fst.run_point((None, root, "CUB", methods, 0, 1.0, "test", sets))  # noqa: E731
-    shared = {r["method"]: r for r in point(("zerodiff", "zerodiffpp"))}
+    (name, changed), = fst.parse_variants([["labels", "tta.unseen_labels=classifier"]], sets)
+    point = lambda methods, evaluations: fst.run_point(  # noqa: E731
+        (None, root, "CUB", methods, 0, 1.0, "test", sets, evaluations))
+    rows = point(("zerodiff", "zerodiffpp"), [(None, sets), (name, changed)])
+    shared = {r["method"]: r for r in rows if "variant" not in r}
+    assert [(r["method"], r.get("variant"), r["set"] == changed) for r in rows] == [
+        ("zerodiff", None, False), ("zerodiffpp", None, False), ("zerodiff", "labels", True),
+        ("zerodiffpp", "labels", True)]
+    keys = ("T1", "U", "S", "H", "calibration", "gen_seen_acc", "spurious", "calibration_curve")
     for method in ("zerodiff", "zerodiffpp"):
-        alone = point((method,))[0]
-        for key in ("T1", "U", "S", "H", "calibration", "gen_seen_acc", "spurious"):
+        alone = point((method,), [(None, sets)])[0]
+        for key in keys:
             assert shared[method][key] == alone[key], (method, key)
     assert shared["zerodiff"]["T1"] != shared["zerodiffpp"]["T1"] or shared["zerodiff"]["spurious"] != \
         shared["zerodiffpp"]["spurious"]  # two different evaluations, not one row copied
-    for row in shared.values():  # the curve is that of the row's own GZSL classifier: it passes through its U, S, H
+    variant = rows[3]
+    separate = fst.run_point((None, root, "CUB", ("zerodiffpp",), 0, 1.0, "test", changed, [(None, changed)]))[0]
+    for key in keys:
+        assert variant[key] == separate[key], key
+    assert any(variant[k] != shared["zerodiffpp"][k] for k in keys), "the variant's change was not applied"
+    for row in rows:  # the curve is that of the row's own GZSL classifier: it passes through its U, S, H
         assert fst.curve_at(row, row["calibration"]) == pytest.approx({k: row[k] for k in ("U", "S", "H")}, abs=1e-5)
+
+
+def test_variants_change_post_training_params_only():
+    sets = {"gen.lr": 0.002}
+    variants = fst.parse_variants([["keep", "tta.keep_fraction=0.3", "diffgen.start_step=1"],
+                                   ["cal", "classifier.calibration=0.1"]], sets)
+    assert variants == [("keep", {"gen.lr": 0.002, "tta.keep_fraction": 0.3, "diffgen.start_step": 1}),
+                        ("cal", {"gen.lr": 0.002, "classifier.calibration": 0.1})]
+    for bad, match in ((["g", "gen.lr=0.001"], "train reads gen"), (["s", "synth.sampler=one_step"], "synth.sampler"),
+                       (["d", "diffusion.timesteps=8"], "diffusion"), (["m", "diagnostics.every=1"], "diagnostics"),
+                       (["p", "data.protocol=test"], "data.protocol"),
+                       (["w", "synth={sampler: one_step, unseen_per_class: 10}"], "synth.sampler"),
+                       (["x"], "expected a new NAME"),
+                       (["tta.rounds=2"], "expected a new NAME"), (["t", "tta.rounds"], "expected KEY=VALUE")):
+        with pytest.raises(SystemExit, match=match):
+            fst.parse_variants([bad], sets)
+    with pytest.raises(SystemExit, match="expected a new NAME"):
+        fst.parse_variants([["a", "tta.rounds=2"], ["a", "tta.rounds=3"]], sets)
 
 
 def curve_row(method, seed, ratio, protocol, peak, sets=None):
@@ -77,3 +109,15 @@ def test_calibration_chosen_on_validation_rows_only_and_read_on_the_test_rows():
     # seed 0 at 0.22: U 0.62, S 0.38, H 0.4712; seed 1: U 0.58, S 0.42, H 0.4872
     assert line.endswith("| 0.22 | 60.0 ± 2.0 | 40.0 ± 2.0 | 47.9 ± 0.8 |"), line
     assert fst.table(test).splitlines()[-1].endswith("| 0.00 ± 0.00 | 1 ± 0 |")  # no validation rows: no extra columns
+
+
+def test_a_variant_is_a_line_of_its_own_with_its_own_validation_choice():
+    v = {"tta.keep_fraction": 0.3}
+    val = [curve_row("zerodiffpp", 0, 0.3, "validation", 0.2),
+           dict(curve_row("zerodiffpp", 0, 0.3, "validation", -0.4, v), variant="keep")]
+    test = [curve_row("zerodiffpp", 0, 0.3, "test", 0.0), dict(curve_row("zerodiffpp", 0, 0.3, "test", 0.0, v),
+                                                               variant="keep", T1=0.7)]
+    lines = fst.table(test, val).splitlines()[2:]
+    assert [line.split(" | ")[0] for line in lines] == ["| zerodiffpp", "| zerodiffpp (keep)"]
+    assert lines[0].split(" | ")[3] == "50.0" and lines[1].split(" | ")[3] == "70.0"
+    assert " | 0.20 | " in lines[0] and " | -0.40 | " in lines[1]  # each chosen on its own validation rows
