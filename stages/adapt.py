@@ -17,21 +17,21 @@ SEED_OFFSET = 3
 
 def run(p, prep: Prepared, gen_ckpt: dict, drg_ckpt: dict, device, live: LiveLog | None = None,
         ckpts: Checkpoints | None = None):
-    """-> (adapted generator, pseudo-labels, adaptation curve, calibration record). The calibration (chosen on
-    held-out seen classes when 'auto') is decided once, on the trained generator, for DiffTTA and classify."""
+    """-> (adapted generator, pseudo-labels, adaptation curve, calibration record: calibration.resolve_run)."""
     synth = Synthesizer(gen_ckpt, drg_ckpt, prep.att, device)
     tta_on = methods.uses_tta(p["method"], p["tta"]["enabled"])
     ratio, c = p["train"]["seen_ratio"], p["classifier"]  # values given per seen ratio (presets), for this run
     p_synth = dict(p["synth"], unseen_per_class=per_ratio(p["synth"]["unseen_per_class"], ratio))
     p_clf = dict(c, batch_size=per_ratio(c["batch_size"], ratio), calibration=per_ratio_value(c["calibration"], ratio))
-    calib = calibration.resolve(synth, prep, p_clf, p_synth["unseen_per_class"], p_synth["sampler"], device,
-                                p["train"]["seed"])
-    p_clf["calibration"] = calib["calibration"]
+    transductive = tta_on or methods.uses_diffgen(p["method"], p["diffgen"]["enabled"])
+    calib = calibration.resolve_run(synth, prep, p_clf, per_ratio_value(p["tta"]["calibration"], ratio), transductive,
+                                    p_synth["unseen_per_class"], p_synth["sampler"], device, p["train"]["seed"])
     pseudo, rows = {"pred": np.zeros(0, np.int64), "conf": np.zeros(0, np.float32), "kept": np.zeros(0, np.int64),
                     "rank": np.zeros(0, np.int64), "rec_before": np.zeros(0), "rec_after": np.zeros(0)}, []
-    if tta_on or methods.uses_diffgen(p["method"], p["diffgen"]["enabled"]):
+    if transductive:
         rank = tie_ranks(len(prep.y_test_seen) + len(prep.y_test_unseen), p["train"]["seed"])
-        pred, conf, kept, rounds, rows = run_difftta(synth, prep, p["tta"], p_synth, p_clf, device, tta_on, rank,
+        p_pl = dict(p_clf, calibration=calib["pseudo_labels"]["calibration"])
+        pred, conf, kept, rounds, rows = run_difftta(synth, prep, p["tta"], p_synth, p_pl, device, tta_on, rank,
                                                      live, ckpts and ckpts.part("difftta"))
         pseudo = {"pred": pred, "conf": conf.astype(np.float32), "kept": kept, "rank": rank,
                   "rec_before": np.array([r["rec_before"] for r in rounds]),

@@ -113,6 +113,36 @@ def test_adapt_resolves_the_value_of_the_runs_seen_ratio(tmp_path, monkeypatch):
     assert seen["calibration"] == 0.26
 
 
+def test_pseudo_labels_keep_their_own_calibration(monkeypatch):
+    """resolve_run: classifier.calibration for the final classifier, tta.calibration for DiffTTA's
+    pseudo-labels; 'auto' is chosen once, first, whichever asks for it (same random draws as an auto run)."""
+    calls = []
+
+    def fake_resolve(synth, prep, p_clf, per_class, sampler, device, seed):
+        calls.append(p_clf["calibration"])
+        auto = p_clf["calibration"] == "auto"
+        return {"calibration": -0.5 if auto else p_clf["calibration"], "source": "auto" if auto else "params",
+                "held_out": [3] if auto else [], "grid": []}
+
+    monkeypatch.setattr(cal, "resolve", fake_resolve)
+    def run(clf, tta, transductive):
+        return cal.resolve_run(None, None, {"calibration": clf}, tta, transductive, 10, "progressive", "cpu", 0)
+
+    rec = run("auto", "auto", True)
+    assert calls == ["auto"] and rec["calibration"] == -0.5
+    assert rec["pseudo_labels"] == {"calibration": -0.5, "source": "auto"}
+    calls.clear()
+    rec = run(0.1, "auto", True)  # the validation-chosen final value does not move the pseudo-labels
+    assert calls == [0.1, "auto"] and rec["calibration"] == 0.1 and rec["source"] == "params"
+    assert rec["pseudo_labels"] == {"calibration": -0.5, "source": "auto"}
+    calls.clear()
+    rec = run("auto", 0.2, True)
+    assert calls == ["auto", 0.2] and rec["calibration"] == -0.5
+    assert rec["pseudo_labels"] == {"calibration": 0.2, "source": "params"}
+    calls.clear()
+    assert "pseudo_labels" not in run(0.1, "auto", False) and calls == [0.1]  # inductive: nothing to pseudo-label
+
+
 def test_resolve_passes_a_number_through_without_training(tmp_path):
     rec = cal.resolve(None, None, {"calibration": 0.4}, 10, "progressive", "cpu", 0)
     assert rec == {"calibration": 0.4, "source": "params", "held_out": [], "grid": []}

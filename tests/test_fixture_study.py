@@ -39,14 +39,21 @@ def test_a_shared_job_gives_the_rows_of_separate_runs(tmp_path, monkeypatch):
     monkeypatch.setitem(xlsa17.EXPECTED_CLASSES, "CUB", (4, 2))  # a toy folder under an accepted data.name
     root = make_xlsa17(tmp_path / "TOY")
     sets = {f"{sec}.{k}": v for sec, vals in TINY_OVERRIDES.items() for k, v in vals.items()}
-    (name, changed), = fst.parse_variants([["labels", "tta.unseen_labels=classifier"]], sets)
+    (name, changed), fixed = fst.parse_variants([["labels", "tta.unseen_labels=classifier"],
+                                                 ["fixed", "classifier.calibration=-0.6"]], sets)
     point = lambda methods, evaluations: fst.run_point(  # noqa: E731
         (None, root, "CUB", methods, 0, 1.0, "test", sets, evaluations))
-    rows = point(("zerodiff", "zerodiffpp"), [(None, sets), (name, changed)])
+    rows = point(("zerodiff", "zerodiffpp"), [(None, sets), (name, changed), fixed])
     shared = {r["method"]: r for r in rows if "variant" not in r}
     assert [(r["method"], r.get("variant"), r["set"] == changed) for r in rows] == [
         ("zerodiff", None, False), ("zerodiffpp", None, False), ("zerodiff", "labels", True),
-        ("zerodiffpp", "labels", True)]
+        ("zerodiffpp", "labels", True), ("zerodiff", "fixed", False), ("zerodiffpp", "fixed", False)]
+    # a run with classifier.calibration fixed is the automatic run's curve read at that value, for ZeroDiff++ too:
+    # its DiffTTA pseudo-labels keep their own (automatic) value, tta.calibration
+    for base_row, fixed_row in zip(rows[:2], rows[4:]):
+        assert fixed_row["calibration"] == -0.6 and base_row["calibration"] != -0.6
+        assert {k: fixed_row[k] for k in ("U", "S", "H")} == pytest.approx(fst.curve_at(base_row, -0.6), abs=1e-5)
+        assert fixed_row["T1"] == base_row["T1"] and fixed_row["spurious"] == base_row["spurious"]
     keys = ("T1", "U", "S", "H", "calibration", "gen_seen_acc", "spurious", "calibration_curve")
     for method in ("zerodiff", "zerodiffpp"):
         alone = point((method,), [(None, sets)])[0]

@@ -228,3 +228,19 @@ def test_validation_runs_report_the_calibration_their_classes_choose_and_test_ru
         "classifier.calibration to it (per seen ratio: {1.0: ..., 0.3: ...})"]
     assert calibration_lines({"value": -0.1, "auto": 0, "n_held_out": 0}) == [
         "- calibrated stacking: -0.10, classifier.calibration"]
+
+
+def test_a_transductive_run_reports_its_pseudo_labels_calibration():
+    from zerodiffpp.report import calibration_lines, evaluate
+    prep, syn, seen_probe, preds, pseudo, ctx = _handmade()
+    calib = dict(ctx["calibration"], calibration=0.1, source="params", held_out=[],
+                 pseudo_labels={"calibration": -0.4, "source": "auto"})
+    torch.manual_seed(0)
+    m = evaluate(prep, syn, seen_probe, preds, pseudo, dict(ctx, calibration=calib), "cpu")
+    assert m["calibration"] == {"value": 0.1, "auto": 0, "n_held_out": 0, "pseudo_labels": -0.4,
+                                "pseudo_labels_auto": 1}
+    assert calibration_lines(m["calibration"]) == [
+        "- calibrated stacking: +0.10, classifier.calibration",
+        "- DiffTTA's pseudo-labels: calibrated stacking -0.40 (tta.calibration: auto, held-out seen classes)"]
+    assert calibration_lines(dict(m["calibration"], pseudo_labels_auto=0))[1] == \
+        "- DiffTTA's pseudo-labels: calibrated stacking -0.40 (tta.calibration)"

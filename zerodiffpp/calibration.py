@@ -126,3 +126,19 @@ def resolve(synth, prep, p_clf: dict, per_class: int, sampler: str, device, seed
     if p_clf["calibration"] == "auto":
         return choose_calibration(synth, prep, p_clf, per_class, sampler, device, seed)
     return {"calibration": float(p_clf["calibration"]), "source": "params", "held_out": [], "grid": []}
+
+
+def resolve_run(synth, prep, p_clf: dict, tta_value, transductive: bool, per_class: int, sampler: str, device,
+                seed: int) -> dict:
+    """The adapt stage's calibration record: `resolve` of classifier.calibration (the final GZSL
+    classifier's value) and, for a transductive run, 'pseudo_labels': DiffTTA's own value (tta.calibration,
+    `tta_value`). The two are apart so that a final value chosen on validation classes does not move the
+    pseudo-labels. 'auto' is chosen once, at the same point of the run whichever of the two asks for it:
+    a run with classifier.calibration fixed to a value then equals an automatic run's `split_curve` read
+    at that value (same pseudo-labels, same random draws)."""
+    calib = resolve(synth, prep, p_clf, per_class, sampler, device, seed)
+    if not transductive:
+        return calib
+    pl = calib if (tta_value == "auto" and calib["source"] == "auto") else \
+        resolve(synth, prep, dict(p_clf, calibration=tta_value), per_class, sampler, device, seed)
+    return dict(calib, pseudo_labels={"calibration": pl["calibration"], "source": pl["source"]})

@@ -82,7 +82,7 @@ SCHEMA: dict[str, Any] = {
         "enabled": BOOL, "rounds": POS_INT, "keep_fraction": _num(0, 1, lo_open=True), "min_confidence": _num(0, 1),
         "epochs": NONNEG_INT, "batch_size": POS_INT, "lr": POS, "anchor_weight": NONNEG,
         "unseen_labels": _choice("classifier", "decoder"), "decoder_temperature": POS,
-        "latent": _choice("posterior", "prior", "both"),
+        "latent": _choice("posterior", "prior", "both"), "calibration": CALIBRATION,
     },
     "diffgen": {"enabled": BOOL, "start_step": POS_INT, "per_feature": POS_INT, "max_per_class": POS_INT,
                 "classes": _choice("all", "unseen")},
@@ -156,7 +156,8 @@ def _check_cross(p: dict, source: str) -> None:
                           f"got {p['diffgen']['start_step']}")
     for key in ("synth.unseen_per_class", "classifier.batch_size", "gen.epochs", "fclswgan.epochs"):
         per_ratio(lookup(p, key), p["train"]["seen_ratio"], f"{source}: {key}")
-    per_ratio_value(p["classifier"]["calibration"], p["train"]["seen_ratio"], f"{source}: classifier.calibration")
+    for key in ("classifier.calibration", "tta.calibration"):
+        per_ratio_value(lookup(p, key), p["train"]["seen_ratio"], f"{source}: {key}")
     if p["diffusion"]["beta_max"] <= p["diffusion"]["beta_min"]:
         raise ParamsError(f"{source}: diffusion.beta_max must exceed diffusion.beta_min")
     if p["data"]["val_classes"].strip() and p["data"]["protocol"] != "validation":

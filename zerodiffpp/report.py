@@ -47,6 +47,9 @@ def evaluate(prep, syn: dict, seen_probe: tuple, preds: dict, pseudo: dict, ctx:
         out["calibration"] = {"value": calib["calibration"], "auto": int(calib["source"] == "auto"),
                               "n_held_out": len(calib["held_out"]),
                               **({"held_out_H": chosen[0]["H"]} if chosen else {})}
+        if "pseudo_labels" in calib:  # a transductive run: DiffTTA's pseudo-labels have their own (tta.calibration)
+            out["calibration"].update(pseudo_labels=calib["pseudo_labels"]["calibration"],
+                                      pseudo_labels_auto=int(calib["pseudo_labels"]["source"] == "auto"))
     if ctx.get("validation_curve"):  # validation protocol only: the value for the test run, as Chao et al. choose it
         gamma = best(ctx["validation_curve"])
         h = next(r["H"] for r in ctx["validation_curve"] if r["calibration"] == gamma)
@@ -151,6 +154,9 @@ def calibration_lines(c: dict | None) -> list[str]:
     where = (f"chosen on {c['n_held_out']} held-out seen classes (classifier.calibration: auto; held-out H "
              f"{100 * c['held_out_H']:.1f})" if c.get("auto") else "classifier.calibration")
     lines = [f"- calibrated stacking: {c['value']:+.2f}, {where}"]
+    if "pseudo_labels" in c:
+        lines.append(f"- DiffTTA's pseudo-labels: calibrated stacking {c['pseudo_labels']:+.2f} (tta.calibration"
+                     f"{': auto, held-out seen classes' if c['pseudo_labels_auto'] else ''})")
     if "validation_best" in c:
         lines.append(f"- calibrated stacking chosen on these validation classes: {c['validation_best']:+.2f} (H "
                      f"{100 * c['validation_best_H']:.1f}); for the test run set classifier.calibration to it "
