@@ -85,6 +85,11 @@ def set_key(sets: dict) -> str:
     return json.dumps(sets, sort_keys=True, default=str)
 
 
+def row_key(row: dict) -> tuple:
+    """What makes a row one point of a study: method, seed, seen ratio and `set` (a variant's included)."""
+    return row["method"], row["seed"], row["seen_ratio"], set_key(row.get("set", {}))
+
+
 def study_params(preset: Path | None, root: Path, name: str, method: str, seed: int, ratio: float,
                  protocol: str = "test", sets: dict | None = None) -> dict:
     from zerodiffpp.errors import ParamsError
@@ -156,6 +161,24 @@ def jobs(methods: list[str]) -> list[tuple]:
     """Methods grouped into jobs: ZeroDiff and ZeroDiff++ share one (one trained generator)."""
     shared = tuple(m for m in ("zerodiff", "zerodiffpp") if m in methods)
     return ([shared] if shared else []) + [(m,) for m in methods if m not in shared]
+
+
+def missing_jobs(methods: list[str], seeds: list[int], ratios: list[float], sets: dict, variants: list[tuple],
+                 have: set) -> list[tuple]:
+    """[(methods, seed, ratio, evaluations)] still to run, `have` holding the `row_key`s of the rows found:
+    per job only the methods and evaluations (base and variants; ESZSL has no variants) it lacks. Its
+    generator is trained again, so a resumed job may recompute rows already there (main keeps the first)."""
+    todo = []
+    for r in ratios:
+        for s in seeds:
+            for group in jobs(methods):
+                evaluations = [(None, sets)] + ([] if group == ("eszsl",) else variants)
+                lacking = {(m, v) for v, vs in evaluations for m in group
+                           if row_key({"method": m, "seed": s, "seen_ratio": r, "set": vs}) not in have}
+                if lacking:
+                    todo.append((tuple(m for m in group if any(k[0] == m for k in lacking)), s, r,
+                                 [(v, vs) for v, vs in evaluations if any(k[1] == v for k in lacking)]))
+    return todo
 
 
 def curve_at(row: dict, gamma: float) -> dict:
@@ -253,26 +276,15 @@ def main(argv=None):
     wanted_sets = {set_key(v) for v in [sets] + [v for _, v in variants]}
     done = [json.loads(line) for line in a.out.read_text().splitlines()] if a.out.exists() else []
     done = [r for r in done if r.get("protocol", "test") == a.protocol and set_key(r.get("set", {})) in wanted_sets]
-    have = {(r["method"], r["seed"], r["seen_ratio"], set_key(r.get("set", {}))) for r in done}
-    todo = []
-    for r in a.ratios:
-        for s in a.seeds:
-            for group in jobs(a.methods):
-                evaluations = [(None, sets)] + ([] if group == ("eszsl",) else variants)
-                # a job runs the methods and evaluations it lacks (its generator is trained again)
-                lacking = {(m, v): vs for v, vs in evaluations for m in group if (m, s, r, set_key(vs)) not in have}
-                if lacking:
-                    methods = tuple(m for m in group if any(k[0] == m for k in lacking))
-                    evals = [(v, vs) for v, vs in evaluations if any(k[1] == v for k in lacking)]
-                    todo.append((a.preset, a.root, a.name, methods, s, r, a.protocol, sets, evals))
+    have = {row_key(r) for r in done}
+    todo = [(a.preset, a.root, a.name, methods, s, r, a.protocol, sets, evals)
+            for methods, s, r, evals in missing_jobs(a.methods, a.seeds, a.ratios, sets, variants, have)]
     print(f"fixture study ({a.protocol} protocol{', ' + ' '.join(a.sets) if a.sets else ''}): {len(todo)} jobs "
           f"to run, {len(have)} points already in {a.out}", flush=True)
     with mp.get_context("spawn").Pool(a.jobs) as pool:  # spawn: no forked CUDA state in a worker
         for rows in pool.imap_unordered(run_point, todo):
-            # a job may recompute a (method, evaluation) found earlier: the first row stays
-            key = lambda row: (row["method"], row["seed"], row["seen_ratio"], set_key(row["set"]))  # noqa: E731
-            rows = [row for row in rows if key(row) not in have]
-            have.update(key(row) for row in rows)
+            rows = [row for row in rows if row_key(row) not in have]  # a job may recompute a row found earlier
+            have.update(row_key(row) for row in rows)
             with open(a.out, "a") as f:
                 f.writelines(json.dumps(row) + "\n" for row in rows)
             for row in rows:

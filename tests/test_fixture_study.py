@@ -70,6 +70,18 @@ def test_a_shared_job_gives_the_rows_of_separate_runs(tmp_path, monkeypatch):
         assert fst.curve_at(row, row["calibration"]) == pytest.approx({k: row[k] for k in ("U", "S", "H")}, abs=1e-5)
 
 
+def test_a_resumed_study_runs_only_the_rows_it_lacks():
+    sets, variants = {"gen.lr": 0.002}, [("keep", {"gen.lr": 0.002, "tta.keep_fraction": 1.0})]
+    row = lambda m, seed, ratio, st: fst.row_key({"method": m, "seed": seed, "seen_ratio": ratio, "set": st})  # noqa
+    have = {row("zerodiff", 0, 1.0, sets), row("zerodiffpp", 0, 1.0, sets), row("zerodiff", 0, 1.0, variants[0][1]),
+            row("eszsl", 0, 1.0, sets), row("zerodiff", 1, 1.0, {})}  # the last: another study's `set`
+    got = fst.missing_jobs(["eszsl", "zerodiffpp", "zerodiff"], [0, 1], [1.0], sets, variants, have)
+    assert got == [(("zerodiffpp",), 0, 1.0, [variants[0]]),  # only ZeroDiff++'s variant row is missing
+                   (("zerodiff", "zerodiffpp"), 1, 1.0, [(None, sets), variants[0]]),
+                   (("eszsl",), 1, 1.0, [(None, sets)])]
+    assert fst.missing_jobs(["zerodiff"], [0], [1.0], sets, variants, have) == []
+
+
 def test_variants_change_post_training_params_only():
     sets = {"gen.lr": 0.002}
     variants = fst.parse_variants([["keep", "tta.keep_fraction=0.3", "diffgen.start_step=1"],
