@@ -31,6 +31,20 @@ def test_presets_carry_the_official_settings(tmp_path, name, att, counts):
     assert "# Single source of every setting" in p.read_text()  # comments survive
 
 
+@pytest.mark.parametrize("name", [None, "cub", "cub-cpu", "awa2", "sun"])
+def test_defaults_and_presets_choose_the_pseudo_labels_calibration_on_the_dataset(tmp_path, name):
+    """DiffTTA's pseudo-labels keep their own calibration, chosen on held-out seen classes of the dataset: a value
+    from the toy (0.6) erased a 200-class run's seen classes, and the final classifier's validation-chosen value
+    collapsed ZeroDiff++'s S when it also set the pseudo-labels (docs/results.md)."""
+    p = tmp_path / "params.yaml"
+    shutil.copy(ROOT / "params.yaml", p)
+    if name:
+        apply(name, "/data/x", p)
+    params = load_params(p)
+    assert params["tta"]["calibration"] == "auto"
+    assert params["classifier"]["calibration"] == "auto"
+
+
 @pytest.mark.parametrize("name", ["cub", "cub-cpu", "awa2", "sun"])
 def test_a_benchmark_preset_without_its_folder_is_refused_before_params_change(tmp_path, name):
     p = tmp_path / "params.yaml"
