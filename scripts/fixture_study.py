@@ -5,7 +5,7 @@
         --methods zerodiffpp zerodiff fclswgan eszsl --seeds 0 1 2 --ratios 1.0 0.3 0.1 --jobs 2
 
 Each point runs the stages' own `run()` functions in one process (as `dvc repro` would compute them,
-scripts/in_process.py) on params.yaml with the preset, `data.root` and any `--set` applied, and appends
+zerodiffpp/pipeline/in_process.py) on params.yaml with the preset, `data.root` and any `--set` applied, and appends
 one JSON row per method to --out as soon as it finishes (a rerun skips the points already there).
 ZeroDiff and ZeroDiff++ of one seed and ratio share one job: their pretrain and train stages are the
 same computation (ZeroDiff is ZeroDiff++ without DiffTTA and DiffGen), so the generator is trained once
@@ -130,8 +130,8 @@ def run_point(args: tuple) -> list[dict]:
         scored = val if protocol == "validation" else prepare_split(fs, ratio, seed, "test")[0]
         return [dict(base, method="eszsl", T1=eszsl_t1(scored, gamma, lam), gamma=gamma, lam=lam,
                      minutes=(time.time() - start) / 60)]
-    from stages import pretrain, train
-    from scripts.in_process import evaluate_generators
+    from zerodiffpp.pipeline import pretrain, train
+    from zerodiffpp.pipeline.in_process import calibrate, evaluate_generators, train_validation
     from zerodiffpp.runtime import setup
     p = study_params(preset, root, name, methods[0], seed, ratio, protocol, sets)
     device = setup(p["train"], pretrain.SEED_OFFSET)
@@ -139,6 +139,7 @@ def run_point(args: tuple) -> list[dict]:
     setup(p["train"], train.SEED_OFFSET)
     gen_ckpt, curve = train.run(p, prep, device, drg_ckpt)
     checked = [r for r in curve if np.isfinite(r.get("gen_seen_acc", np.nan))]
+    validation_trained = train_validation(p, fs)
     trained = (time.time() - start) / 60
     rows = []
     for variant, vsets in evaluations:
@@ -146,7 +147,8 @@ def run_point(args: tuple) -> list[dict]:
         label = {} if variant is None else {"set": vsets, "variant": variant}
         for method in methods:
             t0 = time.time()
-            m = evaluate_generators(dict(vp, method=method), prep, drg_ckpt, gen_ckpt, curve=True)
+            mp = dict(vp, method=method)
+            m = evaluate_generators(mp, prep, drg_ckpt, gen_ckpt, calibrate(mp, validation_trained), curve=True)
             rows.append(dict(base, **label, method=method, T1=m["zsl"]["T1"], **m["gzsl"],
                              calibration=m["calibration"]["value"],
                              gen_seen_acc=checked[-1]["gen_seen_acc"] if checked else None,

@@ -1,6 +1,6 @@
 """Compare settings on many validation folds, paired: per fold, train the generators once and run every
 variant's later stages on them. The stages' own `run` functions do the work, in-process
-(scripts/in_process.py), with the same seeds as `dvc repro`, so a fold's base row equals `dvc exp run -S data.protocol=validation -S
+(zerodiffpp/pipeline/in_process.py), with the same seeds as `dvc repro`, so a fold's base row equals `dvc exp run -S data.protocol=validation -S
 data.val_classes=<fold>` run with train.threads 1.
 
     python -m scripts.fold_study --jobs 2                      # embedded: all 35 three-class folds
@@ -34,7 +34,7 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 
 import numpy as np  # noqa: E402
 
-from scripts.in_process import evaluate_generators, train_generators  # noqa: E402
+from zerodiffpp.pipeline.in_process import calibrate, evaluate_generators, train_generators, train_validation  # noqa: E402,E501
 from zerodiffpp import paths  # noqa: E402
 from zerodiffpp.data import FeatureSet  # noqa: E402
 from zerodiffpp.errors import DataError, ParamsError  # noqa: E402
@@ -94,8 +94,8 @@ def run_fold(job: tuple) -> list[dict]:
         start = time.time()
         sig = training_signature(p, keys)
         if sig not in trained:
-            trained[sig] = train_generators(p, fs)
-        m = evaluate_generators(p, *trained[sig])
+            trained[sig] = train_generators(p, fs), train_validation(p, fs)
+        m = evaluate_generators(p, *trained[sig][0], calibrate(p, trained[sig][1]))
         rows.append({"fold": fold or "own", "seed": seed, "variant": name, "changes": changes, "params": digest,
                      "T1": m["zsl"]["T1"], **{k: m["gzsl"][k] for k in ("U", "S", "H")},
                      "pseudo_label_acc": m.get("tta", {}).get("pseudo_label_acc_all"),
@@ -189,7 +189,7 @@ def main(argv=None):
         folds = fold_list(a.folds, FeatureSet.load(a.features))
     except DataError as e:
         raise SystemExit(f"fold_study: --folds: {e}") from None
-    keys = declared_keys("pretrain") + declared_keys("train")
+    keys = declared_keys("pretrain") + declared_keys("train") + declared_keys("val_train")
     out = Path(a.out)
     runs = out / "runs.jsonl"
     earlier = finished_rows(runs, variants)

@@ -1,44 +1,19 @@
 """Stage classify: the final linear softmax classifiers (GZSL over all classes, ZSL over unseen)."""
-import numpy as np
-
 from zerodiffpp import paths
-from zerodiffpp.classifier import InputView, train_softmax
 from zerodiffpp.data import Prepared
 from zerodiffpp.io import load_json, load_npz, load_torch, save_npz, save_torch
 from zerodiffpp.live import LiveLog
-from zerodiffpp.params import load_stage_params, per_ratio
-from zerodiffpp.runtime import log, run_stage, setup
-
-SEED_OFFSET = 5
-
-
-def run(p, prep: Prepared, syn: dict, adapted_ckpt: dict, calibration: float, device):
-    """-> (classifier states, test predictions, loss curve). `calibration` is the adapt stage's
-    (models/adapted/calibration.json: chosen on held-out seen classes, or params.yaml's number)."""
-    c = p["classifier"]
-    batch = per_ratio(c["batch_size"], p["train"]["seen_ratio"])
-    view = InputView.from_generator(c["features"], adapted_ckpt, device)
-    log.info("classify: classifiers read view %s", view.name)
-    gzsl = train_softmax(np.concatenate([prep.x_train, syn["x"]]), np.concatenate([prep.y_train, syn["y"]]),
-                         np.arange(prep.n_classes), c["epochs"], batch, c["lr"], device,
-                         desc="classify: GZSL classifier", view=view)
-    unseen_rows = np.isin(syn["y"], prep.unseen)
-    zsl = train_softmax(syn["x"][unseen_rows], syn["y"][unseen_rows], prep.unseen, c["epochs"],
-                        batch, c["lr"], device, desc="classify: ZSL classifier", view=view)
-    log.info("classify: calibrated stacking %.2f", calibration)
-    preds = dict(gzsl_test_seen=gzsl.predict(prep.x_test_seen, device, prep.seen, calibration),
-                 gzsl_test_unseen=gzsl.predict(prep.x_test_unseen, device, prep.seen, calibration),
-                 zsl_test_unseen=zsl.predict(prep.x_test_unseen, device))
-    curve = [{"step": a["step"], "gzsl_loss": a["loss"], "zsl_loss": b["loss"]} for a, b in zip(gzsl.curve, zsl.curve)]
-    return {"gzsl": gzsl.state(), "zsl": zsl.state(), "view": view.name, "calibration": calibration}, preds, curve
+from zerodiffpp.params import load_stage_params
+from zerodiffpp.pipeline import classify
+from zerodiffpp.runtime import run_stage, setup
 
 
 def main():
     p = load_stage_params("classify")
-    device = setup(p["train"], SEED_OFFSET)
-    states, preds, curve = run(p, Prepared.load(paths.PREPARED), load_npz(paths.SYNTHETIC),
-                               load_torch(paths.ADAPTED_GENERATOR, device),
-                               load_json(paths.CALIBRATION)["calibration"], device)
+    device = setup(p["train"], classify.SEED_OFFSET)
+    states, preds, curve = classify.run(p, Prepared.load(paths.PREPARED), load_npz(paths.SYNTHETIC),
+                                        load_torch(paths.ADAPTED_GENERATOR, device),
+                                        load_json(paths.CALIBRATION)["classifier"]["value"], device)
     save_torch(paths.CLASSIFIERS, states)
     save_npz(paths.PREDICTIONS, **preds)
     live = LiveLog(paths.CLASSIFY_LIVE)  # the two classifiers' losses, written once both are trained

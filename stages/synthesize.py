@@ -1,34 +1,18 @@
 """Stage synthesize: fully generated unseen features, plus DiffGen's partially synthesised ones
 (ZeroDiff++)."""
-from zerodiffpp import methods, paths
+from zerodiffpp import paths
 from zerodiffpp.data import Prepared
-from zerodiffpp.diffgen import synthetic_set
 from zerodiffpp.io import load_npz, load_torch, save_npz
-from zerodiffpp.params import load_stage_params, per_ratio
-from zerodiffpp.runtime import log, run_stage, setup
-from zerodiffpp.synth import Synthesizer
-
-SEED_OFFSET = 4
-
-
-def run(p, prep: Prepared, adapted_ckpt: dict, drg_ckpt: dict, pseudo: dict, device) -> dict:
-    """-> the synthetic set: x, y, kind (full or partial), src (DiffGen's source test positions)."""
-    synth = Synthesizer(adapted_ckpt, drg_ckpt, prep.att, device)
-    diffgen = methods.uses_diffgen(p["method"], p["diffgen"]["enabled"])
-    syn = synthetic_set(synth, prep, per_ratio(p["synth"]["unseen_per_class"], p["train"]["seen_ratio"]),
-                        p["synth"]["sampler"], pseudo, p["diffgen"] if diffgen else None)
-    if diffgen:
-        log.info("synthesize: %d partially synthesised features from step k=%d", len(syn["src"]),
-                 p["diffgen"]["start_step"])
-    log.info("synthesize: %d synthetic features (%d fully generated)", len(syn["y"]), len(syn["y"]) - len(syn["src"]))
-    return syn
+from zerodiffpp.params import load_stage_params
+from zerodiffpp.pipeline import synthesize
+from zerodiffpp.runtime import run_stage, setup
 
 
 def main():
     p = load_stage_params("synthesize")
-    device = setup(p["train"], SEED_OFFSET)
-    syn = run(p, Prepared.load(paths.PREPARED), load_torch(paths.ADAPTED_GENERATOR, device),
-              load_torch(paths.DRG, device), load_npz(paths.PSEUDO_LABELS), device)
+    device = setup(p["train"], synthesize.SEED_OFFSET)
+    syn = synthesize.run(p, Prepared.load(paths.PREPARED), load_torch(paths.ADAPTED_GENERATOR, device),
+                         load_torch(paths.DRG, device), load_npz(paths.PSEUDO_LABELS), device)
     save_npz(paths.SYNTHETIC, **syn)
 
 

@@ -10,10 +10,10 @@ def _imports(path: Path) -> set[str]:
     found = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("zerodiffpp"):
-            if node.module == "zerodiffpp":
-                found |= {f"zerodiffpp.{a.name}" for a in node.names}
-            else:
-                found.add(node.module)
+            # `from package import module` names the module; `from module import name` the module
+            for a in node.names:
+                sub = f"{node.module}.{a.name}"
+                found.add(sub if (ROOT / (sub.replace(".", "/") + ".py")).exists() else node.module)
         elif isinstance(node, ast.Import):
             found |= {a.name for a in node.names if a.name.startswith("zerodiffpp.")}
     return found
@@ -33,5 +33,5 @@ def module_closure(stage: str) -> set[str]:
 
 
 if __name__ == "__main__":
-    for s in ["extract", "pretrain", "train", "adapt", "synthesize", "classify", "report"]:
+    for s in ["extract", "pretrain", "train", "val_train", "calibrate", "adapt", "synthesize", "classify", "report"]:
         print(s, sorted(module_closure(s)))

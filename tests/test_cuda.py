@@ -114,7 +114,7 @@ def test_the_critic_step_computes_the_same_on_cpu_and_gpu(monkeypatch):
 
 
 def test_a_tiny_pipeline_runs_end_to_end_on_the_gpu(tmp_path):
-    from scripts.in_process import run_pipeline
+    from zerodiffpp.pipeline.in_process import run_pipeline
     from tests.conftest import make_xlsa17
     from zerodiffpp.xlsa17 import load_xlsa17
     fs = load_xlsa17(make_xlsa17(tmp_path / "TOY", n_seen=6, n_unseen=3, att_dim=8, x_dim=16, per_class=12,

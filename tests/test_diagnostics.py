@@ -91,7 +91,7 @@ def test_schedule_checks_every_k_epochs_and_after_the_last():
 @pytest.mark.parametrize("method", ["zerodiff", "fclswgan"])
 def test_checks_leave_training_bit_identical(tmp_path, method):
     """The checks draw their noise inside fork_rng: weights equal a run without them."""
-    from stages import train
+    from zerodiffpp.pipeline import train
     from zerodiffpp.drg import train_drg
     prep, _ = tiny_prepared(tmp_path)
     p = tiny_params(method=method, gen={"epochs": 2}, fclswgan={"epochs": 2})
@@ -136,7 +136,7 @@ def test_check_generates_through_the_synthesis_path(tmp_path, monkeypatch):
 def test_epochs_may_be_given_per_seen_ratio(tmp_path):
     """gen.epochs / fclswgan.epochs per train.seen_ratio (presets/cub-cpu.yaml): the run's ratio picks
     the count, and a ratio without one is refused before any work, naming the key."""
-    from stages import train
+    from zerodiffpp.pipeline import train
     from zerodiffpp.errors import ParamsError
     from zerodiffpp.params import validate
     prep, _ = tiny_prepared(tmp_path)

@@ -298,19 +298,20 @@ def test_the_same_seed_gives_the_same_adapted_weights_with_or_without_the_check(
 
 
 def test_no_stage_builds_the_classifier_view_of_a_whole_set(trained, monkeypatch):
-    """adapt (calibration, DiffTTA's pseudo-labels) and classify train and predict through the
+    """adapt (DiffTTA's pseudo-labels) and classify train and predict through the
     per-batch view: the whole-set numpy path of InputView is never called."""
-    from stages import adapt, classify
+    from zerodiffpp.pipeline import adapt, classify
     from zerodiffpp.classifier import InputView
     prep, p, gen, drg = trained
     monkeypatch.setattr(InputView, "__call__", lambda self, x: pytest.fail("a whole-set view was built"))
     p = dict(p, method="zerodiffpp")
     torch.manual_seed(0)
-    adapted, pseudo, _, calib = adapt.run(p, prep, gen, drg, "cpu")
-    assert calib["source"] == "auto" and len(pseudo["kept"]) > 0
+    chosen = []
+    adapted, pseudo, _ = adapt.run(p, prep, gen, drg, lambda clf: chosen.append(clf) or 0.0, "cpu")
+    assert len(chosen) == 1 and len(pseudo["kept"]) > 0  # the provisional classifier was built and calibrated
     syn = {"x": np.concatenate([prep.x_train[:40], prep.x_test_unseen[:30]]),  # stands in for a synthetic set
            "y": np.concatenate([prep.y_train[:40], prep.y_test_unseen[:30]])}
-    states, preds, _ = classify.run(p, prep, syn, adapted, calib["calibration"], "cpu")
+    states, preds, _ = classify.run(p, prep, syn, adapted, 0.0, "cpu")
     assert states["view"] == "VS" and len(preds["gzsl_test_unseen"]) == len(prep.y_test_unseen)
 
 
@@ -354,13 +355,18 @@ def _pseudo_label(trained, monkeypatch=None, tta=None, clf=None, synth=None):
 
 
 def test_pseudo_labels_apply_calibrated_stacking_to_the_seen_classes(trained):
-    """classifier.calibration reaches step b: subtracting 1 from every seen probability sends every
+    """tta.calibration (as resolved) reaches step b: subtracting 1 from every seen probability sends every
     test feature to an unseen class, adding 1 (calibration -1) to a seen one."""
     prep = trained[0]
     _, pred, conf = _pseudo_label(trained, tta={"unseen_labels": "classifier"}, clf={"calibration": 1.0})
     assert np.isin(pred, prep.unseen).all() and ((conf > 0) & (conf <= 1)).all()
     _, pred, _ = _pseudo_label(trained, tta={"unseen_labels": "classifier"}, clf={"calibration": -1.0})
     assert np.isin(pred, prep.seen).all()
+    # the validation pass gives a function that chooses the value from the provisional classifier
+    asked = []
+    _, pred, _ = _pseudo_label(trained, tta={"unseen_labels": "classifier"},
+                               clf={"calibration": lambda clf: asked.append(clf.classes) or -1.0})
+    assert np.isin(pred, prep.seen).all() and np.array_equal(asked[0], prep.classes)
 
 
 @pytest.mark.parametrize("features", ["VS", "V"])

@@ -9,7 +9,7 @@ the end-to-end guard: a method wired wrong (a sign, a condition, a stop-gradient
 import numpy as np
 import pytest
 
-from scripts.in_process import run_pipeline
+from zerodiffpp.pipeline.in_process import run_pipeline
 from tests.conftest import make_xlsa17
 from tests.tiny import tiny_params
 from zerodiffpp.eszsl import eszsl_t1

@@ -75,7 +75,7 @@ def test_cub_default_sits_in_the_real_res101_range(tmp_path):
 
 
 def _train_and_check(prep, p, drg_ckpt, blind: bool):
-    from stages import train
+    from zerodiffpp.pipeline import train
     from zerodiffpp import networks
     if blind:  # G that ignores its attribute input: what a generator that stopped learning its classes is
         real_forward = networks.FeatureGenerator.forward

@@ -74,7 +74,7 @@ def test_the_seen_probe_uses_the_sampler_and_the_drg_it_is_given(sampler):
 def test_synthesize_writes_no_seen_features_and_report_reads_the_trained_generator():
     import yaml
     from tests.conftest import ROOT
-    from stages import synthesize
+    from zerodiffpp.pipeline import synthesize
     stages = yaml.safe_load(open(ROOT / "dvc.yaml"))["stages"]
     assert "models/generator" in stages["report"]["deps"] and "models/adapted" in stages["report"]["deps"]
     assert "report.seen_per_class" not in str(stages["synthesize"]) and "seen_per_class" in tiny_params()["report"]
@@ -125,8 +125,10 @@ def _handmade():
     pred[[0, 5]] = [1, 3]                                                    # 14 of 16 pseudo-labels right
     pseudo = {"pred": pred, "conf": np.ones(16, np.float32), "kept": np.array([1, 2, 3, 5]),  # 3 of 4 kept right
               "rec_before": np.array([5.0, 3.0]), "rec_after": np.array([4.0, 2.0])}
-    calib = {"calibration": 0.2, "source": "auto", "held_out": [1],
-             "grid": [{"calibration": 0.0, "H": 0.1}, {"calibration": 0.2, "H": 0.4}]}
+    calib = {"classifier": {"value": 0.2, "source": "validation pass", "U": 0.3, "S": 0.6, "H": 0.4},
+             "pseudo_labels": None,
+             "validation_pass": {"classes": ["c1"], "class_ids": [1], "n_seen_classes": 1, "n_train_images": 4,
+                                 "validation_images_in_training": 0, "test_images_read": 0}, "curve": []}
     ctx = {"seen_ratio": 0.3, "seed": 2, "probe_epochs": 300, "oracle_folds": 2, "transductive": True,
            "self_training_seen": False, "validation": False, "calibration": calib}
     return prep, syn, seen_probe, preds, pseudo, ctx
@@ -145,7 +147,8 @@ def test_every_key_of_eval_json_from_handmade_predictions():
         "seen_ratio": 0.3, "seed": 2, "transductive": 1, "self_training_seen": 0, "validation": 0,
         "n_train": 10, "n_seen_classes": 2, "n_unseen_classes": 2,
         "synthetic": {"n_full": 12, "n_partial": 20},
-        "calibration": {"value": 0.2, "auto": 1, "n_held_out": 1, "held_out_H": 0.4},
+        "calibration": {"value": 0.2, "auto": 1, "validation_U": 0.3, "validation_S": 0.6, "validation_H": 0.4,
+                        "n_validation_classes": 1, "validation_images_in_training": 0, "test_images_read": 0},
         # the reconstruction pair of one round (the last), on the same kept features
         "tta": {"n_kept": 4, "n_test": 16, "pseudo_label_acc_all": 14 / 16, "pseudo_label_acc_kept": 0.75,
                 "rounds": 2, "rec_before": 3.0, "rec_after": 2.0},
@@ -181,7 +184,8 @@ def test_eval_json_wiring_flags_a_fixed_calibration_an_empty_selection_and_the_l
     monkeypatch.setattr(report.M, "seen_spuriousness", lambda *args: calls.update(seen=args) or {"seen": 0.5})
     monkeypatch.setattr(report.M, "unseen_spuriousness", lambda *args: calls.update(unseen=args) or {"unseen": 0.25})
     ctx = dict(ctx, self_training_seen=True, validation=True, probe_epochs=7, oracle_folds=3, seed=11,
-               calibration={"calibration": 0.6, "source": "params", "held_out": [], "grid": []})
+               calibration={"classifier": {"value": 0.6, "source": "params"}, "pseudo_labels": None,
+                            "validation_pass": None, "curve": []})
     pseudo = dict(pseudo, kept=np.zeros(0, np.int64), rec_before=np.array([5.0, 3.0, 2.5]),
                   rec_after=np.array([4.0, 2.0, 1.5]))
     m = report.evaluate(prep, syn, seen_probe, preds, pseudo, ctx, "cpu")
@@ -193,7 +197,7 @@ def test_eval_json_wiring_flags_a_fixed_calibration_an_empty_selection_and_the_l
     assert calls["seen"][:2] == seen_probe and calls["seen"][-2:] == (7, "cpu")
     assert m["spurious"] == {"seen": 0.5, "unseen": 0.25}
     assert m["self_training_seen"] == 1 and m["validation"] == 1
-    assert m["calibration"] == {"value": 0.6, "auto": 0, "n_held_out": 0}
+    assert m["calibration"] == {"value": 0.6, "auto": 0}
     assert m["tta"] == {"n_kept": 0, "n_test": 16, "pseudo_label_acc_all": 14 / 16, "pseudo_label_acc_kept": 0.0,
                         "rounds": 3, "rec_before": 2.5, "rec_after": 1.5}
 
@@ -202,7 +206,7 @@ def test_validation_runs_report_the_calibration_their_classes_choose_and_test_ru
     """Under data.protocol: validation the report stage scores the GZSL classifier's curve on the
     validation classes and eval.json names the best value (ties: nearest 0) for the test run; on the
     test split no curve is computed, so nothing can be chosen there."""
-    from stages import report as stage
+    from zerodiffpp.pipeline import report as stage
     from zerodiffpp.report import calibration_lines, evaluate
     prep, syn, seen_probe, preds, pseudo, ctx = _handmade()
     curve = [{"calibration": g, "U": 0.0, "S": 0.0, "H": h} for g, h in ((-0.3, 0.5), (-0.1, 0.2), (0.2, 0.5), (0.4, 0.1))]
@@ -220,27 +224,29 @@ def test_validation_runs_report_the_calibration_their_classes_choose_and_test_ru
     assert calls == [({"gzsl": "states"}, {"adapted": 1}, prep, "cpu")] and got["validation_curve"] is curve
     torch.manual_seed(0)
     m = evaluate(prep, syn, seen_probe, preds, pseudo, dict(ctx, validation=True, validation_curve=curve), "cpu")
-    assert m["calibration"] == {"value": 0.2, "auto": 1, "n_held_out": 1, "held_out_H": 0.4,
+    assert m["calibration"] == {"value": 0.2, "auto": 1, "validation_U": 0.3, "validation_S": 0.6, "validation_H": 0.4,
+                                "n_validation_classes": 1, "validation_images_in_training": 0, "test_images_read": 0,
                                 "validation_best": 0.2, "validation_best_H": 0.5}
-    assert calibration_lines(m["calibration"]) == [
-        "- calibrated stacking: +0.20, chosen on 1 held-out seen classes (classifier.calibration: auto; held-out H 40.0)",
+    assert calibration_lines(m["calibration"], ctx["calibration"]) == [
+        "- calibrated stacking: +0.20, chosen by the validation pass on 1 validation classes (c1; their U 30.0, S 60.0, "
+        "H 40.0; images of them in its training: 0, test images read: 0)",
         "- calibrated stacking chosen on these validation classes: +0.20 (H 50.0); for the test run set "
         "classifier.calibration to it (per seen ratio: {1.0: ..., 0.3: ...})"]
-    assert calibration_lines({"value": -0.1, "auto": 0, "n_held_out": 0}) == [
+    assert calibration_lines({"value": -0.1, "auto": 0}) == [
         "- calibrated stacking: -0.10, classifier.calibration"]
 
 
 def test_a_transductive_run_reports_its_pseudo_labels_calibration():
     from zerodiffpp.report import calibration_lines, evaluate
     prep, syn, seen_probe, preds, pseudo, ctx = _handmade()
-    calib = dict(ctx["calibration"], calibration=0.1, source="params", held_out=[],
-                 pseudo_labels={"calibration": -0.4, "source": "auto"})
+    calib = dict(ctx["calibration"], classifier={"value": 0.1, "source": "params"}, validation_pass=None,
+                 pseudo_labels={"value": -0.4, "source": "validation pass", "U": 0.1, "S": 0.2, "H": 0.3})
     torch.manual_seed(0)
     m = evaluate(prep, syn, seen_probe, preds, pseudo, dict(ctx, calibration=calib), "cpu")
-    assert m["calibration"] == {"value": 0.1, "auto": 0, "n_held_out": 0, "pseudo_labels": -0.4,
+    assert m["calibration"] == {"value": 0.1, "auto": 0, "pseudo_labels": -0.4,
                                 "pseudo_labels_auto": 1}
     assert calibration_lines(m["calibration"]) == [
         "- calibrated stacking: +0.10, classifier.calibration",
-        "- DiffTTA's pseudo-labels: calibrated stacking -0.40 (tta.calibration: auto, held-out seen classes)"]
+        "- DiffTTA's pseudo-labels: calibrated stacking -0.40 (tta.calibration: auto, chosen by the validation pass)"]
     assert calibration_lines(dict(m["calibration"], pseudo_labels_auto=0))[1] == \
         "- DiffTTA's pseudo-labels: calibrated stacking -0.40 (tta.calibration)"

@@ -156,6 +156,12 @@ class Prepared:
     def n_classes(self) -> int:
         return self.att.shape[0]
 
+    @property
+    def classes(self) -> np.ndarray:
+        """The GZSL classifiers' classes: seen and unseen (a validation split leaves the real unseen
+        classes out: they have no training data there and are not part of its task)."""
+        return np.union1d(self.seen, self.unseen)
+
     def test_features(self) -> tuple[np.ndarray, np.ndarray]:
         """Test-seen and test-unseen pooled, unlabelled (the transductive input): x, r."""
         return (np.concatenate([self.x_test_seen, self.x_test_unseen]),

@@ -59,17 +59,21 @@ def decoder_shares_unseen(probs: np.ndarray, classes: np.ndarray, unseen: np.nda
 
 def pseudo_label(synth: Synthesizer, prep, x_test: np.ndarray, p_tta: dict, p_synth: dict, p_clf: dict, device):
     """Steps a and b: (predicted class, confidence) for every pooled test feature. The provisional
-    classifier reads the same input view and predicts with the same calibrated stacking as the final
-    GZSL classifier (classifier.features, classifier.calibration); with tta.unseen_labels 'decoder'
+    classifier reads the same input view as the final GZSL classifier (classifier.features) and
+    predicts with calibrated stacking p_clf['calibration'] (tta.calibration as resolved: a number, or
+    in the validation pass a function of the classifier that chooses it); with tta.unseen_labels 'decoder'
     the attribute decoder ranks the unseen classes (`decoder_shares_unseen`). The confidence is the
     predicted class's probability."""
     view = InputView.from_generator(p_clf["features"], synth.checkpoint(), device)
     x_un, y_un = synth.full(prep.unseen, p_synth["unseen_per_class"], p_synth["sampler"])
     clf = train_softmax(np.concatenate([prep.x_train, x_un]), np.concatenate([prep.y_train, y_un]),
-                        np.arange(prep.n_classes), p_clf["epochs"], p_clf["batch_size"], p_clf["lr"], device,
+                        prep.classes, p_clf["epochs"], p_clf["batch_size"], p_clf["lr"], device,
                         desc="adapt: provisional GZSL classifier", view=view)
     probs = clf.probabilities(x_test, device)
-    pos = calibrated(probs, clf.classes, prep.seen, p_clf["calibration"]).argmax(1)
+    gamma = p_clf["calibration"]
+    if callable(gamma):  # the validation pass chooses it on its own split's curve (pipeline/validation.py)
+        gamma = gamma(clf)
+    pos = calibrated(probs, clf.classes, prep.seen, gamma).argmax(1)
     if p_tta["unseen_labels"] == "decoder":
         dec = view.dec if view.dec is not None else load_decoder(synth.checkpoint(), device)
         with torch.no_grad():

@@ -23,11 +23,22 @@ GENERATOR_DIR = Path("models/generator")
 GENERATOR = GENERATOR_DIR / "generator.pt"
 TRAIN_LIVE = Path("dvclive/train")
 
+# val_train (the validation pass's pretrain and train: zerodiffpp/pipeline/validation.py)
+VALIDATION_DIR = Path("models/validation")
+VAL_PREPARED = VALIDATION_DIR / "prepared.npz"
+VAL_DRG = VALIDATION_DIR / "drg.pt"
+VAL_GENERATOR = VALIDATION_DIR / "generator.pt"
+VAL_SPLIT = VALIDATION_DIR / "split.json"  # its validation classes and leak counts ({} when the pass is not needed)
+VAL_TRAIN_LIVE = Path("dvclive/val_train")
+
+# calibrate (the validation pass's DiffTTA, synthesis, classifiers; the values chosen)
+CALIBRATION_DIR = Path("models/calibration")
+CALIBRATION = CALIBRATION_DIR / "calibration.json"
+
 # adapt (DiffTTA)
 ADAPTED_DIR = Path("models/adapted")
 ADAPTED_GENERATOR = ADAPTED_DIR / "generator.pt"
 PSEUDO_LABELS = ADAPTED_DIR / "pseudo_labels.npz"
-CALIBRATION = ADAPTED_DIR / "calibration.json"  # classifier.calibration as used (chosen when 'auto')
 ADAPT_LIVE = Path("dvclive/adapt")
 
 # synthesize (DiffGen)

@@ -42,14 +42,8 @@ def evaluate(prep, syn: dict, seen_probe: tuple, preds: dict, pseudo: dict, ctx:
         "synthetic": {"n_full": int((syn["kind"] == KIND_FULL).sum()), "n_partial": int((syn["kind"] == KIND_PARTIAL).sum())},
     }
     calib = ctx.get("calibration")
-    if calib is not None:  # the value used, and (auto) how it scored on the held-out seen classes
-        chosen = [r for r in calib["grid"] if r["calibration"] == calib["calibration"]]
-        out["calibration"] = {"value": calib["calibration"], "auto": int(calib["source"] == "auto"),
-                              "n_held_out": len(calib["held_out"]),
-                              **({"held_out_H": chosen[0]["H"]} if chosen else {})}
-        if "pseudo_labels" in calib:  # a transductive run: DiffTTA's pseudo-labels have their own (tta.calibration)
-            out["calibration"].update(pseudo_labels=calib["pseudo_labels"]["calibration"],
-                                      pseudo_labels_auto=int(calib["pseudo_labels"]["source"] == "auto"))
+    if calib is not None:  # the calibrate stage's record: the value used and where it was chosen
+        out["calibration"] = calibration_metrics(calib)
     if ctx.get("validation_curve"):  # validation protocol only: the value for the test run, as Chao et al. choose it
         gamma = best(ctx["validation_curve"])
         h = next(r["H"] for r in ctx["validation_curve"] if r["calibration"] == gamma)
@@ -64,6 +58,26 @@ def evaluate(prep, syn: dict, seen_probe: tuple, preds: dict, pseudo: dict, ctx:
         if len(pseudo["rec_before"]):  # one round's pair: the same kept features before and after its update
             out["tta"].update(rounds=int(len(pseudo["rec_before"])), rec_before=float(pseudo["rec_before"][-1]),
                               rec_after=float(pseudo["rec_after"][-1]))
+    return out
+
+
+def calibration_metrics(calib: dict) -> dict:
+    """eval.json's numbers of the calibrate stage's record (pipeline/validation.py): the value used,
+    whether the validation pass chose it, its U / S / H on the validation classes, how many
+    validation classes, and the two leak counts (images of the validation classes in the pass's
+    training set, test images it read: both 0 by construction, checked when the pass ran)."""
+    clf, out = calib["classifier"], {}
+    out.update(value=clf["value"], auto=int(clf["source"] == "validation pass"))
+    if out["auto"]:
+        out.update(validation_U=clf["U"], validation_S=clf["S"], validation_H=clf["H"])
+    vp = calib.get("validation_pass")
+    if vp:
+        out.update(n_validation_classes=len(vp["class_ids"]),
+                   validation_images_in_training=vp["validation_images_in_training"],
+                   test_images_read=vp["test_images_read"])
+    if calib.get("pseudo_labels"):  # a transductive run: DiffTTA's pseudo-labels have their own (tta.calibration)
+        pl = calib["pseudo_labels"]
+        out.update(pseudo_labels=pl["value"], pseudo_labels_auto=int(pl["source"] == "validation pass"))
     return out
 
 
@@ -146,17 +160,22 @@ def comparability(data: dict) -> str:
     return f"features {data['x_file']}" + (f", SC representations {data['r_file']}" if data["r_file"] else "")
 
 
-def calibration_lines(c: dict | None) -> list[str]:
-    """The calibrated-stacking value used and where it came from; under the validation protocol, the
-    value these validation classes choose for the test run."""
+def calibration_lines(c: dict | None, calib: dict | None = None) -> list[str]:
+    """The calibrated-stacking value used and where it came from (`calib`, the calibrate stage's
+    record, names the validation classes); under the validation protocol, the value these
+    validation classes choose for the test run."""
     if not c:
         return []
-    where = (f"chosen on {c['n_held_out']} held-out seen classes (classifier.calibration: auto; held-out H "
-             f"{100 * c['held_out_H']:.1f})" if c.get("auto") else "classifier.calibration")
+    vp = (calib or {}).get("validation_pass") or {}
+    names = ", ".join(vp.get("classes", [])[:8]) + (", ..." if len(vp.get("classes", [])) > 8 else "")
+    where = (f"chosen by the validation pass on {c.get('n_validation_classes', '?')} validation classes ({names}; "
+             f"their U {100 * c['validation_U']:.1f}, S {100 * c['validation_S']:.1f}, H {100 * c['validation_H']:.1f}; "
+             f"images of them in its training: {c.get('validation_images_in_training', '?')}, test images read: "
+             f"{c.get('test_images_read', '?')})" if c.get("auto") else "classifier.calibration")
     lines = [f"- calibrated stacking: {c['value']:+.2f}, {where}"]
     if "pseudo_labels" in c:
         lines.append(f"- DiffTTA's pseudo-labels: calibrated stacking {c['pseudo_labels']:+.2f} (tta.calibration"
-                     f"{': auto, held-out seen classes' if c['pseudo_labels_auto'] else ''})")
+                     f"{': auto, chosen by the validation pass' if c['pseudo_labels_auto'] else ''})")
     if "validation_best" in c:
         lines.append(f"- calibrated stacking chosen on these validation classes: {c['validation_best']:+.2f} (H "
                      f"{100 * c['validation_best_H']:.1f}); for the test run set classifier.calibration to it "
@@ -164,7 +183,7 @@ def calibration_lines(c: dict | None) -> list[str]:
     return lines
 
 
-def report_markdown(m: dict, params: dict) -> str:
+def report_markdown(m: dict, params: dict, calib: dict | None = None) -> str:
     pct = lambda v: f"{100 * v:.1f}"  # noqa: E731
     lines = [
         f"# Run report: {params['method']} on {params['data']['name']}",
@@ -175,7 +194,7 @@ def report_markdown(m: dict, params: dict) -> str:
         f"- setting: {setting(m)}",
         f"- comparability: {comparability(params['data'])}",
         f"- synthetic set: {m['synthetic']['n_full']} fully generated, {m['synthetic']['n_partial']} partially synthesised",
-        *calibration_lines(m.get("calibration")),
+        *calibration_lines(m.get("calibration"), calib),
         "",
         "| ZSL T1 | GZSL U | GZSL S | GZSL H | seen spuriousness | unseen spuriousness |",
         "|---|---|---|---|---|---|",

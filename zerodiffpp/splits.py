@@ -11,14 +11,27 @@ from zerodiffpp.errors import DataError
 log = logging.getLogger(__name__)
 
 
-def validation_view(fs: FeatureSet, seed: int, held_out_fraction: float = 0.2, classes: str = "") -> FeatureSet:
-    """The validation protocol: a class-disjoint split carved from the seen training images only.
-    The validation classes play the unseen classes: `classes` (data.val_classes, comma-separated
-    seen class names) or, when empty, the dataset's own (`fs.val_classes`). The other seen classes
-    keep (1 - fraction) of their training images for training and the rest as test-seen. The
-    real test splits are not used. Attribute columns that take one value in every training
-    class of the fold are removed (`without_constant_columns`)."""
-    val_classes = fs.named_seen_classes(classes) if classes.strip() else fs.val_classes
+def holdout_classes(seen: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """round(fraction * #seen) of the `seen` classes (at least 1, at most #seen - 1), sorted, drawn with `seed`."""
+    if len(seen) < 2:
+        raise DataError("a validation split needs at least two seen classes (one to hold out, one to train on)")
+    k = min(len(seen) - 1, max(1, int(round(fraction * len(seen)))))
+    return np.sort(np.random.default_rng(seed).choice(np.asarray(seen), size=k, replace=False))
+
+
+def validation_view(fs: FeatureSet, seed: int, held_out_fraction: float = 0.2, classes: str = "",
+                    class_ids: np.ndarray | None = None) -> FeatureSet:
+    """A class-disjoint split carved from the seen training images only: the validation classes play
+    the unseen classes, and the real test images are not used. The validation classes are
+    `class_ids`, else `classes` (data.val_classes, comma-separated seen class names), else the
+    dataset's own (`fs.val_classes`). The other seen classes keep (1 - fraction) of their training
+    images for training and the rest as test-seen (at least one where a class has two). Classes that
+    are neither (the real unseen ones) are left out of the split. Attribute columns that take one
+    value in every training class are removed (`without_constant_columns`)."""
+    if class_ids is not None:
+        val_classes = np.asarray(class_ids)
+    else:
+        val_classes = fs.named_seen_classes(classes) if classes.strip() else fs.val_classes
     if val_classes.size == 0:
         raise DataError("data.protocol is 'validation' but this dataset defines no validation classes "
                         "(xlsa17 train_loc/val_loc or valclasses1.txt); name them in data.val_classes")
@@ -29,19 +42,33 @@ def validation_view(fs: FeatureSet, seed: int, held_out_fraction: float = 0.2, c
     train_classes = np.unique(y[~is_val])
     att, removed = without_constant_columns(fs.att, train_classes)
     if removed.size:
-        log.info("validation protocol: attribute columns %s take one value in every training class of this "
+        log.info("validation split: attribute columns %s take one value in every training class of this "
                  "fold (%s); removed for this fold", removed.tolist(),
                  ", ".join(map(str, fs.class_names[val_classes])))
     rng = np.random.default_rng(seed)
     train, held = [], []
     for c in train_classes:
         pos = rng.permutation(fs.trainval[y == c])
-        n_held = int(round(held_out_fraction * len(pos)))
+        n_held = min(len(pos) - 1, max(1, int(round(held_out_fraction * len(pos)))))
         held.append(pos[:n_held])
         train.append(pos[n_held:])
     return FeatureSet(x=fs.x, labels=fs.labels, att=att, class_names=fs.class_names,
-                      trainval=np.sort(np.concatenate(train)), test_seen=np.sort(np.concatenate(held)),
+                      trainval=np.sort(np.concatenate(train)), test_seen=np.sort(np.concatenate(held)).astype(np.int64),
                       test_unseen=fs.trainval[is_val], r=fs.r)
+
+
+def calibration_view(fs: FeatureSet, protocol: str, val_classes: str, seed: int, fraction: float) -> FeatureSet:
+    """The validation pass's split (classifier.calibration: auto): validation classes that play the
+    unseen ones, carved from the seen training images of the run's own split (`validation_view`).
+    Under data.protocol test they are the dataset's validation classes (xlsa17 val_loc; the embedded
+    set's cat and horse), or, where it names none, a seeded `fraction` of the seen classes; under
+    data.protocol validation (whose unseen classes are already the dataset's validation classes) a
+    seeded `fraction` of that split's training classes. No image of the run's evaluation classes, and
+    no test image, is in it."""
+    run_split = validation_view(fs, seed, classes=val_classes) if protocol == "validation" else fs
+    own = fs.val_classes if protocol == "test" else np.zeros(0, np.int64)
+    ids = own if own.size else holdout_classes(run_split.seen_classes, fraction, seed)
+    return validation_view(run_split, seed + 1, class_ids=ids)
 
 
 def subsample_per_class(labels: np.ndarray, ratio: float, seed: int) -> np.ndarray:

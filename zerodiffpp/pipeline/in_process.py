@@ -1,0 +1,57 @@
+"""Every step, in order, in one process: what `dvc repro` computes, without its files.
+
+Each step is seeded exactly as its stage script is (`runtime.setup` with the step's SEED_OFFSET), so
+with `train.threads: 1` the metrics equal those of `dvc repro` / `dvc exp run` on the same params
+(tests/test_pipeline.py checks it through the fold study). Used by the study scripts and the
+end-to-end tests; training and post-training are apart, so that variants can share a generator."""
+from zerodiffpp.calibration import gzsl_curve, pseudo_labels_value
+from zerodiffpp.data import FeatureSet
+from zerodiffpp.pipeline import adapt, classify, pretrain, report, synthesize, train, validation
+from zerodiffpp.runtime import setup
+
+
+def train_generators(p: dict, fs: FeatureSet) -> tuple:
+    """pretrain and train: -> (prepared split, DRG checkpoint, trained generator checkpoint)."""
+    device = setup(p["train"], pretrain.SEED_OFFSET)
+    prep, _, drg_ckpt, _, _ = pretrain.run(p, fs, device)
+    setup(p["train"], train.SEED_OFFSET)
+    return prep, drg_ckpt, train.run(p, prep, device, drg_ckpt)[0]
+
+
+def train_validation(p: dict, fs: FeatureSet) -> tuple | None:
+    """The stage val_train: -> (its prepared split, DRG, generator, split record), or None when
+    params.yaml fixes every calibrated-stacking value the run needs."""
+    if not any(validation.needed(p).values()):
+        return None
+    prep, _, drg_ckpt, gen_ckpt, split = validation.train_pass(p, fs)
+    return prep, drg_ckpt, gen_ckpt, split
+
+
+def calibrate(p: dict, trained_validation: tuple | None) -> dict:
+    """The stage calibrate on `train_validation`'s output: -> the calibration record. Methods that share
+    a generator (ZeroDiff, ZeroDiff++) share the validation pass's too, and each calibrates its own."""
+    if not any(validation.needed(p).values()):
+        return validation.fixed_record(p)
+    return validation.calibrate_pass(p, *trained_validation)
+
+
+def evaluate_generators(p: dict, prep, drg_ckpt: dict, gen_ckpt: dict, calib: dict, curve: bool = False) -> dict:
+    """adapt, synthesize, classify and report on trained generators, with the calibration record
+    `calib`: -> the metrics of eval.json; with `curve`, also 'calibration_curve': the split's U, S,
+    H at every calibration value (zerodiffpp.calibration.split_curve), from the same GZSL classifier."""
+    device = setup(p["train"], adapt.SEED_OFFSET)
+    adapted, pseudo, _ = adapt.run(p, prep, gen_ckpt, drg_ckpt, pseudo_labels_value(calib), device)
+    setup(p["train"], synthesize.SEED_OFFSET)
+    syn = synthesize.run(p, prep, adapted, drg_ckpt, pseudo, device)
+    setup(p["train"], classify.SEED_OFFSET)
+    states, preds, _ = classify.run(p, prep, syn, adapted, calib["classifier"]["value"], device)
+    setup(p["train"], report.SEED_OFFSET)
+    metrics = report.run(p, prep, syn, preds, pseudo, gen_ckpt, drg_ckpt, calib, device, states, adapted)
+    if curve:
+        metrics["calibration_curve"] = gzsl_curve(states, adapted, prep, device)
+    return metrics
+
+
+def run_pipeline(p: dict, fs: FeatureSet) -> dict:
+    """Every stage after extract: -> the metrics of eval.json."""
+    return evaluate_generators(p, *train_generators(p, fs), calibrate(p, train_validation(p, fs)))

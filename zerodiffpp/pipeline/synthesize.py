@@ -1,0 +1,23 @@
+"""Step synthesize: fully generated unseen features, plus DiffGen's partially synthesised ones
+(ZeroDiff++)."""
+from zerodiffpp import methods
+from zerodiffpp.data import Prepared
+from zerodiffpp.diffgen import synthetic_set
+from zerodiffpp.params import per_ratio
+from zerodiffpp.runtime import log
+from zerodiffpp.synth import Synthesizer
+
+SEED_OFFSET = 4
+
+
+def run(p, prep: Prepared, adapted_ckpt: dict, drg_ckpt: dict, pseudo: dict, device) -> dict:
+    """-> the synthetic set: x, y, kind (full or partial), src (DiffGen's source test positions)."""
+    synth = Synthesizer(adapted_ckpt, drg_ckpt, prep.att, device)
+    diffgen = methods.uses_diffgen(p["method"], p["diffgen"]["enabled"])
+    syn = synthetic_set(synth, prep, per_ratio(p["synth"]["unseen_per_class"], p["train"]["seen_ratio"]),
+                        p["synth"]["sampler"], pseudo, p["diffgen"] if diffgen else None)
+    if diffgen:
+        log.info("synthesize: %d partially synthesised features from step k=%d", len(syn["src"]),
+                 p["diffgen"]["start_step"])
+    log.info("synthesize: %d synthetic features (%d fully generated)", len(syn["y"]), len(syn["y"]) - len(syn["src"]))
+    return syn

@@ -1,0 +1,117 @@
+"""The validation pass: calibrated stacking chosen on classes no model of the run trained on.
+
+`classifier.calibration: auto` (and `tta.calibration: auto`, the value of DiffTTA's pseudo-labels)
+are chosen as calibrated stacking's authors choose them: on validation classes that the whole
+pipeline treats as unseen. The pass runs the run's own method (same params, same steps: SC encoder,
+DRG, generator, DiffTTA, DiffGen, the final classifiers) on `splits.calibration_view` of the run's
+split, whose unseen classes are validation classes carved from the seen training images. Two DVC
+stages carry it, so that `dvc dag` shows where the value comes from and a sweep over test-time
+settings does not retrain its generator:
+  val_train  (`train_pass`): pretrain and train without the validation classes;
+  calibrate  (`calibrate_pass`): DiffTTA, synthesis and classifiers on that split; the value of the
+             best H of the final GZSL classifier's curve on the validation classes' real images, and
+             for a transductive run the best H of DiffTTA's provisional classifier for its pseudo-labels.
+The test pass reads the record (`value_for`); a number in params.yaml overrides either value, and
+when both are numbers the pass trains nothing (`needed`).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from zerodiffpp import calibration, methods
+from zerodiffpp.data import FeatureSet, Prepared
+from zerodiffpp.errors import DataError
+from zerodiffpp.pipeline import adapt, classify, pretrain, synthesize, train
+from zerodiffpp.runtime import log, setup
+from zerodiffpp.splits import calibration_view
+
+SEED_OFFSET = 10  # added to each step's own offset: the pass draws from random streams of its own
+
+
+def needed(p) -> dict:
+    """Which values the pass must choose: {'classifier': bool, 'pseudo_labels': bool}."""
+    ratio = p["train"]["seen_ratio"]
+    transductive = methods.is_transductive(p["method"], p["tta"]["enabled"], p["diffgen"]["enabled"])
+    return {"classifier": calibration.is_auto(p["classifier"]["calibration"], ratio),
+            "pseudo_labels": transductive and calibration.is_auto(p["tta"]["calibration"], ratio)}
+
+
+def split_record(fs: FeatureSet, view: FeatureSet, prep: Prepared) -> dict:
+    """What the pass was chosen on, and the two leak counts, computed from the indices: images of the
+    validation classes in its training set, and images of the dataset's test splits it holds."""
+    val_ids = np.unique(view.labels[view.test_unseen])
+    used = np.concatenate([view.trainval, view.test_seen, view.test_unseen])
+    record = {"classes": [str(fs.class_names[c]) for c in val_ids], "class_ids": val_ids.tolist(),
+              "n_seen_classes": int(len(prep.seen)), "n_train_images": int(len(prep.train_index)),
+              "validation_images_in_training": int(np.isin(fs.labels[prep.train_index], val_ids).sum()),
+              "test_images_read": int(np.isin(used, np.concatenate([fs.test_seen, fs.test_unseen])).sum())}
+    if record["validation_images_in_training"] or record["test_images_read"]:
+        raise DataError(f"validation pass: {record['validation_images_in_training']} images of its validation classes "
+                        f"in its training set and {record['test_images_read']} test images in its split (both must be 0)")
+    return record
+
+
+def pass_params(p) -> dict:
+    """The run's params for the pass's split: it is built by `calibration_view`, so the steps see the test protocol."""
+    return dict(p, data=dict(p["data"], protocol="test", val_classes=""))
+
+
+def train_pass(p, fs: FeatureSet, ckpts=None, live=None) -> tuple[Prepared, dict, dict, dict, dict]:
+    """pretrain and train on the validation split: -> (its prepared split, SC encoder, DRG and generator
+    checkpoints, `split_record`). `ckpts` (a checkpoints.Checkpoints) makes it resumable; `live` gets
+    the generator's curve."""
+    view = calibration_view(fs, p["data"]["protocol"], p["data"]["val_classes"], p["train"]["seed"],
+                            p["classifier"]["calibration_holdout"])
+    q = pass_params(p)
+    device = setup(p["train"], SEED_OFFSET + pretrain.SEED_OFFSET)
+    prep, sc_ckpt, drg_ckpt, _, _ = pretrain.run(q, view, device, ckpts)
+    record = split_record(fs, view, prep)
+    log.info("validation pass: %d validation classes (%s) against %d seen; %d training images, none of them theirs",
+             len(record["class_ids"]), ", ".join(record["classes"][:8]), record["n_seen_classes"],
+             record["n_train_images"])
+    setup(p["train"], SEED_OFFSET + train.SEED_OFFSET)
+    gen_ckpt, _ = train.run(q, prep, device, drg_ckpt, ckpts, live)
+    return prep, sc_ckpt, drg_ckpt, gen_ckpt, record
+
+
+def calibrate_pass(p, prep: Prepared, drg_ckpt: dict, gen_ckpt: dict, split: dict) -> dict:
+    """DiffTTA, synthesis and the final classifiers on the validation split, as the test pass runs
+    them: -> the calibrate stage's record {'classifier', 'pseudo_labels', 'validation_pass', 'curve'}.
+    DiffTTA's pseudo-labels in this pass take the value of the best H of its own provisional
+    classifier on this split (labels of training images only)."""
+    q, ratio = pass_params(p), p["train"]["seen_ratio"]
+    device = setup(p["train"], SEED_OFFSET + adapt.SEED_OFFSET)
+    pl_choices = []
+
+    def choose_pseudo_label_value(clf) -> float:
+        pl_choices.append(calibration.choice(calibration.split_curve(clf, prep, device)))
+        return pl_choices[-1]["value"]
+
+    pl_param = p["tta"]["calibration"]
+    pl_value = choose_pseudo_label_value if calibration.is_auto(pl_param, ratio) else \
+        calibration.value_for(pl_param, ratio, None, "tta.calibration")["value"]
+    adapted, pseudo, _ = adapt.run(q, prep, gen_ckpt, drg_ckpt, pl_value, device)
+    setup(p["train"], SEED_OFFSET + synthesize.SEED_OFFSET)
+    syn = synthesize.run(q, prep, adapted, drg_ckpt, pseudo, device)
+    setup(p["train"], SEED_OFFSET + classify.SEED_OFFSET)
+    states, _, _ = classify.run(q, prep, syn, adapted, 0.0, device)
+    curve = calibration.gzsl_curve(states, adapted, prep, device)
+    chosen = calibration.choice(curve)
+    log.info("validation pass: calibrated stacking %+.2f (validation classes' U %.3f, S %.3f, H %.3f; at 0: H %.3f)",
+             chosen["value"], chosen["U"], chosen["S"], chosen["H"], calibration.at(curve, 0.0)["H"])
+    return record(p, chosen, pl_choices[-1] if pl_choices else None, split, curve)
+
+
+def record(p, chosen: dict | None, pl_chosen: dict | None, split: dict | None, curve: list | None = None) -> dict:
+    """The calibrate stage's record: each value as the test pass uses it (`calibration.value_for`)."""
+    ratio = p["train"]["seen_ratio"]
+    transductive = methods.is_transductive(p["method"], p["tta"]["enabled"], p["diffgen"]["enabled"])
+    return {"classifier": calibration.value_for(p["classifier"]["calibration"], ratio, chosen, "classifier.calibration"),
+            "pseudo_labels": calibration.value_for(p["tta"]["calibration"], ratio, pl_chosen, "tta.calibration")
+            if transductive else None,
+            "validation_pass": split, "curve": curve or []}
+
+
+def fixed_record(p) -> dict:
+    """The record when params.yaml fixes every value the run needs (`needed` is all false)."""
+    return record(p, None, None, None)
