@@ -150,7 +150,7 @@ def run_point(args: tuple) -> list[dict]:
             mp = dict(vp, method=method)
             m = evaluate_generators(mp, prep, drg_ckpt, gen_ckpt, calibrate(mp, validation_trained), curve=True)
             rows.append(dict(base, **label, method=method, T1=m["zsl"]["T1"], **m["gzsl"],
-                             calibration=m["calibration"]["value"],
+                             calibration=m["calibration"]["value"], calibration_record=m["calibration"],
                              gen_seen_acc=checked[-1]["gen_seen_acc"] if checked else None,
                              gen_mean_gap=checked[-1]["gen_mean_gap"] if checked else None,
                              spurious=m["spurious"], minutes=trained + (time.time() - t0) / 60,
