@@ -122,7 +122,7 @@ def run_point(args: tuple) -> list[dict]:
     fs = load_xlsa17(root, name)
     base = {"seed": seed, "seen_ratio": ratio, "protocol": protocol, "set": sets}
     if methods == ("eszsl",):
-        from zerodiffpp.eszsl import eszsl_t1, select_on_validation
+        from zerodiffpp.baselines.eszsl import eszsl_t1, select_on_validation
         val = prepare_split(fs, ratio, seed, "validation")[0]
         (gamma, lam), _ = select_on_validation([val])
         # on the validation protocol its score is the validation classes' T1 its regularisers were chosen on
@@ -221,7 +221,7 @@ def table(rows: list[dict], val_rows: list[dict] | None = None) -> str:
             v = [r[k] for r in rs if r.get(k) is not None]
             if not v:
                 return ""
-            return fmt.format(scale * np.mean(v)) + (f" ± {fmt.format(scale * np.std(v))}" if len(v) > 1 else "")
+            return fmt.format(scale * np.mean(v)) + (f" ± {fmt.format(scale * np.std(v, ddof=1))}" if len(v) > 1 else "")
         label = method + (f" ({rs[0]['variant']})" if rs[0].get("variant") else "")
         line = (f"| {label} | {ratio} | {','.join(str(r['seed']) for r in sorted(rs, key=lambda r: r['seed']))} | "
                 f"{cell('T1')} | {cell('U')} | {cell('S')} | {cell('H')} | {cell('gen_seen_acc')} | "
@@ -283,11 +283,30 @@ def main(argv=None):
             for methods, s, r, evals in missing_jobs(a.methods, a.seeds, a.ratios, sets, variants, have)]
     print(f"fixture study ({a.protocol} protocol{', ' + ' '.join(a.sets) if a.sets else ''}): {len(todo)} jobs "
           f"to run, {len(have)} points already in {a.out}", flush=True)
-    with mp.get_context("spawn").Pool(a.jobs) as pool:  # spawn: no forked CUDA state in a worker
+    logged, failed = [], []  # this invocation's test-split rows and failures, for results/test-log.jsonl
+    try:
+        run_jobs(todo, a.jobs, a.out, have, done, logged)
+    except BaseException as e:
+        failed.append(f"{type(e).__name__}: {e}"[:500])
+        raise
+    finally:
+        if a.protocol == "test" and todo:
+            from scripts import test_log
+            test_log.append("fixture_study", {"root": str(a.root), "preset": str(a.preset), "set": sets,
+                                              "variants": [v for v, _ in variants]}, logged, failed)
+    wanted = [r for r in done if r["method"] in a.methods and r["seed"] in a.seeds and r["seen_ratio"] in a.ratios]
+    val_rows = None if a.calibration_from is None else [json.loads(line) for line in
+                                                         a.calibration_from.read_text().splitlines()]
+    print("\n" + table(wanted, val_rows))
+
+
+def run_jobs(todo: list, jobs: int, out: Path, have: set, done: list, logged: list) -> None:
+    """Run the jobs in a worker pool, appending each finished job's rows to `out` (and to `done`, `logged`)."""
+    with mp.get_context("spawn").Pool(jobs) as pool:  # spawn: no forked CUDA state in a worker
         for rows in pool.imap_unordered(run_point, todo):
             rows = [row for row in rows if row_key(row) not in have]  # a job may recompute a row found earlier
             have.update(row_key(row) for row in rows)
-            with open(a.out, "a") as f:
+            with open(out, "a") as f:
                 f.writelines(json.dumps(row) + "\n" for row in rows)
             for row in rows:
                 name = row["method"] + (f" {row['variant']}" if row.get("variant") else "")
@@ -296,10 +315,7 @@ def main(argv=None):
                          f"{row['gen_seen_acc']:.3f}, calibration {row['calibration']:.2f}" if "H" in row else "")
                       + f", {row['minutes']:.1f} min", flush=True)
             done.extend(rows)
-    wanted = [r for r in done if r["method"] in a.methods and r["seed"] in a.seeds and r["seen_ratio"] in a.ratios]
-    val_rows = None if a.calibration_from is None else [json.loads(line) for line in
-                                                         a.calibration_from.read_text().splitlines()]
-    print("\n" + table(wanted, val_rows))
+            logged.extend(rows)
 
 
 if __name__ == "__main__":

@@ -270,6 +270,9 @@ def main(argv=None):
             log.info("jobs submitted; rerun the same command to wait for them and tabulate the sweep")
             return
     rows = collect({name for name, _ in points})
+    if not a.collect_only and "data.protocol=validation" not in a.set:
+        from scripts import test_log
+        test_log.append("sweep", {"set": a.set, "prefix": a.prefix}, rows, [name for name, _ in failed or []])
     if rows:
         summary = summarise(rows)
         out = Path(a.out)

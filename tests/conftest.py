@@ -67,6 +67,12 @@ def xlsa17_dir(tmp_path):
 
 
 @pytest.fixture(autouse=True)
+def _test_log(tmp_path, monkeypatch):
+    """Studies the tests run on toy test splits log to a file of their own, not results/test-log.jsonl."""
+    monkeypatch.setenv("ZERODIFFPP_TEST_LOG", str(tmp_path / "test-log.jsonl"))
+
+
+@pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
     np.random.seed(0)
