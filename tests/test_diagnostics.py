@@ -70,6 +70,36 @@ def test_gap_is_the_distance_between_true_means_relative_to_their_spread():
     assert s["gen_mean_gap"] == pytest.approx(math.sqrt(0.125), rel=1e-9)
 
 
+def test_the_spread_of_the_real_means_is_unbiased_at_few_classes_and_few_samples():
+    """Three classes, four noisy samples each: averaged over many draws, the estimated squared spread of
+    the class means equals the true one. Subtracting the whole estimation variance (ignoring that the
+    grand mean is estimated from the same samples) biases it low by mean_var / C; with a perfect
+    generator (true means), the gap's expectation is then inflated."""
+    from zerodiffpp.diagnostics import class_moments
+    gen = torch.Generator().manual_seed(0)
+    mu = torch.tensor([[-1.0, 0.0], [1.0, 0.0], [0.0, 1.0]], dtype=torch.float64)
+    true2 = ((mu - mu.mean(0)) ** 2).sum(1).mean()
+    y = torch.arange(3).repeat_interleave(4)
+    est, naive = [], []
+    for _ in range(4000):
+        x = mu[y] + 2.0 * torch.randn(len(y), 2, generator=gen, dtype=torch.float64)
+        means, var, _ = class_moments(x, y, 3)
+        raw = ((means - means.mean(0)) ** 2).sum(1).mean()
+        est.append(raw - (1 - 1 / 3) * var.mean())
+        naive.append(raw - var.mean())
+    assert float(torch.stack(est).mean()) == pytest.approx(float(true2), rel=0.05)
+    assert float(torch.stack(naive).mean()) < 0.8 * float(true2)  # the old correction: biased low
+    # generation_scores by hand: classes at -2, 2, 0 (raw spread 8/3), two samples each at +-0.5 (estimation
+    # variance of each mean 0.25); generated means exact but class 0's moved by 2
+    real = torch.tensor([[-2.5], [-1.5], [1.5], [2.5], [-0.5], [0.5]])
+    y_real = torch.tensor([0, 0, 1, 1, 2, 2])
+    x_gen = torch.tensor([[0.0], [0.0], [2.0], [2.0], [0.0], [0.0]])
+    gap2 = ((4.0 - 0.25) + (0.0 - 0.25) + (0.0 - 0.25)) / 3
+    spread2 = 8 / 3 - (1 - 1 / 3) * 0.25
+    got = generation_scores(x_gen, y_real, real, y_real, 3, ridge=1.0)["gen_mean_gap"]
+    assert got == pytest.approx(math.sqrt(gap2 / spread2), rel=1e-9)
+
+
 def test_schedule_checks_every_k_epochs_and_after_the_last():
     calls = []
 

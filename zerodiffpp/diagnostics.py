@@ -68,14 +68,16 @@ def generation_scores(x_gen: torch.Tensor, y_gen: torch.Tensor, x_real: torch.Te
 
     The gap is bias-corrected: a class mean estimated from n samples sits tr(Sigma) / n (squared) from
     the true one on average, which on noisy features would swamp the error of interest; both the
-    squared gaps and the squared spread of the real class means have that term subtracted, so the
-    gap estimates the distance between the true means whatever the sample sizes."""
+    squared gaps and the squared spread of the real class means have that term subtracted (the spread's
+    (1 - 1/C) of it, as their grand mean is estimated from the same samples), so the gap estimates the
+    distance between the true means whatever the sample sizes and the number of classes C."""
     w = ridge_probe(x_gen, y_gen, n_classes, ridge)
     acc = mean_per_class(y_real, probe_predict(w, x_real), n_classes)
     real_means, real_var, _ = class_moments(x_real, y_real, n_classes)
     gen_means, gen_var, _ = class_moments(x_gen, y_gen, n_classes)
     gap2 = (((gen_means - real_means) ** 2).sum(1) - gen_var - real_var).mean()
-    spread2 = (((real_means - real_means.mean(0)) ** 2).sum(1) - real_var).mean()
+    # the grand mean is estimated too: E mean_c |m_c - m|^2 = mean_c |mu_c - mu|^2 + (1 - 1/C) mean_c var_c
+    spread2 = (((real_means - real_means.mean(0)) ** 2).sum(1)).mean() - (1 - 1 / n_classes) * real_var.mean()
     gap = (gap2.clamp(min=0) / spread2.clamp(min=1e-12)).sqrt()
     return {"gen_seen_acc": acc, "gen_mean_gap": float(gap)}
 
