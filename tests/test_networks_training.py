@@ -342,3 +342,28 @@ def test_train_softmax_visits_every_sample_once_per_epoch_and_refuses_foreign_la
     assert [row["step"] for row in clf.curve] == [0, 1]
     with pytest.raises(ValueError, match="labels outside the classifier's classes"):
         train_softmax(x, np.where(y == 8, 5, y), np.array([3, 8]), 1, 10, 0.01, "cpu")
+
+
+def test_the_vs_view_by_hand_as_the_official_code_takes_it():
+    """VS = concat(x, Dec(x), Dec-hidden(x)) as tf-VAEGAN / ZeroDiff feed their classifiers: Dec(x) is the
+    decoder's output L2-normalised, Dec-hidden(x) its hidden layer *after* the LeakyReLU(0.2) (the
+    official getLayersOutDet returns self.hidden = lrelu(fc1(x))), in that order. Pre-activation hidden
+    values, an unnormalised Dec(x) or another order all fail here."""
+    from zerodiffpp.classifier import InputView
+    from zerodiffpp.networks import AttrDecoder
+    w1 = np.array([[1.0, -2.0, 0.5], [0.0, 1.0, -1.0]])  # (x_dim 2, hidden 3)
+    b1 = np.array([0.1, -0.3, 0.2])
+    w2 = np.array([[2.0, 0.0], [-1.0, 1.0], [0.5, 3.0]])  # (hidden 3, att 2)
+    b2 = np.array([0.0, -0.5])
+    dec = AttrDecoder(2, 3, 2)
+    with torch.no_grad():
+        dec.net[0].weight.copy_(torch.tensor(w1.T)), dec.net[0].bias.copy_(torch.tensor(b1))
+        dec.net[2].weight.copy_(torch.tensor(w2.T)), dec.net[2].bias.copy_(torch.tensor(b2))
+    x = np.array([[1.0, 2.0], [-0.5, 0.3]], np.float32)
+    pre = x @ w1 + b1
+    hidden = np.where(pre > 0, pre, 0.2 * pre)
+    assert (pre < 0).any()  # the activation matters on these inputs
+    out = hidden @ w2 + b2
+    expected = np.concatenate([x, out / np.linalg.norm(out, axis=1, keepdims=True), hidden], axis=1)
+    np.testing.assert_allclose(InputView("VS", dec)(x), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(InputView("S", dec)(x), expected[:, 2:], rtol=1e-5, atol=1e-6)

@@ -250,3 +250,22 @@ def test_a_transductive_run_reports_its_pseudo_labels_calibration():
         "- DiffTTA's pseudo-labels: calibrated stacking -0.40 (tta.calibration: auto, chosen by the validation pass)"]
     assert calibration_lines(dict(m["calibration"], pseudo_labels_auto=0))[1] == \
         "- DiffTTA's pseudo-labels: calibrated stacking -0.40 (tta.calibration)"
+
+
+def test_t1_u_and_s_are_means_of_per_class_accuracies_on_classes_of_unequal_size():
+    """eval.json's T1, U and S weight each class once: with 2 test images of class 2 and 10 of class 3 (and
+    1 / 3 test-seen images of classes 0 / 1) the image-level accuracies differ, and are not what is reported."""
+    from zerodiffpp.report import evaluate
+    prep, syn, seen_probe, preds, pseudo, ctx = _handmade()
+    onehot = lambda labels: 10 * np.eye(4, dtype=np.float32)[np.asarray(labels)]  # noqa: E731
+    prep.y_test_unseen = np.array([2] * 2 + [3] * 10)
+    prep.x_test_unseen = onehot(prep.y_test_unseen)
+    prep.y_test_seen, prep.x_test_seen = np.array([0, 1, 1, 1]), onehot([0, 1, 1, 1])
+    preds = {"gzsl_test_seen": np.array([1, 1, 1, 1]),                   # S = (0/1 + 3/3) / 2 = 0.5 (images 0.75)
+             "gzsl_test_unseen": np.array([2, 2] + [2] * 5 + [3] * 5),   # U = (2/2 + 5/10) / 2 = 0.75 (images 7/12)
+             "zsl_test_unseen": np.array([3, 2] + [3] * 10)}              # T1 = (1/2 + 10/10) / 2 = 0.75 (images 11/12)
+    pseudo = dict(pseudo, pred=np.zeros(0, np.int64), kept=np.zeros(0, np.int64))
+    torch.manual_seed(0)
+    m = evaluate(prep, syn, seen_probe, preds, pseudo, ctx, "cpu")
+    assert m["zsl"]["T1"] == pytest.approx(0.75) and m["gzsl"]["U"] == pytest.approx(0.75)
+    assert m["gzsl"]["S"] == pytest.approx(0.5) and m["gzsl"]["H"] == pytest.approx(2 * 0.75 * 0.5 / 1.25)
