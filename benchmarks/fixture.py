@@ -219,7 +219,7 @@ def difficulty_report(folder: Path, name: str) -> dict:
     test-seen accuracy on the fixture in `folder`, as the pipeline prepares it (MinMax on trainval)."""
     from sklearn.linear_model import RidgeClassifier
 
-    from zerodiffpp.eszsl import eszsl_t1, select_on_validation
+    from zerodiffpp.baselines.eszsl import eszsl_t1, select_on_validation
     from zerodiffpp.metrics import mean_per_class_accuracy
     from zerodiffpp.splits import prepare_split
     from zerodiffpp.xlsa17 import load_xlsa17

@@ -12,7 +12,7 @@ import argparse
 import numpy as np
 
 from zerodiffpp import paths
-from zerodiffpp.eszsl import eszsl_t1, select_on_validation
+from zerodiffpp.baselines.eszsl import eszsl_t1, select_on_validation
 from zerodiffpp.data import FeatureSet
 from zerodiffpp.params import load_params
 from zerodiffpp.splits import prepare_split

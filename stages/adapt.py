@@ -5,6 +5,7 @@ from zerodiffpp.checkpoints import Checkpoints
 from zerodiffpp.data import Prepared
 from zerodiffpp.io import load_json, load_torch, save_npz, save_torch
 from zerodiffpp.live import LiveLog
+from zerodiffpp.methods import with_components
 from zerodiffpp.params import load_stage_params
 from zerodiffpp.pipeline import adapt
 from zerodiffpp.runtime import run_stage, setup
@@ -14,9 +15,10 @@ def main():
     p = load_stage_params("adapt")
     device = setup(p["train"], adapt.SEED_OFFSET)
     live, ckpts = LiveLog(paths.ADAPT_LIVE), Checkpoints("adapt", p, p["checkpoint"])
-    adapted, pseudo, _ = adapt.run(p, Prepared.load(paths.PREPARED), load_torch(paths.GENERATOR, device),
-                                   load_torch(paths.DRG, device), pseudo_labels_value(load_json(paths.CALIBRATION)),
-                                   device, live, ckpts)
+    calib = load_json(paths.CALIBRATION)
+    adapted, pseudo, _ = adapt.run(with_components(p, calib["components"]), Prepared.load(paths.PREPARED),
+                                   load_torch(paths.GENERATOR, device), load_torch(paths.DRG, device),
+                                   pseudo_labels_value(calib), device, live, ckpts)
     save_torch(paths.ADAPTED_GENERATOR, adapted)
     save_npz(paths.PSEUDO_LABELS, **pseudo)
     live.end("reconstruction", "anchor")

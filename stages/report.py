@@ -2,6 +2,7 @@
 from zerodiffpp import paths
 from zerodiffpp.data import Prepared
 from zerodiffpp.io import load_json, load_npz, load_torch, save_csv, save_json, save_text
+from zerodiffpp.methods import with_components
 from zerodiffpp.params import load_stage_params
 from zerodiffpp.pipeline import report
 from zerodiffpp.report import confusion_rows, curves_png, per_class_png, per_class_rows, report_markdown
@@ -12,8 +13,8 @@ def main():
     p = load_stage_params("report")
     device = setup(p["train"], report.SEED_OFFSET)
     prep, preds, calib = Prepared.load(paths.PREPARED), load_npz(paths.PREDICTIONS), load_json(paths.CALIBRATION)
-    m = report.run(p, prep, load_npz(paths.SYNTHETIC), preds, load_npz(paths.PSEUDO_LABELS),
-                   load_torch(paths.GENERATOR, device), load_torch(paths.DRG, device), calib, device,
+    m = report.run(with_components(p, calib["components"]), prep, load_npz(paths.SYNTHETIC), preds,
+                   load_npz(paths.PSEUDO_LABELS), load_torch(paths.GENERATOR, device), load_torch(paths.DRG, device), calib, device,
                    load_torch(paths.CLASSIFIERS, device), load_torch(paths.ADAPTED_GENERATOR, device))
     rows = per_class_rows(prep, preds)
     save_json(paths.EVAL_METRICS, m)

@@ -2,7 +2,8 @@
 (ZeroDiff++)."""
 from zerodiffpp import paths
 from zerodiffpp.data import Prepared
-from zerodiffpp.io import load_npz, load_torch, save_npz
+from zerodiffpp.io import load_json, load_npz, load_torch, save_npz
+from zerodiffpp.methods import with_components
 from zerodiffpp.params import load_stage_params
 from zerodiffpp.pipeline import synthesize
 from zerodiffpp.runtime import run_stage, setup
@@ -11,6 +12,7 @@ from zerodiffpp.runtime import run_stage, setup
 def main():
     p = load_stage_params("synthesize")
     device = setup(p["train"], synthesize.SEED_OFFSET)
+    p = with_components(p, load_json(paths.CALIBRATION)["components"])  # DiffGen as the validation pass's gate chose
     syn = synthesize.run(p, Prepared.load(paths.PREPARED), load_torch(paths.ADAPTED_GENERATOR, device),
                          load_torch(paths.DRG, device), load_npz(paths.PSEUDO_LABELS), device)
     save_npz(paths.SYNTHETIC, **syn)

@@ -12,7 +12,7 @@ import pytest
 from zerodiffpp.pipeline.in_process import run_pipeline
 from tests.conftest import make_xlsa17
 from tests.tiny import tiny_params
-from zerodiffpp.eszsl import eszsl_t1
+from zerodiffpp.baselines.eszsl import eszsl_t1
 from zerodiffpp.splits import prepare_split
 from zerodiffpp.xlsa17 import load_xlsa17
 

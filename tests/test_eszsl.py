@@ -2,25 +2,27 @@ import numpy as np
 import pytest
 
 from tests.conftest import make_xlsa17
-from zerodiffpp.eszsl import GRID, eszsl_fit, eszsl_predict, eszsl_t1, select_on_validation
+from zerodiffpp.baselines.eszsl import GRID, eszsl_fit, eszsl_t1, select_on_validation
 from zerodiffpp.splits import prepare_split
 from zerodiffpp.xlsa17 import load_xlsa17
 
 
 def test_eszsl_solves_its_normal_equations():
-    """V minimises ||X^T V S - Y||^2 + gamma ||V S||^2 + lambda ||X^T V||^2 + gamma lambda ||V||^2, so
-    (X X^T + gamma I) V (S S^T + lambda I) = X Y S^T (X: D x N, S: A x C)."""
+    """V minimises ||X^T V S - Y||^2 + gamma ||V S||^2 + lambda ||X^T V||^2 + gamma lambda ||V||^2 on the
+    centred features X (D x N, the training mean removed), so
+    (X X^T + gamma I) V (S S^T + lambda I) = X Y S^T (S: A x C)."""
     rng = np.random.default_rng(0)
-    x, y, att = rng.random((20, 5)), rng.integers(0, 4, 20), rng.random((6, 3))
+    x, y, att = rng.random((20, 5)) + 3, rng.integers(0, 4, 20), rng.random((6, 3))
     classes = np.array([0, 1, 2, 3])
     gamma, lam = 0.1, 10.0
-    v = eszsl_fit(x, y, att, classes, gamma, lam)
+    model = eszsl_fit(x, y, att, classes, gamma, lam)
     targets = -np.ones((20, 4))
     targets[np.arange(20), y] = 1
-    s = att[classes].T
-    lhs = (x.T @ x + gamma * np.eye(5)) @ v @ (s @ s.T + lam * np.eye(3))
-    assert v.shape == (5, 3)
-    assert np.allclose(lhs, x.T @ targets @ s.T)
+    s, xc = att[classes].T, x - x.mean(axis=0)
+    lhs = (xc.T @ xc + gamma * np.eye(5)) @ model.v @ (s @ s.T + lam * np.eye(3))
+    assert model.v.shape == (5, 3)
+    assert np.allclose(model.mean, x.mean(axis=0))
+    assert np.allclose(lhs, xc.T @ targets @ s.T)
 
 
 def test_eszsl_transfers_when_features_are_linear_in_the_attributes():
@@ -30,10 +32,10 @@ def test_eszsl_transfers_when_features_are_linear_in_the_attributes():
     proj = rng.normal(size=(3, 8))
     seen, unseen = np.array([0, 2, 3, 5]), np.array([1, 4])
     y_seen, y_unseen = np.repeat(seen, 10), np.repeat(unseen, 10)
-    v = eszsl_fit(att[y_seen] @ proj, y_seen, att, seen, 0.001, 0.001)
-    pred = eszsl_predict(att[y_unseen] @ proj, v, att, unseen)
+    model = eszsl_fit(att[y_seen] @ proj, y_seen, att, seen, 0.001, 0.001)
+    pred = model.predict(att[y_unseen] @ proj, att, unseen)
     assert (pred == y_unseen).all()
-    assert set(eszsl_predict(att[y_seen] @ proj, v, att, seen)) <= set(seen)
+    assert set(model.predict(att[y_seen] @ proj, att, seen)) <= set(seen)
 
 
 def test_regularisers_are_chosen_on_validation_folds_only(tmp_path):

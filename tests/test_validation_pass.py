@@ -21,8 +21,10 @@ def toy(tmp_path_factory):
 
 
 def _params(method="zerodiffpp", **over):
+    """Tiny settings; tta.gate always (the gate has tests of its own below), so ZeroDiff++ keeps DiffTTA."""
     p = tiny_params()
     p["method"], p["train"]["threads"] = method, 1
+    p["tta"]["gate"] = "always"
     for k, v in over.items():
         sec, key = k.split("__")
         p[sec][key] = v
@@ -116,11 +118,12 @@ def test_a_leaking_split_is_refused(toy, monkeypatch):
 def test_fixed_values_train_nothing_and_a_mix_chooses_only_the_auto_one(toy, passed, monkeypatch):
     p, trained, rec = passed
     fixed = _params(classifier__calibration=0.3, tta__calibration=-0.2)
-    assert validation.needed(fixed) == {"classifier": False, "pseudo_labels": False}
+    assert validation.needed(fixed) == {"classifier": False, "pseudo_labels": False, "gate": False}
+    assert validation.needed(_params(classifier__calibration=0.3, tta__calibration=-0.2, tta__gate="validation"))["gate"]
     assert in_process.train_validation(fixed, toy) is None
     assert in_process.calibrate(fixed, None)["classifier"] == {"value": 0.3, "source": "params"}
     assert in_process.calibrate(fixed, None)["pseudo_labels"] == {"value": -0.2, "source": "params"}
-    assert validation.needed(_params("zerodiff")) == {"classifier": True, "pseudo_labels": False}
+    assert validation.needed(_params("zerodiff")) == {"classifier": True, "pseudo_labels": False, "gate": False}
     mixed = in_process.calibrate(_params(tta__calibration=0.1), trained)
     assert mixed["pseudo_labels"] == {"value": 0.1, "source": "params"} and mixed["classifier"]["source"] == \
         "validation pass"
@@ -165,3 +168,54 @@ def test_classify_and_report_use_the_records_value(toy, passed):
         record = dict(rec, classifier={"value": value, "source": "params"}, pseudo_labels=None)
         m = in_process.evaluate_generators(p, *generators, record)
         assert m["gzsl"][zero] == 0.0 and m["calibration"]["value"] == value
+
+
+def test_the_gate_compares_the_configured_method_with_its_lighter_variants():
+    names = lambda p: [n for n, _ in validation.candidates(p)]  # noqa: E731
+    assert names(_params(tta__gate="validation")) == ["configured", "without DiffTTA", "inductive"]
+    assert names(_params(tta__gate="validation", tta__enabled=False)) == ["configured", "inductive"]
+    assert names(_params(tta__gate="always")) == ["configured"]
+    assert names(_params("zerodiff", tta__gate="validation")) == ["configured"]
+    assert dict(validation.candidates(_params(tta__gate="validation")))["without DiffTTA"] == \
+        {"tta": False, "diffgen": True}
+
+
+@pytest.mark.parametrize("scores, kept", [
+    ({"configured": (0.6, 0.5), "without DiffTTA": (0.5, 0.5), "inductive": (0.4, 0.4)}, "configured"),
+    ({"configured": (0.3, 0.2), "without DiffTTA": (0.5, 0.45), "inductive": (0.4, 0.4)}, "without DiffTTA"),
+    ({"configured": (0.5, 0.5), "without DiffTTA": (0.5, 0.5), "inductive": (0.5, 0.5)}, "inductive"),  # ties: lighter
+])
+def test_the_gate_keeps_the_best_mean_of_validation_t1_and_h(monkeypatch, scores, kept):
+    seen = []
+
+    def fake(p, prep, drg, gen):
+        comps = (p["tta"]["enabled"], p["diffgen"]["enabled"])
+        name = {(True, True): "configured", (False, True): "without DiffTTA", (False, False): "inductive"}[comps]
+        seen.append(name)
+        t1, h = scores[name]
+        return {"T1": t1, "curve": [{"calibration": 0.0, "U": h, "S": h, "H": h}],
+                "choice": {"value": len(seen) / 10, "U": h, "S": h, "H": h},
+                "pseudo_labels": {"value": -len(seen) / 10, "U": h, "S": h, "H": h} if any(comps) else None}
+
+    monkeypatch.setattr(validation, "evaluate_on_split", fake)
+    rec = validation.calibrate_pass(_params(tta__gate="validation"), None, None, None, {"classes": []})
+    assert seen == ["configured", "without DiffTTA", "inductive"]
+    assert rec["components"]["chosen"] == kept
+    i = seen.index(kept) + 1
+    assert rec["classifier"]["value"] == i / 10  # the kept variant's own calibration
+    assert (rec["pseudo_labels"] or {}).get("value") == (None if kept == "inductive" else -i / 10)
+    assert rec["components"]["candidates"][kept] == {"T1": scores[kept][0], "H": scores[kept][1]}
+
+
+def test_the_test_pass_runs_what_the_gate_kept(toy, passed):
+    """A record that closed the gate: the test pass adapts nothing and synthesises nothing from test
+    features, and says so (transductive 0)."""
+    p, _, rec = passed
+    generators = in_process.train_generators(p, toy)
+    closed = dict(rec, pseudo_labels=None, components={"tta": False, "diffgen": False, "chosen": "inductive",
+                                                       "candidates": {"inductive": {"T1": 0.5, "H": 0.4}}})
+    m = in_process.evaluate_generators(p, *generators, closed)
+    assert m["transductive"] == 0 and m["synthetic"]["n_partial"] == 0 and "tta" not in m
+    assert m["gate"] == {"tta": 0, "diffgen": 0, "inductive_T1": 0.5, "inductive_H": 0.4}
+    m = in_process.evaluate_generators(p, *generators, rec)  # no gate in the record: as params.yaml says
+    assert m["transductive"] == 1 and m["synthetic"]["n_partial"] > 0 and "gate" not in m

@@ -44,6 +44,8 @@ def evaluate(prep, syn: dict, seen_probe: tuple, preds: dict, pseudo: dict, ctx:
     calib = ctx.get("calibration")
     if calib is not None:  # the calibrate stage's record: the value used and where it was chosen
         out["calibration"] = calibration_metrics(calib)
+        if calib.get("components"):  # ZeroDiff++ under tta.gate validation: what the validation pass kept
+            out["gate"] = gate_metrics(calib["components"])
     if ctx.get("validation_curve"):  # validation protocol only: the value for the test run, as Chao et al. choose it
         gamma = best(ctx["validation_curve"])
         h = next(r["H"] for r in ctx["validation_curve"] if r["calibration"] == gamma)
@@ -79,6 +81,24 @@ def calibration_metrics(calib: dict) -> dict:
         pl = calib["pseudo_labels"]
         out.update(pseudo_labels=pl["value"], pseudo_labels_auto=int(pl["source"] == "validation pass"))
     return out
+
+
+def gate_metrics(comps: dict) -> dict:
+    """eval.json's numbers of tta.gate: DiffTTA and DiffGen kept (1) or not, and the validation ZSL T1 and
+    GZSL H of every variant the validation pass compared (configured, without_difftta, inductive)."""
+    out = {"tta": int(comps["tta"]), "diffgen": int(comps["diffgen"])}
+    for name, r in comps["candidates"].items():
+        key = name.lower().replace(" ", "_")
+        out.update({f"{key}_T1": r["T1"], f"{key}_H": r["H"]})
+    return out
+
+
+def gate_lines(comps: dict | None) -> list[str]:
+    if not comps:
+        return []
+    scores = "; ".join(f"{n}: T1 {100 * r['T1']:.1f}, H {100 * r['H']:.1f}" for n, r in comps["candidates"].items())
+    return [f"- tta.gate: the validation pass kept {comps['chosen']} (DiffTTA {'on' if comps['tta'] else 'off'}, "
+            f"DiffGen {'on' if comps['diffgen'] else 'off'}; validation {scores})"]
 
 
 def per_class_rows(prep, preds: dict) -> list[dict]:
@@ -195,6 +215,7 @@ def report_markdown(m: dict, params: dict, calib: dict | None = None) -> str:
         f"- comparability: {comparability(params['data'])}",
         f"- synthetic set: {m['synthetic']['n_full']} fully generated, {m['synthetic']['n_partial']} partially synthesised",
         *calibration_lines(m.get("calibration"), calib),
+        *gate_lines((calib or {}).get("components")),
         "",
         "| ZSL T1 | GZSL U | GZSL S | GZSL H | seen spuriousness | unseen spuriousness |",
         "|---|---|---|---|---|---|",

@@ -6,6 +6,7 @@ with `train.threads: 1` the metrics equal those of `dvc repro` / `dvc exp run` o
 end-to-end tests; training and post-training are apart, so that variants can share a generator."""
 from zerodiffpp.calibration import gzsl_curve, pseudo_labels_value
 from zerodiffpp.data import FeatureSet
+from zerodiffpp.methods import with_components
 from zerodiffpp.pipeline import adapt, classify, pretrain, report, synthesize, train, validation
 from zerodiffpp.runtime import setup
 
@@ -39,6 +40,7 @@ def evaluate_generators(p: dict, prep, drg_ckpt: dict, gen_ckpt: dict, calib: di
     """adapt, synthesize, classify and report on trained generators, with the calibration record
     `calib`: -> the metrics of eval.json; with `curve`, also 'calibration_curve': the split's U, S,
     H at every calibration value (zerodiffpp.calibration.split_curve), from the same GZSL classifier."""
+    p = with_components(p, calib["components"])  # DiffTTA / DiffGen as the validation pass's gate chose
     device = setup(p["train"], adapt.SEED_OFFSET)
     adapted, pseudo, _ = adapt.run(p, prep, gen_ckpt, drg_ckpt, pseudo_labels_value(calib), device)
     setup(p["train"], synthesize.SEED_OFFSET)

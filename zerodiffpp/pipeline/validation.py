@@ -21,6 +21,7 @@ import numpy as np
 from zerodiffpp import calibration, methods
 from zerodiffpp.data import FeatureSet, Prepared
 from zerodiffpp.errors import DataError
+from zerodiffpp.metrics import mean_per_class_accuracy
 from zerodiffpp.pipeline import adapt, classify, pretrain, synthesize, train
 from zerodiffpp.runtime import log, setup
 from zerodiffpp.splits import calibration_view
@@ -29,11 +30,12 @@ SEED_OFFSET = 10  # added to each step's own offset: the pass draws from random 
 
 
 def needed(p) -> dict:
-    """Which values the pass must choose: {'classifier': bool, 'pseudo_labels': bool}."""
+    """What the pass must choose: {'classifier': bool, 'pseudo_labels': bool, 'gate': bool}."""
     ratio = p["train"]["seen_ratio"]
     transductive = methods.is_transductive(p["method"], p["tta"]["enabled"], p["diffgen"]["enabled"])
     return {"classifier": calibration.is_auto(p["classifier"]["calibration"], ratio),
-            "pseudo_labels": transductive and calibration.is_auto(p["tta"]["calibration"], ratio)}
+            "pseudo_labels": transductive and calibration.is_auto(p["tta"]["calibration"], ratio),
+            "gate": transductive and p["tta"]["gate"] == "validation"}
 
 
 def split_record(fs: FeatureSet, view: FeatureSet, prep: Prepared) -> dict:
@@ -74,11 +76,11 @@ def train_pass(p, fs: FeatureSet, ckpts=None, live=None) -> tuple[Prepared, dict
     return prep, sc_ckpt, drg_ckpt, gen_ckpt, record
 
 
-def calibrate_pass(p, prep: Prepared, drg_ckpt: dict, gen_ckpt: dict, split: dict) -> dict:
-    """DiffTTA, synthesis and the final classifiers on the validation split, as the test pass runs
-    them: -> the calibrate stage's record {'classifier', 'pseudo_labels', 'validation_pass', 'curve'}.
-    DiffTTA's pseudo-labels in this pass take the value of the best H of its own provisional
-    classifier on this split (labels of training images only)."""
+def evaluate_on_split(p, prep: Prepared, drg_ckpt: dict, gen_ckpt: dict) -> dict:
+    """DiffTTA, synthesis and the final classifiers of `p`'s method on the validation split, as the
+    test pass runs them: -> {'curve', 'choice' (best H of the final GZSL classifier), 'pseudo_labels'
+    (best H of DiffTTA's provisional classifier, when it pseudo-labelled), 'T1' (its ZSL classifier on
+    the validation classes)}. Labels read here are those of training images only."""
     q, ratio = pass_params(p), p["train"]["seen_ratio"]
     device = setup(p["train"], SEED_OFFSET + adapt.SEED_OFFSET)
     pl_choices = []
@@ -94,12 +96,51 @@ def calibrate_pass(p, prep: Prepared, drg_ckpt: dict, gen_ckpt: dict, split: dic
     setup(p["train"], SEED_OFFSET + synthesize.SEED_OFFSET)
     syn = synthesize.run(q, prep, adapted, drg_ckpt, pseudo, device)
     setup(p["train"], SEED_OFFSET + classify.SEED_OFFSET)
-    states, _, _ = classify.run(q, prep, syn, adapted, 0.0, device)
+    states, preds, _ = classify.run(q, prep, syn, adapted, 0.0, device)
     curve = calibration.gzsl_curve(states, adapted, prep, device)
-    chosen = calibration.choice(curve)
-    log.info("validation pass: calibrated stacking %+.2f (validation classes' U %.3f, S %.3f, H %.3f; at 0: H %.3f)",
-             chosen["value"], chosen["U"], chosen["S"], chosen["H"], calibration.at(curve, 0.0)["H"])
-    return record(p, chosen, pl_choices[-1] if pl_choices else None, split, curve)
+    return {"curve": curve, "choice": calibration.choice(curve), "pseudo_labels": pl_choices[-1] if pl_choices else None,
+            "T1": mean_per_class_accuracy(prep.y_test_unseen, preds["zsl_test_unseen"], prep.unseen)}
+
+
+def calibrate_pass(p, prep: Prepared, drg_ckpt: dict, gen_ckpt: dict, split: dict) -> dict:
+    """The calibrate stage: `evaluate_on_split` of the run's method and, for ZeroDiff++ under
+    tta.gate 'validation', of its lighter variants (`candidates`): the variant with the best mean of
+    validation ZSL T1 and GZSL H is the one the test pass runs (ties: the lighter), so DiffTTA and
+    DiffGen run only where they help on classes no model of the run saw. -> the record
+    {'classifier', 'pseudo_labels', 'components', 'validation_pass', 'curve'}."""
+    results = {}
+    for name, comps in candidates(p):
+        results[name] = evaluate_on_split(methods.with_components(p, comps), prep, drg_ckpt, gen_ckpt)
+        r = results[name]
+        log.info("validation pass, %s: ZSL T1 %.3f, GZSL H %.3f at calibrated stacking %+.2f (U %.3f, S %.3f; at 0: "
+                 "H %.3f)", name, r["T1"], r["choice"]["H"], r["choice"]["value"], r["choice"]["U"],
+                 r["choice"]["S"], calibration.at(r["curve"], 0.0)["H"])
+    score = lambda name: (results[name]["T1"] + results[name]["choice"]["H"]) / 2  # noqa: E731
+    names = [name for name, _ in candidates(p)]  # the configured method first, the lightest last
+    chosen = max(reversed(names), key=score)  # ties: the lighter
+    comps = dict(candidates(p))[chosen]
+    if len(names) > 1:
+        log.info("validation pass: tta.gate keeps %s (%s)", chosen,
+                 ", ".join(f"{n} {score(n):.3f}" for n in names))
+    r = results[chosen]
+    rec = record(methods.with_components(p, comps), r["choice"], r["pseudo_labels"], split, r["curve"])
+    if len(names) > 1:  # tta.gate validation compared variants: the test pass runs the kept one
+        rec["components"] = {**comps, "chosen": chosen,
+                             "candidates": {n: {"T1": results[n]["T1"], "H": results[n]["choice"]["H"]} for n in names}}
+    return rec
+
+
+def candidates(p) -> list[tuple[str, dict]]:
+    """[(name, {'tta': bool, 'diffgen': bool})] the validation pass compares: the configured method
+    and, for ZeroDiff++ under tta.gate 'validation', the same without DiffTTA and without either."""
+    tta = methods.uses_tta(p["method"], p["tta"]["enabled"])
+    diffgen = methods.uses_diffgen(p["method"], p["diffgen"]["enabled"])
+    out = [("configured", {"tta": tta, "diffgen": diffgen})]
+    if p["tta"]["gate"] == "validation" and (tta or diffgen):
+        if tta and diffgen:
+            out.append(("without DiffTTA", {"tta": False, "diffgen": True}))
+        out.append(("inductive", {"tta": False, "diffgen": False}))
+    return out
 
 
 def record(p, chosen: dict | None, pl_chosen: dict | None, split: dict | None, curve: list | None = None) -> dict:
@@ -109,7 +150,7 @@ def record(p, chosen: dict | None, pl_chosen: dict | None, split: dict | None, c
     return {"classifier": calibration.value_for(p["classifier"]["calibration"], ratio, chosen, "classifier.calibration"),
             "pseudo_labels": calibration.value_for(p["tta"]["calibration"], ratio, pl_chosen, "tta.calibration")
             if transductive else None,
-            "validation_pass": split, "curve": curve or []}
+            "components": None, "validation_pass": split, "curve": curve or []}
 
 
 def fixed_record(p) -> dict:
