@@ -18,7 +18,8 @@ def main():
                    load_torch(paths.CLASSIFIERS, device), load_torch(paths.ADAPTED_GENERATOR, device))
     rows = per_class_rows(prep, preds)
     save_json(paths.EVAL_METRICS, m)
-    save_text(paths.REPORT_MD, report_markdown(m, p, calib))
+    save_text(paths.REPORT_MD, report_markdown(m, p, calib, load_json(paths.BASELINES),
+                                               paths.BASELINES_MD.read_text()))
     save_csv(paths.PER_CLASS_CSV, rows)
     save_csv(paths.CONFUSION_CSV, confusion_rows(prep, preds))
     per_class_png(rows, paths.PER_CLASS_PNG)

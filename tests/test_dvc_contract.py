@@ -11,7 +11,7 @@ from zerodiffpp import paths
 from zerodiffpp.params import load_stage_params
 
 DVC = yaml.safe_load(open(ROOT / "dvc.yaml"))
-STAGES = ["extract", "pretrain", "train", "val_train", "calibrate", "adapt", "synthesize", "classify", "report"]
+STAGES = ["extract", "pretrain", "train", "val_train", "calibrate", "adapt", "synthesize", "classify", "baselines", "report"]
 
 
 def test_stages_in_order_and_thin():

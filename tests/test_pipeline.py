@@ -49,6 +49,7 @@ def repo(tmp_path_factory):
     params = tiny_params(data={"name": "AWA2", "root": str(data)})
     params["synth"].update(unseen_per_class=10)
     params["report"].update(seen_per_class=10)
+    params["tta"].update(gate="always")  # DiffTTA runs, so its curve is checked (the gate: test_validation_pass.py)
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = dvc_env(tmp)
     _run(["git", "init", "-q"], work, env)
@@ -72,7 +73,16 @@ def test_repro_writes_metrics(repo):
     assert all(isinstance(v, (int, float)) for v in _leaves(m))
     for f in ("per_class_accuracy.csv", "confusion_gzsl.csv", "per_class_accuracy.png", "training_curves.png"):
         assert (work / "plots" / f).stat().st_size > 0, f
-    assert "Run report" in (work / "metrics" / "report.md").read_text()
+    report = (work / "metrics" / "report.md").read_text()
+    assert "Run report" in report
+    # the validation pass chose the calibration on the dataset's 13 validation classes, with no leak
+    c = m["calibration"]
+    assert c["auto"] == 1 and c["n_validation_classes"] == 13 and c["validation_images_in_training"] == 0
+    assert c["test_images_read"] == 0 and -1 <= c["value"] <= 1
+    # the simple-baseline panel of the same split stands beside the run
+    b = json.loads((work / "metrics" / "baselines.json").read_text())
+    assert {"eszsl", "ridge", "ceiling", "strongest"} <= set(b) and all(isinstance(v, (int, float)) for v in _leaves(b))
+    assert "## Simple baselines on this split" in report and "Simple-baseline panel: protocol test" in report
 
 
 def test_training_curves_are_dvclive_metrics_and_plots(repo):

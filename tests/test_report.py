@@ -252,6 +252,16 @@ def test_a_transductive_run_reports_its_pseudo_labels_calibration():
         "- DiffTTA's pseudo-labels: calibrated stacking -0.40 (tta.calibration)"
 
 
+def test_the_report_sets_the_run_against_the_strongest_simple_baseline():
+    from zerodiffpp.report import baseline_lines
+    m = {"zsl": {"T1": 0.5}, "gzsl": {"H": 0.4}, "transductive": 1}
+    lines = baseline_lines(m, {"strongest": {"T1": 0.55, "H": 0.3}}, "TABLE\n")
+    assert lines[3] == ("Against the strongest simple baseline on T1 (metrics/baselines.json): ZSL T1 -5.0 points "
+                        "(50.0 vs 55.0), GZSL H +10.0 points (40.0 vs 30.0); this run reads unlabelled test features, "
+                        "the baselines do not.")
+    assert lines[-1] == "TABLE" and baseline_lines(m, None, None) == []
+
+
 def test_t1_u_and_s_are_means_of_per_class_accuracies_on_classes_of_unequal_size():
     """eval.json's T1, U and S weight each class once: with 2 test images of class 2 and 10 of class 3 (and
     1 / 3 test-seen images of classes 0 / 1) the image-level accuracies differ, and are not what is reported."""

@@ -51,6 +51,10 @@ CLASSIFIERS = CLASSIFIER_DIR / "classifiers.pt"
 PREDICTIONS = CLASSIFIER_DIR / "predictions.npz"
 CLASSIFY_LIVE = Path("dvclive/classify")
 
+# baselines (the simple-baseline panel on the run's split)
+BASELINES = Path("metrics/baselines.json")
+BASELINES_MD = Path("metrics/baselines.md")
+
 # report
 EVAL_METRICS = Path("metrics/eval.json")
 REPORT_MD = Path("metrics/report.md")

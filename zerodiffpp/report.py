@@ -203,7 +203,21 @@ def calibration_lines(c: dict | None, calib: dict | None = None) -> list[str]:
     return lines
 
 
-def report_markdown(m: dict, params: dict, calib: dict | None = None) -> str:
+def baseline_lines(m: dict, baselines: dict | None, baselines_md: str | None) -> list[str]:
+    """This run against the strongest simple baseline of its split (the baselines stage), and the panel."""
+    if not baselines:
+        return []
+    b = baselines["strongest"]
+    return ["", "## Simple baselines on this split", "",
+            f"Against the strongest simple baseline on T1 (metrics/baselines.json): ZSL T1 "
+            f"{100 * (m['zsl']['T1'] - b['T1']):+.1f} points ({100 * m['zsl']['T1']:.1f} vs {100 * b['T1']:.1f}), "
+            f"GZSL H {100 * (m['gzsl']['H'] - b['H']):+.1f} points ({100 * m['gzsl']['H']:.1f} vs {100 * b['H']:.1f})"
+            + ("; this run reads unlabelled test features, the baselines do not." if m["transductive"] else "."),
+            "", (baselines_md or "").strip()]
+
+
+def report_markdown(m: dict, params: dict, calib: dict | None = None, baselines: dict | None = None,
+                    baselines_md: str | None = None) -> str:
     pct = lambda v: f"{100 * v:.1f}"  # noqa: E731
     lines = [
         f"# Run report: {params['method']} on {params['data']['name']}",
@@ -241,5 +255,6 @@ def report_markdown(m: dict, params: dict, calib: dict | None = None) -> str:
                                 ("synth.unseen_per_class", params["synth"]["unseen_per_class"]),
                                 ("tta.enabled", params["tta"]["enabled"]), ("diffgen.enabled", params["diffgen"]["enabled"]),
                                 ("diffgen.start_step", params["diffgen"]["start_step"]),
-                                ("classifier.epochs", params["classifier"]["epochs"]))), ""]
+                                ("classifier.epochs", params["classifier"]["epochs"])))]
+    lines += baseline_lines(m, baselines, baselines_md) + [""]
     return "\n".join(lines)

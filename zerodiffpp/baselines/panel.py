@@ -1,11 +1,12 @@
 """The simple-baseline panel on one split: `panel(fs, seen_ratio, seed, protocol)`.
 
 Every baseline is scored once on the evaluated split (`prepare_split(fs, seen_ratio, seed,
-protocol)`), with every choice made on a validation split of the same seen ratio and seed:
-  protocol 'test'        the dataset's validation classes (`prepare_split(..., 'validation')`);
+protocol)`), with every choice made on a validation split of the same seen ratio and seed: the
+validation pass's split (`splits.calibration_view`, the one calibrated stacking is chosen on):
+  protocol 'test'        the dataset's validation classes (or a seeded fraction of the seen ones);
   protocol 'validation'  the evaluated classes already are the validation classes, so the choices
-                         are made on classes carved from that split's own training classes
-                         (`splits.calibration_view`): the evaluated classes are never used to choose.
+                         are made on classes carved from that split's own training classes: the
+                         evaluated classes are never used to choose.
 """
 from __future__ import annotations
 
@@ -15,16 +16,14 @@ from zerodiffpp.baselines import ceiling, eszsl, prototypes
 from zerodiffpp.data import FeatureSet, Prepared
 from zerodiffpp.splits import calibration_view, prepare_split
 
-HELD_OUT_FRACTION = 0.2  # of the training classes, held out for choosing under protocol 'validation'
+HELD_OUT_FRACTION = 0.2  # of the seen classes, held out for choosing where the dataset names no validation classes
 
 
-def splits(fs: FeatureSet, seen_ratio: float, seed: int, protocol: str = "test") -> tuple[Prepared, Prepared]:
-    """(validation split for the choices, evaluated split)."""
-    evaluated = prepare_split(fs, seen_ratio, seed, protocol)[0]
-    if protocol == "test":
-        val = prepare_split(fs, seen_ratio, seed, "validation")[0]
-    else:
-        val = prepare_split(calibration_view(fs, "validation", "", seed, HELD_OUT_FRACTION), seen_ratio, seed)[0]
+def splits(fs: FeatureSet, seen_ratio: float, seed: int, protocol: str = "test", val_classes: str = "",
+           fraction: float = HELD_OUT_FRACTION) -> tuple[Prepared, Prepared]:
+    """(validation split for the choices, evaluated split); `val_classes` is data.val_classes."""
+    evaluated = prepare_split(fs, seen_ratio, seed, protocol, val_classes)[0]
+    val = prepare_split(calibration_view(fs, protocol, val_classes, seed, fraction), seen_ratio, seed)[0]
     return val, evaluated
 
 
@@ -33,11 +32,12 @@ def _plain(d: dict) -> dict:
             for k, v in d.items()}
 
 
-def panel(fs: FeatureSet, seen_ratio: float, seed: int, protocol: str = "test") -> dict:
+def panel(fs: FeatureSet, seen_ratio: float, seed: int, protocol: str = "test", val_classes: str = "",
+          fraction: float = HELD_OUT_FRACTION) -> dict:
     """Every baseline on the evaluated split. {'eszsl', 'ridge_linear', 'ridge_whitened', 'ridge' (the
     variant chosen on validation, with 'variant'), 'ceiling' {'T1'}, 'linear_seen' {'acc', 'alpha',
     'val_acc'}, 'strongest' (eszsl or ridge: the higher T1), 'split' {...}}; accuracies are fractions."""
-    val, test = splits(fs, seen_ratio, seed, protocol)
+    val, test = splits(fs, seen_ratio, seed, protocol, val_classes, fraction)
     ridge = prototypes.evaluate(val, test)
     out = {"eszsl": _plain(eszsl.evaluate(val, test)),
            "ridge_linear": _plain(ridge["linear"]), "ridge_whitened": _plain(ridge["whitened"]),
@@ -48,6 +48,16 @@ def panel(fs: FeatureSet, seen_ratio: float, seed: int, protocol: str = "test") 
     out["split"] = {"protocol": protocol, "seen_ratio": float(seen_ratio), "seed": int(seed),
                     "n_seen": int(len(test.seen)), "n_unseen": int(len(test.unseen)),
                     "chance_T1": 1 / len(test.unseen), "n_val_unseen": int(len(val.unseen))}
+    return out
+
+
+def panel_metrics(result: dict) -> dict:
+    """The numbers of a `panel` result (a DVC metrics file holds numbers only): every baseline's
+    accuracies and choices, and 'strongest' {'T1', 'H'} of the strongest simple baseline on T1."""
+    out = {k: {m: v for m, v in result[k].items() if not isinstance(v, str)}
+           for k in ("eszsl", "ridge_linear", "ridge_whitened", "ridge", "ceiling", "linear_seen")}
+    strongest = result[result["strongest"]]
+    out["strongest"] = {"T1": strongest["T1"], "H": strongest["H"]}
     return out
 
 

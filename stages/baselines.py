@@ -1,0 +1,23 @@
+"""Stage baselines: the simple-baseline panel on the run's split (ESZSL, ridge prototype regression,
+the supervised ceiling; zerodiffpp/baselines/) -> metrics/baselines.json and metrics/baselines.md."""
+from zerodiffpp import paths
+from zerodiffpp.baselines.panel import panel, panel_markdown, panel_metrics
+from zerodiffpp.data import FeatureSet
+from zerodiffpp.io import save_json, save_text
+from zerodiffpp.params import load_stage_params
+from zerodiffpp.runtime import log, run_stage
+
+
+def main():
+    p = load_stage_params("baselines")
+    d, t = p["data"], p["train"]
+    result = panel(FeatureSet.load(paths.FEATURES), t["seen_ratio"], t["seed"], d["protocol"], d["val_classes"],
+                   p["classifier"]["calibration_holdout"])
+    save_json(paths.BASELINES, panel_metrics(result))
+    save_text(paths.BASELINES_MD, panel_markdown(result))
+    log.info("baselines: strongest simple baseline %s, ZSL T1 %.3f, GZSL H %.3f", result["strongest"],
+             result[result["strongest"]]["T1"], result[result["strongest"]]["H"])
+
+
+if __name__ == "__main__":
+    run_stage("baselines", main)
