@@ -42,7 +42,7 @@ benchmark: setup
 gpu-check: setup
 	python -m benchmarks.gpu_check
 
-# Maintainers: mutation testing of the method modules (docs/testing.md). Tens of minutes on 2 cores.
+# Maintainers: mutation testing of the method modules (docs/notebook/testing.md). Tens of minutes on 2 cores.
 mutation: setup
 	$(PIP) -r requirements-dev.txt
 	mutmut run --max-children 2

@@ -35,7 +35,7 @@ def test_presets_carry_the_official_settings(tmp_path, name, att, counts):
 def test_defaults_and_presets_choose_the_pseudo_labels_calibration_on_the_dataset(tmp_path, name):
     """DiffTTA's pseudo-labels keep their own calibration, chosen on held-out seen classes of the dataset: a value
     from the toy (0.6) erased a 200-class run's seen classes, and the final classifier's validation-chosen value
-    collapsed ZeroDiff++'s S when it also set the pseudo-labels (docs/results.md)."""
+    collapsed ZeroDiff++'s S when it also set the pseudo-labels (docs/notebook/results.md)."""
     p = tmp_path / "params.yaml"
     shutil.copy(ROOT / "params.yaml", p)
     if name:
