@@ -2,7 +2,7 @@
 
     python -m benchmarks.fixture --shape cub --out /tmp/cub-fixture
     python -m scripts.fixture_study --root /tmp/cub-fixture --preset presets/cub-cpu.yaml \\
-        --methods zerodiffpp zerodiff fclswgan eszsl --seeds 0 1 2 --ratios 1.0 0.3 0.1 --jobs 2
+        --methods zerodiffpp zerodiff fclswgan panel --seeds 0 1 2 --ratios 1.0 0.3 0.1 --jobs 2
 
 Each point runs the stages' own `run()` functions in one process (as `dvc repro` would compute them,
 zerodiffpp/pipeline/in_process.py) on params.yaml with the preset, `data.root` and any `--set` applied, and appends
@@ -42,6 +42,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 GENERATIVE = ("zerodiffpp", "zerodiff", "fclswgan")
+BASELINES = ("eszsl", "ridge", "ridge_linear", "ridge_whitened", "ceiling")  # the rows of --methods panel
+TRANSDUCTIVE = "zerodiffpp"  # its rows read unlabelled test features and self-train on test-seen syntheses
 KEYS = ("T1", "U", "S", "H", "gen_seen_acc", "calibration", "minutes")
 
 
@@ -121,15 +123,14 @@ def run_point(args: tuple) -> list[dict]:
     start = time.time()
     fs = load_xlsa17(root, name)
     base = {"seed": seed, "seen_ratio": ratio, "protocol": protocol, "set": sets}
-    if methods == ("eszsl",):
-        from zerodiffpp.baselines.eszsl import eszsl_t1, select_on_validation
-        val = prepare_split(fs, ratio, seed, "validation")[0]
-        (gamma, lam), _ = select_on_validation([val])
-        # on the validation protocol its score is the validation classes' T1 its regularisers were chosen on
-        # (an optimistic reference, named so in the row); on the test protocol the test split, scored once
-        scored = val if protocol == "validation" else prepare_split(fs, ratio, seed, "test")[0]
-        return [dict(base, method="eszsl", T1=eszsl_t1(scored, gamma, lam), gamma=gamma, lam=lam,
-                     minutes=(time.time() - start) / 60)]
+    if methods == ("panel",):  # the simple baselines, every choice made on the validation pass's split
+        from zerodiffpp.baselines.panel import panel
+        result = panel(fs, ratio, seed, protocol)
+        minutes = (time.time() - start) / 60
+        return [dict(base, method=name, **{k: v for k, v in result[name].items() if k in ("T1", "U", "S", "H")},
+                     choices={k: v for k, v in result[name].items() if k not in ("T1", "U", "S", "H")},
+                     minutes=minutes)
+                for name in BASELINES]
     from zerodiffpp.pipeline import pretrain, train
     from zerodiffpp.pipeline.in_process import calibrate, evaluate_generators, train_validation
     from zerodiffpp.runtime import setup
@@ -151,6 +152,7 @@ def run_point(args: tuple) -> list[dict]:
             m = evaluate_generators(mp, prep, drg_ckpt, gen_ckpt, calibrate(mp, validation_trained), curve=True)
             rows.append(dict(base, **label, method=method, T1=m["zsl"]["T1"], **m["gzsl"],
                              calibration=m["calibration"]["value"], calibration_record=m["calibration"],
+                             gate=m.get("gate"), transductive=m["transductive"],
                              gen_seen_acc=checked[-1]["gen_seen_acc"] if checked else None,
                              gen_mean_gap=checked[-1]["gen_mean_gap"] if checked else None,
                              spurious=m["spurious"], minutes=trained + (time.time() - t0) / 60,
@@ -168,15 +170,16 @@ def jobs(methods: list[str]) -> list[tuple]:
 def missing_jobs(methods: list[str], seeds: list[int], ratios: list[float], sets: dict, variants: list[tuple],
                  have: set) -> list[tuple]:
     """[(methods, seed, ratio, evaluations)] still to run, `have` holding the `row_key`s of the rows found:
-    per job only the methods and evaluations (base and variants; ESZSL has no variants) it lacks. Its
+    per job only the methods and evaluations (base and variants; the panel has no variants) it lacks. Its
     generator is trained again, so a resumed job may recompute rows already there (main keeps the first)."""
     todo = []
     for r in ratios:
         for s in seeds:
             for group in jobs(methods):
-                evaluations = [(None, sets)] + ([] if group == ("eszsl",) else variants)
-                lacking = {(m, v) for v, vs in evaluations for m in group
-                           if row_key({"method": m, "seed": s, "seen_ratio": r, "set": vs}) not in have}
+                evaluations = [(None, sets)] + ([] if group == ("panel",) else variants)
+                lacking = {(m, v) for v, vs in evaluations for m in group  # the panel's rows are its baselines'
+                           if row_key({"method": BASELINES[0] if m == "panel" else m, "seed": s, "seen_ratio": r,
+                                       "set": vs}) not in have}
                 if lacking:
                     todo.append((tuple(m for m in group if any(k[0] == m for k in lacking)), s, r,
                                  [(v, vs) for v, vs in evaluations if any(k[1] == v for k in lacking)]))
@@ -222,7 +225,8 @@ def table(rows: list[dict], val_rows: list[dict] | None = None) -> str:
             if not v:
                 return ""
             return fmt.format(scale * np.mean(v)) + (f" ± {fmt.format(scale * np.std(v, ddof=1))}" if len(v) > 1 else "")
-        label = method + (f" ({rs[0]['variant']})" if rs[0].get("variant") else "")
+        label = method + (" (transductive, self-trains on test-seen)" if method == TRANSDUCTIVE else "") + \
+            (f" ({rs[0]['variant']})" if rs[0].get("variant") else "")
         line = (f"| {label} | {ratio} | {','.join(str(r['seed']) for r in sorted(rs, key=lambda r: r['seed']))} | "
                 f"{cell('T1')} | {cell('U')} | {cell('S')} | {cell('H')} | {cell('gen_seen_acc')} | "
                 f"{cell('calibration', 1.0, '{:.2f}')} | {cell('minutes', 1.0, '{:.0f}')} |")
@@ -243,7 +247,9 @@ def main(argv=None):
     ap.add_argument("--root", type=Path, required=True, help="the fixture folder (benchmarks.fixture --out)")
     ap.add_argument("--name", default="CUB", help="data.name of the fixture (CUB, SUN, AWA2)")
     ap.add_argument("--preset", type=Path, default=None, help="a presets/*.yaml applied over params.yaml")
-    ap.add_argument("--methods", nargs="+", default=[*GENERATIVE, "eszsl"], choices=[*GENERATIVE, "eszsl"])
+    ap.add_argument("--methods", nargs="+", default=[*GENERATIVE, "panel"], choices=[*GENERATIVE, "panel"],
+                    help="generative methods, and panel: the simple baselines (ESZSL, ridge prototype regression, "
+                         "the supervised ceiling) on the same split")
     ap.add_argument("--seeds", nargs="+", type=int, default=[0])
     ap.add_argument("--ratios", nargs="+", type=float, default=[1.0])
     ap.add_argument("--jobs", type=int, default=1)
@@ -294,7 +300,8 @@ def main(argv=None):
             from scripts import test_log
             test_log.append("fixture_study", {"root": str(a.root), "preset": str(a.preset), "set": sets,
                                               "variants": [v for v, _ in variants]}, logged, failed)
-    wanted = [r for r in done if r["method"] in a.methods and r["seed"] in a.seeds and r["seen_ratio"] in a.ratios]
+    shown = set(a.methods) | (set(BASELINES) if "panel" in a.methods else set())
+    wanted = [r for r in done if r["method"] in shown and r["seed"] in a.seeds and r["seen_ratio"] in a.ratios]
     val_rows = None if a.calibration_from is None else [json.loads(line) for line in
                                                          a.calibration_from.read_text().splitlines()]
     print("\n" + table(wanted, val_rows))

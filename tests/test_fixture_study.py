@@ -9,10 +9,10 @@ from tests.tiny import TINY_OVERRIDES
 
 
 def test_zerodiff_and_zerodiffpp_share_one_job():
-    assert fst.jobs(["eszsl", "zerodiffpp", "zerodiff", "fclswgan"]) == [("zerodiff", "zerodiffpp"), ("eszsl",),
+    assert fst.jobs(["panel", "zerodiffpp", "zerodiff", "fclswgan"]) == [("zerodiff", "zerodiffpp"), ("panel",),
                                                                          ("fclswgan",)]
     assert fst.jobs(["zerodiffpp", "fclswgan"]) == [("zerodiffpp",), ("fclswgan",)]
-    assert fst.jobs(["eszsl"]) == [("eszsl",)]
+    assert fst.jobs(["panel"]) == [("panel",)]
 
 
 def test_sets_are_yaml_values_and_bad_ones_are_refused():
@@ -75,10 +75,10 @@ def test_a_resumed_study_runs_only_the_rows_it_lacks():
     row = lambda m, seed, ratio, st: fst.row_key({"method": m, "seed": seed, "seen_ratio": ratio, "set": st})  # noqa
     have = {row("zerodiff", 0, 1.0, sets), row("zerodiffpp", 0, 1.0, sets), row("zerodiff", 0, 1.0, variants[0][1]),
             row("eszsl", 0, 1.0, sets), row("zerodiff", 1, 1.0, {})}  # the last: another study's `set`
-    got = fst.missing_jobs(["eszsl", "zerodiffpp", "zerodiff"], [0, 1], [1.0], sets, variants, have)
+    got = fst.missing_jobs(["panel", "zerodiffpp", "zerodiff"], [0, 1], [1.0], sets, variants, have)
     assert got == [(("zerodiffpp",), 0, 1.0, [variants[0]]),  # only ZeroDiff++'s variant row is missing
                    (("zerodiff", "zerodiffpp"), 1, 1.0, [(None, sets), variants[0]]),
-                   (("eszsl",), 1, 1.0, [(None, sets)])]
+                   (("panel",), 1, 1.0, [(None, sets)])]  # the panel's rows are found by its ESZSL row
     assert fst.missing_jobs(["zerodiff"], [0], [1.0], sets, variants, have) == []
 
 
@@ -126,7 +126,7 @@ def test_calibration_chosen_on_validation_rows_only_and_read_on_the_test_rows():
     line = fst.table(test, val).splitlines()[-1]
     assert line.startswith("| zerodiff | 0.3 | 0,1 | 50.0 ± 0.0 | 10.0 ± 0.0 | 90.0 ± 0.0 | 18.0 ± 0.0 |")
     # seed 0 at 0.22: U 0.62, S 0.38, H 0.4712; seed 1: U 0.58, S 0.42, H 0.4872
-    assert line.endswith("| 0.22 | 60.0 ± 2.0 | 40.0 ± 2.0 | 47.9 ± 0.8 |"), line
+    assert line.endswith("| 0.22 | 60.0 ± 2.8 | 40.0 ± 2.8 | 47.9 ± 1.1 |"), line  # sample std (ddof 1)
     assert fst.table(test).splitlines()[-1].endswith("| 0.00 ± 0.00 | 1 ± 0 |")  # no validation rows: no extra columns
 
 
@@ -137,6 +137,24 @@ def test_a_variant_is_a_line_of_its_own_with_its_own_validation_choice():
     test = [curve_row("zerodiffpp", 0, 0.3, "test", 0.0), dict(curve_row("zerodiffpp", 0, 0.3, "test", 0.0, v),
                                                                variant="keep", T1=0.7)]
     lines = fst.table(test, val).splitlines()[2:]
-    assert [line.split(" | ")[0] for line in lines] == ["| zerodiffpp", "| zerodiffpp (keep)"]
+    assert [line.split(" | ")[0] for line in lines] == ["| zerodiffpp (transductive, self-trains on test-seen)",
+                                                      "| zerodiffpp (transductive, self-trains on test-seen) (keep)"]
     assert lines[0].split(" | ")[3] == "50.0" and lines[1].split(" | ")[3] == "70.0"
     assert " | 0.20 | " in lines[0] and " | -0.40 | " in lines[1]  # each chosen on its own validation rows
+
+
+def test_the_panel_job_gives_one_row_per_simple_baseline(tmp_path):
+    from tests.conftest import make_xlsa17
+    root = make_xlsa17(tmp_path / "T", n_seen=8, n_unseen=3, n_val=3, learnable=True, att_dim=12, x_dim=16)
+    rows = fst.run_point((None, root, "T", ("panel",), 0, 1.0, "test", {}, [(None, {})]))
+    assert [r["method"] for r in rows] == list(fst.BASELINES)
+    assert all(0 <= r["T1"] <= 1 and r["seed"] == 0 and r["protocol"] == "test" for r in rows)
+    assert {"U", "S", "H"} <= set(rows[0]) and set(rows[-1]) >= {"T1"} and "H" not in rows[-1]  # the ceiling: T1
+
+
+def test_the_table_marks_the_transductive_method_and_gives_the_sample_std():
+    rows = [{"method": m, "seed": s, "seen_ratio": 1.0, "T1": t, "U": 0.5, "S": 0.5, "H": 0.5}
+            for m in ("zerodiffpp", "zerodiff") for s, t in ((0, 0.2), (1, 0.4))]
+    lines = fst.table(rows).splitlines()
+    assert lines[2].startswith("| zerodiff | 1.0 | 0,1 | 30.0 ± 14.1 |")  # sample std of 20 and 40: 14.1 (not 10.0)
+    assert lines[3].startswith("| zerodiffpp (transductive, self-trains on test-seen) | 1.0 | 0,1 |")
