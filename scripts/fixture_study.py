@@ -289,7 +289,8 @@ def main(argv=None):
             for methods, s, r, evals in missing_jobs(a.methods, a.seeds, a.ratios, sets, variants, have)]
     print(f"fixture study ({a.protocol} protocol{', ' + ' '.join(a.sets) if a.sets else ''}): {len(todo)} jobs "
           f"to run, {len(have)} points already in {a.out}", flush=True)
-    logged, failed = [], []  # this invocation's test-split rows and failures, for results/test-log.jsonl
+    from scripts import test_log
+    logged, failed, started_on = [], [], test_log.commit()  # this invocation's test rows and failures, its code
     try:
         run_jobs(todo, a.jobs, a.out, have, done, logged)
     except BaseException as e:
@@ -297,9 +298,8 @@ def main(argv=None):
         raise
     finally:
         if a.protocol == "test" and todo:
-            from scripts import test_log
             test_log.append("fixture_study", {"root": str(a.root), "preset": str(a.preset), "set": sets,
-                                              "variants": [v for v, _ in variants]}, logged, failed)
+                                              "variants": [v for v, _ in variants]}, logged, failed, started_on=started_on)
     shown = set(a.methods) | (set(BASELINES) if "panel" in a.methods else set())
     wanted = [r for r in done if r["method"] in shown and r["seed"] in a.seeds and r["seen_ratio"] in a.ratios]
     val_rows = None if a.calibration_from is None else [json.loads(line) for line in

@@ -262,6 +262,8 @@ def main(argv=None):
     _check(ap, a)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     points = list(grid(a.methods, a.ratios, a.seeds, a.set, a.prefix))
+    from scripts import test_log
+    started_on = test_log.commit()  # the code the points run (the log entry is written at the end)
     failed = []
     if not a.collect_only:
         log.info("%d grid points, runner %s", len(points), a.runner)
@@ -271,8 +273,8 @@ def main(argv=None):
             return
     rows = collect({name for name, _ in points})
     if not a.collect_only and "data.protocol=validation" not in a.set:
-        from scripts import test_log
-        test_log.append("sweep", {"set": a.set, "prefix": a.prefix}, rows, [name for name, _ in failed or []])
+        test_log.append("sweep", {"set": a.set, "prefix": a.prefix}, rows, [name for name, _ in failed or []],
+                        started_on=started_on)
     if rows:
         summary = summarise(rows)
         out = Path(a.out)

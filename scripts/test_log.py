@@ -25,9 +25,11 @@ def commit() -> str:
 
 
 def append(study: str, settings: dict, rows: list[dict], failed: list[str] | None = None,
-           log: Path | None = None) -> dict:
-    """Append one entry; returns it. `rows` keep only the numbers of `NUMBERS` they have."""
-    entry = {"time": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "commit": commit(), "study": study,
+           log: Path | None = None, started_on: str | None = None) -> dict:
+    """Append one entry; returns it. `rows` keep only the numbers of `NUMBERS` they have; `started_on`
+    is the `commit()` the study started on (the code its runs ran; default: now)."""
+    entry = {"time": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "commit": started_on or commit(),
+             "study": study,
              "command": " ".join(sys.argv), "settings": settings,
              "runs": [{k: r[k] for k in NUMBERS if k in r} for r in rows], "failed": failed or []}
     log = Path(log or os.environ.get("ZERODIFFPP_TEST_LOG") or LOG)
