@@ -42,6 +42,7 @@ def test_holdout_classes_are_a_seeded_fraction_of_the_seen_classes():
     assert np.array_equal(held, holdout_classes(seen, 0.2, seed=3))
     assert not np.array_equal(held, holdout_classes(seen, 0.2, seed=4))
     assert len(holdout_classes(np.arange(3), 0.01, 0)) == 1  # at least one
+    assert len(holdout_classes(np.arange(7), 0.2, 0)) == 2  # two where there are four or more: ZSL over one is 1
     assert len(holdout_classes(np.arange(3), 0.99, 0)) == 2  # at least one kept
     with pytest.raises(DataError, match="two seen classes"):
         holdout_classes(np.arange(1), 0.5, 0)

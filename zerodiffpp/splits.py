@@ -12,10 +12,11 @@ log = logging.getLogger(__name__)
 
 
 def holdout_classes(seen: np.ndarray, fraction: float, seed: int) -> np.ndarray:
-    """round(fraction * #seen) of the `seen` classes (at least 1, at most #seen - 1), sorted, drawn with `seed`."""
+    """round(fraction * #seen) of the `seen` classes, sorted, drawn with `seed`: at least 2 where there are
+    4 or more (a ZSL accuracy over one validation class is always 1), at least 1, at most #seen - 1."""
     if len(seen) < 2:
         raise DataError("a validation split needs at least two seen classes (one to hold out, one to train on)")
-    k = min(len(seen) - 1, max(1, int(round(fraction * len(seen)))))
+    k = min(len(seen) - 1, max(2 if len(seen) >= 4 else 1, int(round(fraction * len(seen)))))
     return np.sort(np.random.default_rng(seed).choice(np.asarray(seen), size=k, replace=False))
 
 
