@@ -149,10 +149,12 @@ def test_the_pseudo_labels_value_is_chosen_on_the_provisional_classifier_of_the_
     assert seen[0][0] is prep and again["pseudo_labels"] == dict(seen[0][1], source="validation pass")
 
 
-def test_scarce_data_does_not_crash(tmp_path):
-    """One training image per kept class (SUN at 10 %): the pass still has held-out images to score."""
-    fs = load_xlsa17(make_xlsa17(tmp_path / "S", n_seen=8, n_unseen=2, per_class=8, n_val=2), "S")
-    p = _params("zerodiff", train__seen_ratio=0.1, gen__epochs=1)
+@pytest.mark.parametrize("protocol", ["test", "validation"])
+def test_scarce_data_does_not_crash(tmp_path, protocol):
+    """One training image per kept class (SUN at 10 %, also under the validation protocol, where the
+    pass carves its split out of a validation split): the pass still has held-out images to score."""
+    fs = load_xlsa17(make_xlsa17(tmp_path / "S", n_seen=10, n_unseen=2, per_class=20, n_val=3), "S")
+    p = _params("zerodiff", train__seen_ratio=0.1, gen__epochs=1, data__protocol=protocol)
     trained = in_process.train_validation(p, fs)
     assert np.bincount(trained[0].y_train).max() == 1
     rec = in_process.calibrate(p, trained)
