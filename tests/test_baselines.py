@@ -259,3 +259,14 @@ def test_t1_is_the_mean_of_per_class_accuracies():
     prep_e = prepared(np.array([[0.0], [2.0]]), [0, 2], [[0.0]], [0], np.full((10, 1), 5.0), y_unseen, att)
     assert (model.predict(prep_e.x_test_unseen, att, prep_e.unseen) == 3).all()
     assert eszsl.eszsl_t1(prep_e, 0.1, 0.1) == 0.5
+
+
+def test_panel_metrics_hold_numbers_only_and_the_best_of_eszsl_and_ridge_on_each_metric():
+    from zerodiffpp.baselines.panel import panel_metrics
+    row = lambda t1, h: {"T1": t1, "U": 0.0, "S": 0.0, "H": h, "alpha": 1.0}  # noqa: E731
+    result = {"eszsl": row(0.5, 0.2), "ridge_linear": row(0.4, 0.3), "ridge_whitened": row(0.45, 0.6),
+              "ridge": dict(row(0.4, 0.3), variant="linear"), "ceiling": {"T1": 0.9},
+              "linear_seen": {"acc": 0.7, "alpha": 10.0, "val_acc": 0.7}, "strongest": "eszsl", "split": {}}
+    m = panel_metrics(result)
+    assert m["strongest"] == {"T1": 0.5, "H": 0.3}  # ESZSL's T1, the chosen ridge's H (not the unchosen variant's)
+    assert "variant" not in m["ridge"] and "split" not in m

@@ -256,7 +256,8 @@ def test_the_report_sets_the_run_against_the_strongest_simple_baseline():
     from zerodiffpp.report import baseline_lines
     m = {"zsl": {"T1": 0.5}, "gzsl": {"H": 0.4}, "transductive": 1}
     lines = baseline_lines(m, {"strongest": {"T1": 0.55, "H": 0.3}}, "TABLE\n")
-    assert lines[3] == ("Against the strongest simple baseline on T1 (metrics/baselines.json): ZSL T1 -5.0 points "
+    assert lines[3] == ("Against the strongest simple baseline on each metric (ESZSL or ridge; metrics/baselines.json): "
+                        "ZSL T1 -5.0 points "
                         "(50.0 vs 55.0), GZSL H +10.0 points (40.0 vs 30.0); this run reads unlabelled test features, "
                         "the baselines do not.")
     assert lines[-1] == "TABLE" and baseline_lines(m, None, None) == []

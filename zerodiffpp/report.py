@@ -209,7 +209,7 @@ def baseline_lines(m: dict, baselines: dict | None, baselines_md: str | None) ->
         return []
     b = baselines["strongest"]
     return ["", "## Simple baselines on this split", "",
-            f"Against the strongest simple baseline on T1 (metrics/baselines.json): ZSL T1 "
+            f"Against the strongest simple baseline on each metric (ESZSL or ridge; metrics/baselines.json): ZSL T1 "
             f"{100 * (m['zsl']['T1'] - b['T1']):+.1f} points ({100 * m['zsl']['T1']:.1f} vs {100 * b['T1']:.1f}), "
             f"GZSL H {100 * (m['gzsl']['H'] - b['H']):+.1f} points ({100 * m['gzsl']['H']:.1f} vs {100 * b['H']:.1f})"
             + ("; this run reads unlabelled test features, the baselines do not." if m["transductive"] else "."),

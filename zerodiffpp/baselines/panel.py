@@ -53,11 +53,11 @@ def panel(fs: FeatureSet, seen_ratio: float, seed: int, protocol: str = "test", 
 
 def panel_metrics(result: dict) -> dict:
     """The numbers of a `panel` result (a DVC metrics file holds numbers only): every baseline's
-    accuracies and choices, and 'strongest' {'T1', 'H'} of the strongest simple baseline on T1."""
+    accuracies and choices, and 'strongest' {'T1', 'H'}: the best of ESZSL and the ridge regression (its
+    variant chosen on validation) on each metric, the bar a claim must clear."""
     out = {k: {m: v for m, v in result[k].items() if not isinstance(v, str)}
            for k in ("eszsl", "ridge_linear", "ridge_whitened", "ridge", "ceiling", "linear_seen")}
-    strongest = result[result["strongest"]]
-    out["strongest"] = {"T1": strongest["T1"], "H": strongest["H"]}
+    out["strongest"] = {m: max(result["eszsl"][m], result["ridge"][m]) for m in ("T1", "H")}
     return out
 
 
