@@ -86,7 +86,7 @@ def work(tmp_path_factory):
     p["sc"].update(epochs=20)
     p["drg"].update(epochs=60)
     p["gen"].update(epochs=30)
-    p["tta"].update(epochs=15, rounds=2)  # a kill inside a round, the first or the second
+    p["tta"].update(epochs=15, rounds=2, gate="always")  # a kill inside a round (the gate must not close DiffTTA)
     p["diagnostics"].update(every=7, per_class=5)
     (work / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
     _finish(work, "extract")
