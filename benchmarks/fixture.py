@@ -1,41 +1,51 @@
-"""A benchmark-difficulty fixture: an xlsa17 folder with the real split files and features that are as
-hard to learn as ResNet-101 features of the real benchmark (docs/fixture.md).
+"""A benchmark-difficulty fixture: an xlsa17 folder with the real split files and features on which a
+panel of simple reference methods falls where it falls on the real ResNet-101 features (docs/fixture.md).
 
 The real xlsa17 split files (../shared/data/xlsa17/<DATASET>/att_splits.mat and the class lists) give
 the classes, their attribute vectors and the image index lists; res101.mat, which cannot be had here,
-is generated:
+is generated. An image of class c in sub-mode j is, in a 1024-d latent (scales in `Difficulty`):
 
-  true semantics   s_c  = the class's original attributes (unit row, centred) + annotation noise
-                          (the published attribute vector is only a noisy reading of what a class
-                          looks like: `attribute_noise` standard deviations per entry)
-  class structure  m_c  = W2 tanh(W1 s_c + b1): a random two-layer network, so the class means are
-                          a non-linear function of the attributes (no linear map reaches them)
-  images           x_i  = relu(P (m_c + N u_i) + noise_i + bias): u_i ~ N(0, I) is a within-class
-                          nuisance (pose, background: `nuisance` directions shared by every class),
-                          noise_i isotropic; the relu makes the 2048-d features non-negative and
-                          sparse, as post-ReLU ResNet features are
+  z = m_c + r_c + o_cj + nuisance + noise,   x = relu(P z + pixel noise + 0.5)   (2048-d, post-ReLU)
+
+  m_c   attribute part: a random two-layer network of the class's attributes (plus a little annotation
+        noise), unit spread. Its top `class_rank` principal directions are the class directions: they
+        hold 90 % or more of its variance.
+  r_c   class residual: what the attributes do not explain. Drawn independently of them, it lives in
+        the class directions only, with `residual_scale` times m_c's spread along each. A regression
+        onto class means (even within-class whitened) predicts an unseen class's mean off by it; a
+        discriminative model trained on the seen classes (ESZSL, whose inverse covariance counts the
+        residual's variance) learns to discount those directions. On real features ESZSL beats the
+        attribute -> feature regressions; a residual spread over all directions hurts every method alike.
+  o_cj  sub-modes (poses, backgrounds, sub-types): `submodes` offsets per class, centred over its modes,
+        in the class directions with `submode_scale` times m_c's spread; half (`submode_specific`) a
+        function of the attributes (another random network), half class-specific. A model of p(x | a)
+        can learn them; a nearest-mean rule cannot.
+  nuisance  `nuisance` high-variance directions (std `nuisance_scale`) shared by every class, each
+        class bending them its own way;  noise  isotropic (`noise_scale`), `residual_noise` times that
+        along the class directions.
+
+Each part has its own random stream (a knob does not redraw the others). The defaults are calibrated
+per shape (`DIFFICULTIES`) so that the panel (`difficulty_report`: ESZSL, ridge prototype regression
+linear and whitened, the supervised ceiling, a linear seen classifier; `zerodiffpp.baselines.panel`)
+falls where the published res101 panel falls; docs/fixture.md has the numbers.
 
 Images are assigned to classes in contiguous blocks of their index order, honouring the real lists:
 test_unseen_loc images go to the unseen classes, train_loc / val_loc images to the training /
 validation classes (AWA2, SUN); CUB's seen images are spread over its 150 seen classes.
 
-    python -m benchmarks.fixture --shape cub --out /tmp/cub-hard       # writes and prints its difficulty
+    python -m benchmarks.fixture --shape cub --out /tmp/cub-hard       # writes it and prints its panel
     python -m benchmarks.fixture --shape cub --out /tmp/cub-small --small
 
-Difficulty is printed as the closed-form ESZSL's ZSL T1 (regularisers chosen on the validation
-classes) and a linear seen classifier's accuracy (ridge, test-seen images): the real res101 range is
-ESZSL 0.35-0.55 (Xian et al. 2019: CUB 53.9, SUN 54.5, AWA2 58.6) and 0.6-0.8 for a linear classifier
-on the seen classes. The defaults (`DIFFICULTY`) sit in that range on CUB. `--small` keeps a subset of
-the classes (30 seen, 10 unseen of CUB) and 512-d features, for tests.
-
-Without the real split files, `--synthetic-splits` (small only) first writes CUB-format split files of
-its own (`synthetic_splits`: 40 invented classes whose 312 attributes come from a random low-rank model,
-CUB's images per class); the tests' learning check runs on it, so it never depends on ../shared.
+`--small` keeps a subset of the classes (20 training + 10 validation seen, 10 unseen of CUB) and
+512-d features, for tests. Without the real split files, `--synthetic-splits` (small only) first
+writes CUB-format split files of its own (`synthetic_splits`: 40 invented classes whose 312 attributes
+come from a random low-rank model, CUB's images per class); the tests' learning check runs on it, so
+it never depends on ../shared.
 """
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -46,20 +56,36 @@ DATASETS = {"awa2": "AWA2", "cub": "CUB", "sun": "SUN"}
 
 @dataclass(frozen=True)
 class Difficulty:
-    """The knobs of the generated features; `DIFFICULTY` holds the calibrated defaults."""
+    """The knobs of the generated features (module docstring). Scales are relative: the attribute part
+    of the class means has unit spread (standard deviation per latent coordinate over the classes);
+    the residual and the sub-modes are multiples of its spread along each class direction. The field
+    defaults are CUB's calibrated ones; `DIFFICULTIES` holds each shape's."""
     x_dim: int = 2048
-    latent: int = 1024           # dimension of the class structure m_c before the projection to x
-    hidden: int = 512            # width of the random network s_c -> m_c
-    gain: float = 1.0            # scale of its first layer: larger saturates tanh more (more non-linear)
-    attribute_noise: float = 0.05 # annotation noise, in standard deviations of each attribute
-    nuisance: int = 32           # within-class nuisance directions shared by all classes
-    nuisance_scale: float = 0.5  # nuisance amplitude, relative to the spread of the class means
-    noise_scale: float = 2.8     # isotropic per-image noise in the latent, relative to the class means' spread
+    latent: int = 1024             # dimension of the latent space before the projection to x
+    hidden: int = 512              # width of the random networks attributes -> latent
+    gain: float = 1.0              # scale of their first layer: larger saturates tanh more (more non-linear)
+    attribute_noise: float = 0.05  # annotation noise, in standard deviations of each attribute
+    class_rank: int = 64           # class directions: the attribute part's top principal directions
+    residual_scale: float = 0.5    # class residual along each class direction, times the attribute part's spread
+    residual_noise: float = 1.5    # within-class noise along the class directions, times noise_scale
+    submodes: int = 4              # sub-modes per class (1: none)
+    submode_scale: float = 1.0     # sub-mode offsets along each class direction, times the attribute part's spread
+    submode_specific: float = 0.5  # share of the offsets' variance that is class-specific (the rest: attributes)
+    nuisance: int = 32             # nuisance directions shared by all classes (each class bends them)
+    nuisance_scale: float = 8.0    # standard deviation along each of them
+    noise_scale: float = 2.8       # isotropic within-class noise per latent coordinate
     seed: int = 0
 
 
-DIFFICULTY = Difficulty()
-PIXEL_NOISE = 0.3  # per-feature noise after the projection (std of a feature is about 1)
+# calibrated against the published res101 panel of each dataset (docs/fixture.md)
+DIFFICULTIES = {
+    "cub": Difficulty(),
+    "sun": Difficulty(residual_scale=0.9, residual_noise=2.5, submode_scale=0.6, nuisance_scale=4.0, noise_scale=2.0),
+    "awa2": Difficulty(gain=0.5, class_rank=32, residual_scale=0.3, residual_noise=1.85, submode_scale=1.25,
+                       nuisance_scale=10.0),
+}
+DIFFICULTY = DIFFICULTIES["cub"]
+PIXEL_NOISE = 0.3  # per-feature noise after the projection (a feature's std is about 3.5 before the relu)
 
 
 def _names(path: Path) -> list[str]:
@@ -93,30 +119,83 @@ def class_labels(split: dict, source: Path) -> tuple[np.ndarray, np.ndarray, np.
     return labels, seen, unseen
 
 
-def features(att_raw: np.ndarray, labels: np.ndarray, d: Difficulty) -> np.ndarray:
-    """(N, x_dim) float32 features of the images `labels` from the raw class attributes (C, A)."""
-    rng = np.random.default_rng(d.seed)
+def _streams(seed: int) -> list[np.random.Generator]:
+    """Six independent random streams: attributes -> means, residual, sub-modes, nuisance, projection, images."""
+    return [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(6)]
+
+
+def _unit_attributes(att_raw: np.ndarray) -> np.ndarray:
     # unit rows (as att_splits.mat's att), centred, one global scale: per-column standardising would
     # blow rare attributes' near-zero columns up to the weight of the defining ones
     a = att_raw / np.linalg.norm(att_raw, axis=1, keepdims=True)
-    a = (a - a.mean(0)) / a.std()
-    s = a + d.attribute_noise * rng.normal(size=a.shape)
-    w1 = d.gain * rng.normal(size=(a.shape[1], d.hidden)) / np.sqrt(a.shape[1])
+    return (a - a.mean(0)) / a.std()
+
+
+def _network(rng: np.random.Generator, s: np.ndarray, d: "Difficulty", out: int) -> np.ndarray:
+    """A random two-layer network s -> tanh(s W1 + b1) W2, (C, out), centred over the classes, unit
+    spread (one global scale)."""
+    w1 = d.gain * rng.normal(size=(s.shape[1], d.hidden)) / np.sqrt(s.shape[1])
     b1 = rng.normal(size=d.hidden) * 0.5
-    w2 = rng.normal(size=(d.hidden, d.latent)) / np.sqrt(d.hidden)
-    means = np.tanh(s @ w1 + b1) @ w2
-    means = (means - means.mean(0)) / means.std()  # unit spread of the class means
-    # nuisance directions: shared by every class, each class bending them its own way
-    shared = rng.normal(size=(d.nuisance, d.latent))
-    nuis = (shared + rng.normal(size=(len(means), d.nuisance, d.latent))) / np.sqrt(2 * d.nuisance)
-    proj = rng.normal(size=(d.latent, d.x_dim)) / np.sqrt(d.latent)
+    w2 = rng.normal(size=(d.hidden, out)) / np.sqrt(d.hidden)
+    m = np.tanh(s @ w1 + b1) @ w2
+    m -= m.mean(0)
+    return m / m.std()
+
+
+def class_structure(att_raw: np.ndarray, d: "Difficulty") -> dict:
+    """The class-level parts of the latent (module docstring), from the raw class attributes (C, A):
+    {'means' (C, L) attribute part, 'residual' (C, L), 'basis' (k, L) the orthonormal class directions,
+    'offsets' (C, M, L) sub-mode offsets (centred over each class's modes), 'offsets_attribute' (C, M, L)
+    their part that is a function of the attributes (unscaled), 'nuisance' (C, n, L) unit nuisance
+    directions (float32)}. Each part has its own random stream, so one knob does not redraw another."""
+    r_att, r_res, r_mode, r_nuis = _streams(d.seed)[:4]
+    a = _unit_attributes(att_raw)
+    c, lat = len(a), d.latent
+    s = a + d.attribute_noise * r_att.normal(size=a.shape)
+    means = _network(r_att, s, d, lat)
+    # the residual lives in the k directions where the classes differ most (the attribute part's top
+    # principal directions), with the attribute part's spread along each times residual_scale
+    _, sv, vt = np.linalg.svd(means, full_matrices=False)
+    k = min(d.class_rank, len(sv))
+    basis, spread = vt[:k], sv[:k] / np.sqrt(c)
+    z = r_res.normal(size=(c, k))
+    z = (z - z.mean(0)) / z.std(0)
+    residual = d.residual_scale * (z * spread) @ basis
+    # sub-modes: offsets in the same directions, a function of the attributes plus a class-specific
+    # part, centred over each class's modes, with the attribute part's spread times submode_scale
+    m = d.submodes
+    g = _network(r_mode, s, d, m * k).reshape(c, m, k)
+    spec = r_mode.normal(size=(c, m, k))
+    g -= g.mean(1, keepdims=True)
+    spec -= spec.mean(1, keepdims=True)
+    g /= max(g.std(), 1e-12)
+    spec /= max(spec.std(), 1e-12)
+    f = d.submode_specific
+    offsets = d.submode_scale * ((np.sqrt(1 - f) * g + np.sqrt(f) * spec) * spread) @ basis
+    shared = r_nuis.normal(size=(d.nuisance, lat))
+    nuis = (shared + r_nuis.normal(size=(c, d.nuisance, lat))).astype(np.float32)
+    nuis /= np.linalg.norm(nuis, axis=2, keepdims=True)
+    return {"means": means, "residual": residual, "basis": basis, "offsets": offsets,
+            "offsets_attribute": g @ basis, "nuisance": nuis}
+
+
+def features(att_raw: np.ndarray, labels: np.ndarray, d: Difficulty) -> np.ndarray:
+    """(N, x_dim) float32 features of the images `labels` from the raw class attributes (C, A)."""
+    parts = class_structure(att_raw, d)
+    centre = parts["means"] + parts["residual"]
+    basis, offsets, nuis = parts["basis"], parts["offsets"], parts["nuisance"]
+    rng_proj, rng_img = _streams(d.seed)[4:]
+    proj = rng_proj.normal(size=(d.latent, d.x_dim)) / np.sqrt(d.latent)
     x = np.empty((len(labels), d.x_dim), np.float32)
-    for i in range(0, len(labels), 4096):  # bounded memory at AWA2's 37k images
-        y = labels[i:i + 4096]
-        u = rng.normal(size=(len(y), 1, d.nuisance))
-        z = (means[y] + d.nuisance_scale * (u @ nuis[y])[:, 0]
-             + d.noise_scale * rng.normal(size=(len(y), d.latent)))
-        x[i:i + len(y)] = np.maximum(z @ proj + PIXEL_NOISE * rng.normal(size=(len(y), d.x_dim)) + 0.5, 0)
+    for i in range(0, len(labels), 1024):  # bounded memory at AWA2's 37k images
+        y = labels[i:i + 1024]
+        mode = rng_img.integers(d.submodes, size=len(y))
+        u = rng_img.normal(size=(len(y), d.nuisance)).astype(np.float32)
+        w = (d.nuisance_scale * np.einsum("in,inl->il", u, nuis[y])
+             + d.noise_scale * rng_img.normal(size=(len(y), d.latent)))
+        w -= (1 - d.residual_noise) * (w @ basis.T) @ basis  # the noise along the class directions
+        z = centre[y] + offsets[y, mode] + w
+        x[i:i + len(y)] = np.maximum(z @ proj + PIXEL_NOISE * rng_img.normal(size=(len(y), d.x_dim)) + 0.5, 0)
     return x
 
 
@@ -183,10 +262,12 @@ def _savemat(path: Path, arrays: dict) -> None:
         f.write(b"MATLAB 5.0 MAT-file, zerodiffpp benchmark fixture".ljust(116))
 
 
-def write_fixture(out: Path, shape: str = "cub", difficulty: Difficulty = DIFFICULTY, small: bool = False,
+def write_fixture(out: Path, shape: str = "cub", difficulty: Difficulty | None = None, small: bool = False,
                   source: Path | None = None) -> Path:
-    """Write res101.mat, att_splits.mat and the class lists of `shape` into `out`; returns `out`."""
+    """Write res101.mat, att_splits.mat and the class lists of `shape` into `out`; returns `out`.
+    `difficulty` defaults to the shape's calibrated one (`DIFFICULTIES`)."""
     from scipy.io import loadmat
+    difficulty = difficulty or DIFFICULTIES[shape]
     source = (source or SHARED_XLSA17) / DATASETS[shape]
     if not (source / "att_splits.mat").exists():
         raise FileNotFoundError(f"{source / 'att_splits.mat'}: the real xlsa17 split files are needed "
@@ -214,27 +295,16 @@ def write_fixture(out: Path, shape: str = "cub", difficulty: Difficulty = DIFFIC
     return out
 
 
-def difficulty_report(folder: Path, name: str) -> dict:
-    """ESZSL ZSL T1 (regularisers chosen on the validation classes) and a linear seen classifier's
-    test-seen accuracy on the fixture in `folder`, as the pipeline prepares it (MinMax on trainval)."""
-    from sklearn.linear_model import RidgeClassifier
-
-    from zerodiffpp.baselines.eszsl import eszsl_t1, select_on_validation
-    from zerodiffpp.metrics import mean_per_class_accuracy
-    from zerodiffpp.splits import prepare_split
+def difficulty_report(folder: Path, name: str, seen_ratio: float = 1.0, seed: int = 0) -> dict:
+    """The simple-baseline panel (`zerodiffpp.baselines.panel`: ESZSL, ridge prototype regression in
+    both variants, the supervised ceiling, a linear seen classifier; every choice made on the
+    validation classes) on the fixture in `folder`, as the pipeline prepares it (MinMax on trainval)."""
+    from zerodiffpp.baselines.panel import panel
     from zerodiffpp.xlsa17 import load_xlsa17
-    fs = load_xlsa17(folder, name)
-    val = prepare_split(fs, 1.0, 0, "validation")[0]
-    (gamma, lam), scores = select_on_validation([val])
-    test = prepare_split(fs, 1.0, 0, "test")[0]
-    # the ridge penalty is chosen on the validation view's held-out images of its training classes
-    held = lambda alpha, s: mean_per_class_accuracy(  # noqa: E731
-        s.y_test_seen, RidgeClassifier(alpha=alpha).fit(s.x_train, s.y_train).predict(s.x_test_seen), s.seen)
-    alpha = max((1.0, 10.0, 100.0, 1000.0), key=lambda al: held(al, val))
-    seen_acc = held(alpha, test)
-    return {"eszsl_t1": eszsl_t1(test, gamma, lam), "eszsl_val_t1": float(np.mean(scores[(gamma, lam)])),
-            "eszsl_gamma": gamma, "eszsl_lambda": lam, "linear_seen_acc": seen_acc, "ridge_alpha": alpha,
-            "chance_t1": 1 / len(test.unseen), "n_seen": len(test.seen), "n_unseen": len(test.unseen)}
+    return panel(load_xlsa17(folder, name), seen_ratio, seed, "test")
+
+
+KNOBS = [f.name for f in fields(Difficulty) if f.name not in ("x_dim", "seed")]
 
 
 def main(argv=None):
@@ -245,24 +315,26 @@ def main(argv=None):
     ap.add_argument("--source", type=Path, default=None, help=f"xlsa17 split files (default {SHARED_XLSA17})")
     ap.add_argument("--synthetic-splits", action="store_true",
                     help="with --small: invented CUB-format split files instead of the real ones")
-    for f in ("attribute_noise", "nuisance_scale", "noise_scale", "latent", "gain"):
-        ap.add_argument(f"--{f.replace('_', '-')}", type=type(getattr(DIFFICULTY, f)), default=getattr(DIFFICULTY, f))
+    for f in KNOBS:
+        ap.add_argument(f"--{f.replace('_', '-')}", type=type(getattr(DIFFICULTY, f)), default=None,
+                        help=f"default: the shape's (CUB {getattr(DIFFICULTY, f)})")
     ap.add_argument("--seed", type=int, default=DIFFICULTY.seed)
+    ap.add_argument("--seen-ratio", type=float, default=1.0, help="the panel's seen ratio (the fixture is the same)")
+    ap.add_argument("--no-report", action="store_true", help="write the fixture only, without the panel")
     a = ap.parse_args(argv)
-    d = replace(DIFFICULTY, attribute_noise=a.attribute_noise, nuisance_scale=a.nuisance_scale,
-                noise_scale=a.noise_scale, latent=a.latent, gain=a.gain, seed=a.seed)
+    d = replace(DIFFICULTIES[a.shape], seed=a.seed,
+                **{f: getattr(a, f) for f in KNOBS if getattr(a, f) is not None})
     if a.synthetic_splits:
         if not a.small or a.shape != "cub":
             raise SystemExit("--synthetic-splits: only with --small (and --shape cub)")
         a.source = synthetic_splits(a.out / "splits", a.seed)
     write_fixture(a.out, a.shape, d, a.small, a.source)
-    r = difficulty_report(a.out, DATASETS[a.shape] + ("-small" if a.small else ""))
-    print(f"{a.out}: {DATASETS[a.shape]}-shaped fixture{' (small)' if a.small else ''}, {r['n_seen']} seen / "
-          f"{r['n_unseen']} unseen classes, {d}")
-    print(f"difficulty: closed-form ESZSL ZSL T1 {r['eszsl_t1']:.3f} (chance {r['chance_t1']:.3f}; gamma "
-          f"{r['eszsl_gamma']:g}, lambda {r['eszsl_lambda']:g} chosen on validation, T1 {r['eszsl_val_t1']:.3f} "
-          f"there); linear seen classifier {r['linear_seen_acc']:.3f} (ridge, alpha {r['ridge_alpha']:g} chosen on "
-          "validation)")
+    print(f"{a.out}: {DATASETS[a.shape]}-shaped fixture{' (small)' if a.small else ''}, {d}")
+    if a.no_report:
+        return None
+    from zerodiffpp.baselines.panel import panel_markdown
+    r = difficulty_report(a.out, DATASETS[a.shape] + ("-small" if a.small else ""), a.seen_ratio, 0)
+    print(panel_markdown(r))
     return r
 
 
