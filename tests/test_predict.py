@@ -13,7 +13,7 @@ import yaml
 from zerodiffpp.calibration import pseudo_labels_value
 from zerodiffpp.pipeline.in_process import calibrate, train_generators, train_validation
 from stages import extract
-from zerodiffpp.pipeline import adapt, classify, synthesize
+from zerodiffpp.pipeline import post_training
 from tests.conftest import ROOT, make_xlsa17
 from tests.test_folder import make_folder
 from tests.tiny import tiny_params
@@ -21,7 +21,6 @@ from zerodiffpp import io, paths, predict
 from zerodiffpp.backbone import EXTRACTOR
 from zerodiffpp.data import FeatureSet
 from zerodiffpp.errors import DataError
-from zerodiffpp.runtime import setup
 from zerodiffpp.xlsa17 import load_xlsa17
 
 N_SEEN, N_UNSEEN, HELD_BACK = 20, 5, 6  # HELD_BACK images per class never reach the pipeline
@@ -43,12 +42,8 @@ def train_model(p: dict, fs: FeatureSet, model_dir):
     p["train"]["threads"] = 1
     prep, drg_ckpt, gen_ckpt = train_generators(p, fs)
     calib = calibrate(p, train_validation(p, fs))
-    device = setup(p["train"], adapt.SEED_OFFSET)
-    adapted, pseudo, _ = adapt.run(p, prep, gen_ckpt, drg_ckpt, pseudo_labels_value(calib), device)
-    setup(p["train"], synthesize.SEED_OFFSET)
-    syn = synthesize.run(p, prep, adapted, drg_ckpt, pseudo, device)
-    setup(p["train"], classify.SEED_OFFSET)
-    states, preds, _ = classify.run(p, prep, syn, adapted, calib["classifier"]["value"], device)
+    out = post_training.run(p, prep, drg_ckpt, gen_ckpt, pseudo_labels_value(calib), calib["classifier"]["value"])
+    adapted, states, preds = out["adapted"], out["states"], out["preds"]
     fs.save(model_dir / paths.FEATURES)
     prep.save(model_dir / paths.PREPARED)
     io.save_torch(model_dir / paths.ADAPTED_GENERATOR, adapted)

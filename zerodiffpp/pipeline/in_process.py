@@ -7,7 +7,7 @@ end-to-end tests; training and post-training are apart, so that variants can sha
 from zerodiffpp.calibration import gzsl_curve, pseudo_labels_value
 from zerodiffpp.data import FeatureSet
 from zerodiffpp.methods import with_components
-from zerodiffpp.pipeline import adapt, classify, pretrain, report, synthesize, train, validation
+from zerodiffpp.pipeline import post_training, pretrain, report, train, validation
 from zerodiffpp.runtime import setup
 
 
@@ -41,16 +41,12 @@ def evaluate_generators(p: dict, prep, drg_ckpt: dict, gen_ckpt: dict, calib: di
     `calib`: -> the metrics of eval.json; with `curve`, also 'calibration_curve': the split's U, S,
     H at every calibration value (zerodiffpp.calibration.split_curve), from the same GZSL classifier."""
     p = with_components(p, calib["components"])  # DiffTTA / DiffGen as the validation pass's gate chose
-    device = setup(p["train"], adapt.SEED_OFFSET)
-    adapted, pseudo, _ = adapt.run(p, prep, gen_ckpt, drg_ckpt, pseudo_labels_value(calib), device)
-    setup(p["train"], synthesize.SEED_OFFSET)
-    syn = synthesize.run(p, prep, adapted, drg_ckpt, pseudo, device)
-    setup(p["train"], classify.SEED_OFFSET)
-    states, preds, _ = classify.run(p, prep, syn, adapted, calib["classifier"]["value"], device)
-    setup(p["train"], report.SEED_OFFSET)
-    metrics = report.run(p, prep, syn, preds, pseudo, gen_ckpt, drg_ckpt, calib, device, states, adapted)
+    out = post_training.run(p, prep, drg_ckpt, gen_ckpt, pseudo_labels_value(calib), calib["classifier"]["value"])
+    device = setup(p["train"], report.SEED_OFFSET)
+    metrics = report.run(p, prep, out["syn"], out["preds"], out["pseudo"], gen_ckpt, drg_ckpt, calib, device,
+                         out["states"], out["adapted"])
     if curve:
-        metrics["calibration_curve"] = gzsl_curve(states, adapted, prep, device)
+        metrics["calibration_curve"] = gzsl_curve(out["states"], out["adapted"], prep, device)
     return metrics
 
 

@@ -22,8 +22,8 @@ from zerodiffpp import calibration, methods
 from zerodiffpp.data import FeatureSet, Prepared
 from zerodiffpp.errors import DataError
 from zerodiffpp.metrics import mean_per_class_accuracy
-from zerodiffpp.pipeline import adapt, classify, pretrain, synthesize, train
-from zerodiffpp.runtime import log, setup
+from zerodiffpp.pipeline import post_training, pretrain, train
+from zerodiffpp.runtime import log, resolve_device, setup
 from zerodiffpp.splits import calibration_view
 
 SEED_OFFSET = 10  # added to each step's own offset: the pass draws from random streams of its own
@@ -82,7 +82,7 @@ def evaluate_on_split(p, prep: Prepared, drg_ckpt: dict, gen_ckpt: dict) -> dict
     (best H of DiffTTA's provisional classifier, when it pseudo-labelled), 'T1' (its ZSL classifier on
     the validation classes)}. Labels read here are those of training images only."""
     q, ratio = pass_params(p), p["train"]["seen_ratio"]
-    device = setup(p["train"], SEED_OFFSET + adapt.SEED_OFFSET)
+    device = resolve_device(p["train"]["device"])
     pl_choices = []
 
     def choose_pseudo_label_value(clf) -> float:
@@ -92,14 +92,10 @@ def evaluate_on_split(p, prep: Prepared, drg_ckpt: dict, gen_ckpt: dict) -> dict
     pl_param = p["tta"]["calibration"]
     pl_value = choose_pseudo_label_value if calibration.is_auto(pl_param, ratio) else \
         calibration.value_for(pl_param, ratio, None, "tta.calibration")["value"]
-    adapted, pseudo, _ = adapt.run(q, prep, gen_ckpt, drg_ckpt, pl_value, device)
-    setup(p["train"], SEED_OFFSET + synthesize.SEED_OFFSET)
-    syn = synthesize.run(q, prep, adapted, drg_ckpt, pseudo, device)
-    setup(p["train"], SEED_OFFSET + classify.SEED_OFFSET)
-    states, preds, _ = classify.run(q, prep, syn, adapted, 0.0, device)
-    curve = calibration.gzsl_curve(states, adapted, prep, device)
+    out = post_training.run(q, prep, drg_ckpt, gen_ckpt, pl_value, 0.0, seed_offset=SEED_OFFSET)
+    curve = calibration.gzsl_curve(out["states"], out["adapted"], prep, device)
     return {"curve": curve, "choice": calibration.choice(curve), "pseudo_labels": pl_choices[-1] if pl_choices else None,
-            "T1": mean_per_class_accuracy(prep.y_test_unseen, preds["zsl_test_unseen"], prep.unseen)}
+            "T1": mean_per_class_accuracy(prep.y_test_unseen, out["preds"]["zsl_test_unseen"], prep.unseen)}
 
 
 def calibrate_pass(p, prep: Prepared, drg_ckpt: dict, gen_ckpt: dict, split: dict) -> dict:
@@ -109,16 +105,17 @@ def calibrate_pass(p, prep: Prepared, drg_ckpt: dict, gen_ckpt: dict, split: dic
     DiffGen run only where they help on classes no model of the run saw. -> the record
     {'classifier', 'pseudo_labels', 'components', 'validation_pass', 'curve'}."""
     results = {}
-    for name, comps in candidates(p):
+    for name, comps in candidates(p):  # one trained generator, the same random streams for each variant
         results[name] = evaluate_on_split(methods.with_components(p, comps), prep, drg_ckpt, gen_ckpt)
         r = results[name]
         log.info("validation pass, %s: ZSL T1 %.3f, GZSL H %.3f at calibrated stacking %+.2f (U %.3f, S %.3f; at 0: "
                  "H %.3f)", name, r["T1"], r["choice"]["H"], r["choice"]["value"], r["choice"]["U"],
                  r["choice"]["S"], calibration.at(r["curve"], 0.0)["H"])
     score = lambda name: (results[name]["T1"] + results[name]["choice"]["H"]) / 2  # noqa: E731
-    names = [name for name, _ in candidates(p)]  # the configured method first, the lightest last
+    variants = dict(candidates(p))  # the configured method first, the lightest last
+    names = list(variants)
     chosen = max(reversed(names), key=score)  # ties: the lighter
-    comps = dict(candidates(p))[chosen]
+    comps = variants[chosen]
     if len(names) > 1:
         log.info("validation pass: tta.gate keeps %s (%s)", chosen,
                  ", ".join(f"{n} {score(n):.3f}" for n in names))
