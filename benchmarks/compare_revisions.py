@@ -28,7 +28,7 @@ MEASURE = r'''
 import json, sys, time
 import numpy as np, torch
 from torch.profiler import ProfilerActivity, profile
-from zerodiffpp.params import load_params
+from zerodiffpp.runtime.params import load_params
 model, width, iters = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 torch.manual_seed(0)
 p = load_params()
@@ -42,7 +42,7 @@ d = dict(p["diffusion"], time_dim=att_dim)
 counts = dispatch_counts
 
 if model == "dfg":
-    from zerodiffpp.dfg import ZeroDiffTrainer
+    from zerodiffpp.generators.dfg import ZeroDiffTrainer
     n = 2000
     g = dict(p["gen"], batch_size=batch, hidden=width, critic_hidden=width, dec_hidden=width, noise_dim=att_dim,
              cond_dim=att_dim)
@@ -61,7 +61,7 @@ if model == "dfg":
         iteration()
     ms = (time.perf_counter() - t) / iters * 1000
 else:
-    from zerodiffpp.drg import train_drg
+    from zerodiffpp.generators.drg import train_drg
     g = dict(p["drg"], batch_size=batch, hidden=width, critic_hidden=width, noise_dim=att_dim)
     def run(k, epochs):  # k iterations per epoch: k batches of data
         n = batch * k

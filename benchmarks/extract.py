@@ -12,8 +12,8 @@ import time
 import numpy as np
 import torch
 
-from zerodiffpp import embedded
-from zerodiffpp.params import load_params
+from zerodiffpp.data import embedded
+from zerodiffpp.runtime.params import load_params
 
 
 def main(argv=None):

@@ -17,14 +17,14 @@ import numpy as np
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from zerodiffpp import diffusion
-from zerodiffpp.diffgen import partial_synthesis
-from zerodiffpp.difftta import adaptation_step
-from zerodiffpp.networks import build_feature_generator
-from zerodiffpp.params import load_params
-from zerodiffpp.runtime import resolve_device
-from zerodiffpp.synth import Synthesizer
-from zerodiffpp.training import adam, to_tensor
+from zerodiffpp.nn import diffusion
+from zerodiffpp.transductive.diffgen import partial_synthesis
+from zerodiffpp.transductive.difftta import adaptation_step
+from zerodiffpp.nn.networks import build_feature_generator
+from zerodiffpp.runtime.params import load_params
+from zerodiffpp.runtime.session import resolve_device
+from zerodiffpp.generators.synth import Synthesizer
+from zerodiffpp.nn.training import adam, to_tensor
 
 from benchmarks.train_step import SHAPES, dispatch_counts, sync
 

@@ -96,13 +96,13 @@ def stage_only(stage: str, iters: int | None) -> None:
     iteration-counted trainers, then print this process's own resident high-water mark."""
     import importlib
 
-    from zerodiffpp import dfg, drg, fclswgan, sc
+    from zerodiffpp.generators import dfg, drg, fclswgan, sc
     if iters:
         for module in (dfg, drg, fclswgan, sc):
             real = module.iters_per_epoch
             module.iters_per_epoch = lambda n, batch, real=real: min(iters, real(n, batch))
     module = importlib.import_module(f"stages.{stage}")
-    from zerodiffpp.runtime import run_stage as run
+    from zerodiffpp.runtime.session import run_stage as run
     run(stage, module.main)
     with open("/proc/self/status") as f:
         kib = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))

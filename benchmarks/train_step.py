@@ -19,11 +19,11 @@ import numpy as np
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from zerodiffpp import diffusion
-from zerodiffpp.dfg import ZeroDiffTrainer
-from zerodiffpp.drg import DRGTrainer
-from zerodiffpp.params import load_params
-from zerodiffpp.runtime import compile_networks, resolve_device
+from zerodiffpp.nn import diffusion
+from zerodiffpp.generators.dfg import ZeroDiffTrainer
+from zerodiffpp.generators.drg import DRGTrainer
+from zerodiffpp.runtime.params import load_params
+from zerodiffpp.runtime.session import compile_networks, resolve_device
 
 BATCH = 64
 # (x dim, attribute dim, r dim, classes, training samples) of the two input shapes

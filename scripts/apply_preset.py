@@ -8,9 +8,9 @@ from pathlib import Path
 import yaml
 from ruamel.yaml import YAML  # ships with dvc; round-trips comments
 
-from zerodiffpp import paths
-from zerodiffpp.errors import ParamsError
-from zerodiffpp.params import load_params
+from zerodiffpp.runtime import paths
+from zerodiffpp.runtime.errors import ParamsError
+from zerodiffpp.runtime.params import load_params
 
 PRESETS = Path(__file__).resolve().parents[1] / "presets"
 EMBEDDED_ROOT = "zerodiffpp/assets"  # params.yaml's data.root for the embedded default

@@ -11,11 +11,11 @@ import argparse
 
 import numpy as np
 
-from zerodiffpp import paths
+from zerodiffpp.runtime import paths
 from zerodiffpp.baselines.eszsl import eszsl_t1, select_on_validation
-from zerodiffpp.data import FeatureSet
-from zerodiffpp.params import load_params
-from zerodiffpp.splits import prepare_split
+from zerodiffpp.data.features import FeatureSet
+from zerodiffpp.runtime.params import load_params
+from zerodiffpp.data.splits import prepare_split
 
 
 def main(argv=None):

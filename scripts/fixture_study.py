@@ -1,6 +1,6 @@
 """The methods on a benchmark-difficulty fixture (docs/fixture.md), over seeds and seen ratios.
 
-    python -m benchmarks.fixture --shape cub --out /tmp/cub-fixture
+    python -m zerodiffpp.fixtures.realistic --shape cub --out /tmp/cub-fixture
     python -m scripts.fixture_study --root /tmp/cub-fixture --preset presets/cub-cpu.yaml \\
         --methods zerodiffpp zerodiff fclswgan panel --seeds 0 1 2 --ratios 1.0 0.3 0.1 --jobs 2
 
@@ -15,7 +15,7 @@ data.protocol) instead of the test split: the place to choose settings (`--set s
 ESZSL is the closed-form reference: its regularisers are chosen on the dataset's validation classes,
 then the test split is scored once (on the validation protocol its row is that validation T1).
 Every generative row carries its split's U, S, H at each calibrated-stacking value (the same GZSL
-classifier; zerodiffpp.calibration.split_curve). `--calibration-from` a validation study's rows adds
+classifier; zerodiffpp.evaluation.calibration.split_curve). `--calibration-from` a validation study's rows adds
 the numbers at the value chosen on the validation classes (calibrated stacking's own protocol; the
 pipeline's `calibration: auto` chooses on held-out seen classes the generator trained on).
 `--variant NAME KEY=VALUE...` adds post-training settings (DiffTTA, DiffGen, synthesis, classifier)
@@ -49,8 +49,8 @@ KEYS = ("T1", "U", "S", "H", "gen_seen_acc", "calibration", "minutes")
 
 def parse_sets(sets: list[str]) -> dict:
     """["gen.lr=0.001", ...] -> {"gen.lr": 0.001, ...} (values read as YAML; a row records them)."""
-    from zerodiffpp.errors import ParamsError
-    from zerodiffpp.params import parse_assignment
+    from zerodiffpp.runtime.errors import ParamsError
+    from zerodiffpp.runtime.params import parse_assignment
     try:
         return dict(parse_assignment(s) for s in sets)
     except ParamsError as e:
@@ -61,8 +61,8 @@ def parse_variants(args: list[list[str]], sets: dict) -> list[tuple[str, dict]]:
     """[["keep3", "tta.keep_fraction=0.3"], ...] -> [("keep3", {**sets, "tta.keep_fraction": 0.3}), ...]
     (each variant's full `set`); a name used twice, a variant without changes, or one that changes a
     param pretrain or train declares (it would need its own generator) is refused before any work."""
-    from zerodiffpp.errors import ParamsError
-    from zerodiffpp.params import declared_keys, parse_assignment
+    from zerodiffpp.runtime.errors import ParamsError
+    from zerodiffpp.runtime.params import declared_keys, parse_assignment
     training = declared_keys("pretrain") + declared_keys("train")
     out, names = [], set()
     for name, *changes in args:
@@ -94,8 +94,8 @@ def row_key(row: dict) -> tuple:
 
 def study_params(preset: Path | None, root: Path, name: str, method: str, seed: int, ratio: float,
                  protocol: str = "test", sets: dict | None = None) -> dict:
-    from zerodiffpp.errors import ParamsError
-    from zerodiffpp.params import assign, validate
+    from zerodiffpp.runtime.errors import ParamsError
+    from zerodiffpp.runtime.params import assign, validate
     p = yaml.safe_load((ROOT / "params.yaml").read_text())
     if preset is not None:
         for section, values in yaml.safe_load(preset.read_text()).items():
@@ -118,8 +118,8 @@ def run_point(args: tuple) -> list[dict]:
     the base (None, `sets`) and variants, all on one generator trained with `sets`."""
     preset, root, name, methods, seed, ratio, protocol, sets, evaluations = args
     os.environ.setdefault("TQDM_DISABLE", "1")  # one log line per point, not progress bars from two workers
-    from zerodiffpp.splits import prepare_split
-    from zerodiffpp.xlsa17 import load_xlsa17
+    from zerodiffpp.data.splits import prepare_split
+    from zerodiffpp.data.xlsa17 import load_xlsa17
     start = time.time()
     fs = load_xlsa17(root, name)
     base = {"seed": seed, "seen_ratio": ratio, "protocol": protocol, "set": sets}
@@ -133,7 +133,7 @@ def run_point(args: tuple) -> list[dict]:
                 for name in BASELINES]
     from zerodiffpp.pipeline import pretrain, train
     from zerodiffpp.pipeline.in_process import calibrate, evaluate_generators, train_validation
-    from zerodiffpp.runtime import setup
+    from zerodiffpp.runtime.session import setup
     p = study_params(preset, root, name, methods[0], seed, ratio, protocol, sets)
     device = setup(p["train"], pretrain.SEED_OFFSET)
     prep, _, drg_ckpt, _, _ = pretrain.run(p, fs, device)
@@ -199,7 +199,7 @@ def chosen_on_validation(val_rows: list[dict], method: str, ratio: float, sets: 
     """Calibrated stacking's value as its authors choose it: the best validation H (mean over the
     validation rows' seeds) of `method` at `ratio` with the same `--set` values, from
     validation-protocol rows only; None if there are none."""
-    from zerodiffpp.calibration import best
+    from zerodiffpp.evaluation.calibration import best
     rs = [r for r in val_rows if r.get("protocol") == "validation" and r["method"] == method
           and np.isclose(r["seen_ratio"], ratio) and r.get("set", {}) == (sets or {}) and r.get("calibration_curve")]
     if not rs:
@@ -244,7 +244,7 @@ def table(rows: list[dict], val_rows: list[dict] | None = None) -> str:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--root", type=Path, required=True, help="the fixture folder (benchmarks.fixture --out)")
+    ap.add_argument("--root", type=Path, required=True, help="the fixture folder (zerodiffpp.fixtures.realistic --out)")
     ap.add_argument("--name", default="CUB", help="data.name of the fixture (CUB, SUN, AWA2)")
     ap.add_argument("--preset", type=Path, default=None, help="a presets/*.yaml applied over params.yaml")
     ap.add_argument("--methods", nargs="+", default=[*GENERATIVE, "panel"], choices=[*GENERATIVE, "panel"],
@@ -268,7 +268,7 @@ def main(argv=None):
     if a.jobs < 1:
         raise SystemExit("--jobs: expected at least 1")
     if not (a.root / "att_splits.mat").exists():
-        raise SystemExit(f"--root {a.root}: no att_splits.mat (write one with python -m benchmarks.fixture)")
+        raise SystemExit(f"--root {a.root}: no att_splits.mat (write one with python -m zerodiffpp.fixtures.realistic)")
     if a.preset is not None and not a.preset.exists():
         raise SystemExit(f"--preset {a.preset}: not found")
     if a.calibration_from is not None and not a.calibration_from.exists():

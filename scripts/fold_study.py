@@ -35,11 +35,11 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 import numpy as np  # noqa: E402
 
 from zerodiffpp.pipeline.in_process import calibrate, evaluate_generators, train_generators, train_validation  # noqa: E402,E501
-from zerodiffpp import paths  # noqa: E402
-from zerodiffpp.data import FeatureSet  # noqa: E402
-from zerodiffpp.errors import DataError, ParamsError  # noqa: E402
-from zerodiffpp.io import save_text  # noqa: E402
-from zerodiffpp.params import apply_assignment, declared_keys, load_params, lookup, validate  # noqa: E402
+from zerodiffpp.runtime import paths  # noqa: E402
+from zerodiffpp.data.features import FeatureSet  # noqa: E402
+from zerodiffpp.runtime.errors import DataError, ParamsError  # noqa: E402
+from zerodiffpp.runtime.files import save_text  # noqa: E402
+from zerodiffpp.runtime.params import apply_assignment, declared_keys, load_params, lookup, validate  # noqa: E402
 
 BASE = "base"
 MAX_FOLDS = 100

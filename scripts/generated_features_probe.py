@@ -14,10 +14,10 @@ import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegression
 
-from zerodiffpp import paths
-from zerodiffpp.data import Prepared
-from zerodiffpp.synth import Synthesizer
-from zerodiffpp.io import load_torch
+from zerodiffpp.runtime import paths
+from zerodiffpp.data.features import Prepared
+from zerodiffpp.generators.synth import Synthesizer
+from zerodiffpp.runtime.files import load_torch
 
 
 def main(argv=None):

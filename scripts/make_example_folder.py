@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from zerodiffpp import embedded
+from zerodiffpp.data import embedded
 
 DESCRIPTIONS = {
     "bear": "a big heavy round animal like a huge dog, with shaggy fur, short legs, a tiny tail and paws; "

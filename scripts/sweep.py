@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from scripts import sweep_runners as runners
-from zerodiffpp.io import atomic_path, save_csv, save_text
+from zerodiffpp.runtime.files import atomic_path, save_csv, save_text
 
 log = logging.getLogger("scripts.sweep")
 METHODS = ("fclswgan", "zerodiff", "zerodiffpp")

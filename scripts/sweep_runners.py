@@ -7,7 +7,7 @@ workers   a thread pool (concurrent.futures) of one worker per GPU (`--gpus`) or
 submitit  each point is a submitit job (one Slurm job array), or a local process with `--cluster local`;
           the job runs `run_point` through `PointJob`, which submitit requeues when Slurm preempts it or its
           time limit nears: the requeued job reruns `dvc exp run` in the same clone, and the interrupted
-          stage resumes from its checkpoint there (zerodiffpp/checkpoints.py).
+          stage resumes from its checkpoint there (zerodiffpp/runtime/checkpoints.py).
 
 run_point: `git clone --shared` of the repository at the sweep's commit (uncommitted edits to tracked files are
 applied as a patch, as DVC's queue would include them) into <jobs-dir>/ws/<name>, the main repository's DVC cache

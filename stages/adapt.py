@@ -1,14 +1,14 @@
 """Stage adapt: DiffTTA (ZeroDiff++): pseudo-labels the test features, fine-tunes the generator (else passes it on)."""
-from zerodiffpp import paths
-from zerodiffpp.calibration import pseudo_labels_value
-from zerodiffpp.checkpoints import Checkpoints
-from zerodiffpp.data import Prepared
-from zerodiffpp.io import load_json, load_torch, save_npz, save_torch
-from zerodiffpp.live import LiveLog
-from zerodiffpp.methods import with_components
-from zerodiffpp.params import load_stage_params
+from zerodiffpp.runtime import paths
+from zerodiffpp.evaluation.calibration import pseudo_labels_value
+from zerodiffpp.runtime.checkpoints import Checkpoints
+from zerodiffpp.data.features import Prepared
+from zerodiffpp.runtime.files import load_json, load_torch, save_npz, save_torch
+from zerodiffpp.runtime.live import LiveLog
+from zerodiffpp.pipeline.methods import with_components
+from zerodiffpp.runtime.params import load_stage_params
 from zerodiffpp.pipeline import adapt
-from zerodiffpp.runtime import run_stage, setup
+from zerodiffpp.runtime.session import run_stage, setup
 
 
 def main():

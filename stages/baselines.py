@@ -1,11 +1,11 @@
 """Stage baselines: the simple-baseline panel on the run's split (ESZSL, ridge prototype regression,
 the supervised ceiling; zerodiffpp/baselines/) -> metrics/baselines.json and metrics/baselines.md."""
-from zerodiffpp import paths
+from zerodiffpp.runtime import paths
 from zerodiffpp.baselines.panel import panel, panel_markdown, panel_metrics
-from zerodiffpp.data import FeatureSet
-from zerodiffpp.io import save_json, save_text
-from zerodiffpp.params import load_stage_params
-from zerodiffpp.runtime import log, run_stage
+from zerodiffpp.data.features import FeatureSet
+from zerodiffpp.runtime.files import save_json, save_text
+from zerodiffpp.runtime.params import load_stage_params
+from zerodiffpp.runtime.session import log, run_stage
 
 
 def main():

@@ -1,11 +1,11 @@
 """Stage calibrate: the validation pass's DiffTTA, synthesis and classifiers; calibrated stacking's
 values chosen on its validation classes (or params.yaml's numbers) -> models/calibration."""
-from zerodiffpp import paths
-from zerodiffpp.data import Prepared
-from zerodiffpp.io import load_json, load_torch, save_json
-from zerodiffpp.params import load_stage_params
+from zerodiffpp.runtime import paths
+from zerodiffpp.data.features import Prepared
+from zerodiffpp.runtime.files import load_json, load_torch, save_json
+from zerodiffpp.runtime.params import load_stage_params
 from zerodiffpp.pipeline import validation
-from zerodiffpp.runtime import log, resolve_device, run_stage
+from zerodiffpp.runtime.session import log, resolve_device, run_stage
 
 
 def main():

@@ -1,11 +1,11 @@
 """Stage classify: the final linear softmax classifiers (GZSL over all classes, ZSL over unseen)."""
-from zerodiffpp import paths
-from zerodiffpp.data import Prepared
-from zerodiffpp.io import load_json, load_npz, load_torch, save_npz, save_torch
-from zerodiffpp.live import LiveLog
-from zerodiffpp.params import load_stage_params
+from zerodiffpp.runtime import paths
+from zerodiffpp.data.features import Prepared
+from zerodiffpp.runtime.files import load_json, load_npz, load_torch, save_npz, save_torch
+from zerodiffpp.runtime.live import LiveLog
+from zerodiffpp.runtime.params import load_stage_params
 from zerodiffpp.pipeline import classify
-from zerodiffpp.runtime import run_stage, setup
+from zerodiffpp.runtime.session import run_stage, setup
 
 
 def main():

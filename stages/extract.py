@@ -1,22 +1,22 @@
 """Stage extract: read the dataset (run the pretrained CNN for the embedded default or an image folder)
 -> data/features (features.npz, and extractor.json: what made the features, for predict)."""
-from zerodiffpp import paths
-from zerodiffpp.backbone import EXTRACTOR, record
-from zerodiffpp.data import FeatureSet
-from zerodiffpp.io import save_json
-from zerodiffpp.params import load_stage_params
-from zerodiffpp.runtime import log, run_stage
-from zerodiffpp.xlsa17 import load_xlsa17
+from zerodiffpp.runtime import paths
+from zerodiffpp.data.backbone import EXTRACTOR, record
+from zerodiffpp.data.features import FeatureSet
+from zerodiffpp.runtime.files import save_json
+from zerodiffpp.runtime.params import load_stage_params
+from zerodiffpp.runtime.session import log, run_stage
+from zerodiffpp.data.xlsa17 import load_xlsa17
 
 
 def load_source(d: dict) -> FeatureSet:
     """The embedded default, your image folder, or an xlsa17 benchmark folder (data.name, data.root)."""
     if d["name"] == "embedded":
-        from zerodiffpp.embedded import load_embedded  # imports the CNN's packages only when needed
+        from zerodiffpp.data.embedded import load_embedded  # imports the CNN's packages only when needed
         return load_embedded(d["image_size"], d["extract_batch_size"], d["test_fraction"], d["split_seed"],
                              root=d["root"])
     if d["name"] == "folder":
-        from zerodiffpp.folder import load_folder
+        from zerodiffpp.data.folder import load_folder
         return load_folder(d["root"], d["class_table"], d["unseen"], d["embedding"], d["image_size"],
                            d["extract_batch_size"], d["test_fraction"], d["split_seed"], d["backbone"],
                            d["backbone_weights"], d["text_model"])

@@ -1,12 +1,12 @@
 """Stage pretrain: data scarcity + scaling, SC encoder r = E_sc(x), and the DRG p(r | a)."""
-from zerodiffpp import paths
-from zerodiffpp.checkpoints import Checkpoints
-from zerodiffpp.data import FeatureSet
-from zerodiffpp.io import save_torch
-from zerodiffpp.live import LiveLog
-from zerodiffpp.params import load_stage_params
+from zerodiffpp.runtime import paths
+from zerodiffpp.runtime.checkpoints import Checkpoints
+from zerodiffpp.data.features import FeatureSet
+from zerodiffpp.runtime.files import save_torch
+from zerodiffpp.runtime.live import LiveLog
+from zerodiffpp.runtime.params import load_stage_params
 from zerodiffpp.pipeline import pretrain
-from zerodiffpp.runtime import run_stage, setup
+from zerodiffpp.runtime.session import run_stage, setup
 
 
 def main():

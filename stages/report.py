@@ -1,12 +1,12 @@
 """Stage report: metrics/eval.json, metrics/report.md and the plots. The only reader of test labels."""
-from zerodiffpp import paths
-from zerodiffpp.data import Prepared
-from zerodiffpp.io import load_json, load_npz, load_torch, save_csv, save_json, save_text
-from zerodiffpp.methods import with_components
-from zerodiffpp.params import load_stage_params
+from zerodiffpp.runtime import paths
+from zerodiffpp.data.features import Prepared
+from zerodiffpp.runtime.files import load_json, load_npz, load_torch, save_csv, save_json, save_text
+from zerodiffpp.pipeline.methods import with_components
+from zerodiffpp.runtime.params import load_stage_params
 from zerodiffpp.pipeline import report
-from zerodiffpp.report import confusion_rows, curves_png, per_class_png, per_class_rows, report_markdown
-from zerodiffpp.runtime import log, run_stage, setup
+from zerodiffpp.evaluation.report import confusion_rows, curves_png, per_class_png, per_class_rows, report_markdown
+from zerodiffpp.runtime.session import log, run_stage, setup
 
 
 def main():

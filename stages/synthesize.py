@@ -1,12 +1,12 @@
 """Stage synthesize: fully generated unseen features, plus DiffGen's partially synthesised ones
 (ZeroDiff++)."""
-from zerodiffpp import paths
-from zerodiffpp.data import Prepared
-from zerodiffpp.io import load_json, load_npz, load_torch, save_npz
-from zerodiffpp.methods import with_components
-from zerodiffpp.params import load_stage_params
+from zerodiffpp.runtime import paths
+from zerodiffpp.data.features import Prepared
+from zerodiffpp.runtime.files import load_json, load_npz, load_torch, save_npz
+from zerodiffpp.pipeline.methods import with_components
+from zerodiffpp.runtime.params import load_stage_params
 from zerodiffpp.pipeline import synthesize
-from zerodiffpp.runtime import run_stage, setup
+from zerodiffpp.runtime.session import run_stage, setup
 
 
 def main():

@@ -1,12 +1,12 @@
 """Stage train: the feature generator (ZeroDiff DFG, or the f-CLSWGAN baseline) -> models/generator."""
-from zerodiffpp import paths
-from zerodiffpp.checkpoints import Checkpoints
-from zerodiffpp.data import Prepared
-from zerodiffpp.io import load_torch, save_torch
-from zerodiffpp.live import LiveLog
-from zerodiffpp.params import load_stage_params
+from zerodiffpp.runtime import paths
+from zerodiffpp.runtime.checkpoints import Checkpoints
+from zerodiffpp.data.features import Prepared
+from zerodiffpp.runtime.files import load_torch, save_torch
+from zerodiffpp.runtime.live import LiveLog
+from zerodiffpp.runtime.params import load_stage_params
 from zerodiffpp.pipeline import train
-from zerodiffpp.runtime import run_stage, setup
+from zerodiffpp.runtime.session import run_stage, setup
 
 
 def main():

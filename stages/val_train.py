@@ -1,14 +1,14 @@
 """Stage val_train: the validation pass's pretrain and train, without its validation classes
 (zerodiffpp/pipeline/validation.py) -> models/validation. Nothing to train when params.yaml fixes
 every calibrated-stacking value the run needs."""
-from zerodiffpp import paths
-from zerodiffpp.checkpoints import Checkpoints
-from zerodiffpp.data import FeatureSet
-from zerodiffpp.io import save_json, save_torch
-from zerodiffpp.live import LiveLog
-from zerodiffpp.params import load_stage_params
+from zerodiffpp.runtime import paths
+from zerodiffpp.runtime.checkpoints import Checkpoints
+from zerodiffpp.data.features import FeatureSet
+from zerodiffpp.runtime.files import save_json, save_torch
+from zerodiffpp.runtime.live import LiveLog
+from zerodiffpp.runtime.params import load_stage_params
 from zerodiffpp.pipeline import validation
-from zerodiffpp.runtime import log, run_stage
+from zerodiffpp.runtime.session import log, run_stage
 
 
 def main():

@@ -8,7 +8,8 @@ import torch
 from scipy.io import savemat
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_XLSA17 = ROOT.parent / "shared" / "data" / "xlsa17"
+SHARED_XLSA17 = ROOT.parent / "shared" / "data" / "xlsa17"  # sent_splits.mat (not shipped)
+XLSA17_SPLITS = ROOT / "zerodiffpp" / "assets" / "xlsa17"  # the real split files, shipped
 
 
 def make_xlsa17(folder: Path, n_seen=4, n_unseen=2, att_dim=6, x_dim=32, per_class=24, seed=0,

@@ -10,9 +10,9 @@ from sklearn.neighbors import KNeighborsClassifier
 from tests.conftest import make_xlsa17
 from zerodiffpp.baselines import ceiling, eszsl, prototypes, stacking
 from zerodiffpp.baselines.panel import panel, panel_markdown
-from zerodiffpp.data import Prepared
-from zerodiffpp.splits import validation_view
-from zerodiffpp.xlsa17 import load_xlsa17
+from zerodiffpp.data.features import Prepared
+from zerodiffpp.data.splits import validation_view
+from zerodiffpp.data.xlsa17 import load_xlsa17
 
 CHOICES = {"eszsl": ("gamma", "lambda", "temperature", "calibration", "val_T1", "val_H"),
            "ridge_linear": ("alpha", "temperature", "calibration", "val_T1", "val_H"),

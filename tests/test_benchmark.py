@@ -34,8 +34,8 @@ def test_the_generation_chain_makes_no_host_sync_and_no_schedule_copy(capsys):
 
 
 def test_the_benchmark_counts_a_schedule_that_does_not_travel_with_the_generator(monkeypatch):
-    from zerodiffpp import diffusion
-    from zerodiffpp.synth import Synthesizer
+    from zerodiffpp.nn import diffusion
+    from zerodiffpp.generators.synth import Synthesizer
     stray = diffusion.vp_schedule(4, 0.1, 20.0)  # a schedule of its own, as synth.py built before
     monkeypatch.setattr(Synthesizer, "sched", property(lambda self: stray))
     synth = generation_step.make_synthesizer("cub", 32, torch.device("cpu"), 16)

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from tests.tiny import tiny_params
-from zerodiffpp import calibration as cal
-from zerodiffpp.errors import DataError, ParamsError
-from zerodiffpp.params import validate
+from zerodiffpp.evaluation import calibration as cal
+from zerodiffpp.runtime.errors import DataError, ParamsError
+from zerodiffpp.runtime.params import validate
 
 
 def test_sweep_by_hand():

@@ -37,7 +37,7 @@ def _gen_params():
 
 
 def test_dfg_iterations_make_no_host_sync():
-    from zerodiffpp.dfg import ZeroDiffTrainer
+    from zerodiffpp.generators.dfg import ZeroDiffTrainer
     g, d = _gen_params()
     tr = ZeroDiffTrainer(*_data(), g, d, "cuda")
     tr.train(1, desc=None)  # warm-up: first calls may allocate and initialise
@@ -52,7 +52,7 @@ def test_dfg_iterations_make_no_host_sync():
 
 
 def test_drg_iterations_make_no_host_sync():
-    from zerodiffpp.drg import DRGTrainer
+    from zerodiffpp.generators.drg import DRGTrainer
     p = tiny_params()
     x, r, y, att = _data()
     tr = DRGTrainer(r, y, att, dict(p["drg"], batch_size=32), p["diffusion"], "cuda")
@@ -67,7 +67,7 @@ def test_the_generation_chain_makes_no_host_sync():
     """Synthesis's reverse chain, DiffGen's partial chain and a DiffTTA update on the GPU: the
     schedule is the generator's buffer (moved with it), and nothing is read back inside."""
     from benchmarks.generation_step import make_synthesizer, workload
-    from zerodiffpp import diffusion as dfn
+    from zerodiffpp.nn import diffusion as dfn
     synth = make_synthesizer("embedded", None, torch.device("cuda"), 64)
     assert synth.sched.betas.is_cuda
     a = synth.att[torch.zeros(64, dtype=torch.long, device="cuda")]
@@ -85,7 +85,7 @@ def test_the_generation_chain_makes_no_host_sync():
 def test_the_critic_step_computes_the_same_on_cpu_and_gpu(monkeypatch):
     """The same weights and the same batch and noise (drawn on the CPU, then moved), TF32 off: one
     critic step's losses agree to float precision on both devices."""
-    from zerodiffpp.dfg import ZeroDiffTrainer
+    from zerodiffpp.generators.dfg import ZeroDiffTrainer
     monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
     g, d = _gen_params()
     torch.manual_seed(0)
@@ -116,7 +116,7 @@ def test_the_critic_step_computes_the_same_on_cpu_and_gpu(monkeypatch):
 def test_a_tiny_pipeline_runs_end_to_end_on_the_gpu(tmp_path):
     from zerodiffpp.pipeline.in_process import run_pipeline
     from tests.conftest import make_xlsa17
-    from zerodiffpp.xlsa17 import load_xlsa17
+    from zerodiffpp.data.xlsa17 import load_xlsa17
     fs = load_xlsa17(make_xlsa17(tmp_path / "TOY", n_seen=6, n_unseen=3, att_dim=8, x_dim=16, per_class=12,
                                  learnable=True), "TOY")
     p = tiny_params()

@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 from scipy.io import loadmat, savemat
 
-from tests.conftest import SHARED_XLSA17, make_xlsa17
-from zerodiffpp.data import FeatureSet, unlearnable_attributes, without_constant_columns
-from zerodiffpp.errors import DataError
-from zerodiffpp.splits import MinMax, prepare_split, subsample_per_class, validation_view
-from zerodiffpp.xlsa17 import load_xlsa17
+from tests.conftest import SHARED_XLSA17, XLSA17_SPLITS, make_xlsa17
+from zerodiffpp.data.features import FeatureSet, unlearnable_attributes, without_constant_columns
+from zerodiffpp.runtime.errors import DataError
+from zerodiffpp.data.splits import MinMax, prepare_split, subsample_per_class, validation_view
+from zerodiffpp.data.xlsa17 import load_xlsa17
 
 
 def test_loader_reads_xlsa17_conventions(xlsa17_dir):
@@ -124,7 +124,6 @@ def test_featureset_roundtrip(tmp_path, xlsa17_dir):
     assert back.class_names.tolist() == fs.class_names.tolist()
 
 
-@pytest.mark.skipif(not SHARED_XLSA17.exists(), reason="../shared/data/xlsa17 is not present")
 @pytest.mark.parametrize("name, counts, sizes", [
     ("AWA2", (40, 10), (23527, 5882, 7913)),
     ("CUB", (150, 50), (7057, 1764, 2967)),
@@ -132,14 +131,14 @@ def test_featureset_roundtrip(tmp_path, xlsa17_dir):
 ])
 def test_real_split_files(tmp_path, name, counts, sizes):
     """The real att_splits.mat with a generated res101.mat whose labels agree with the splits."""
-    split = loadmat(SHARED_XLSA17 / name / "att_splits.mat")
+    split = loadmat(XLSA17_SPLITS / name / "att_splits.mat")
     n_classes = split["att"].shape[1]
     locs = {k: split[k].ravel() for k in ("trainval_loc", "test_seen_loc", "test_unseen_loc")}
     n = int(max(v.max() for v in locs.values()))
     # labels consistent with the splits: give each image the class of its position in a real class list
     labels = np.zeros(n, np.int64)
     rng = np.random.default_rng(0)
-    cls_seen, cls_unseen = _classes_from_names(SHARED_XLSA17 / name, split, counts)
+    cls_seen, cls_unseen = _classes_from_names(XLSA17_SPLITS / name, split, counts)
     labels[locs["trainval_loc"] - 1] = rng.choice(cls_seen, len(locs["trainval_loc"]))
     labels[locs["trainval_loc"][:len(cls_seen)] - 1] = cls_seen  # every seen class has training images
     labels[locs["test_seen_loc"] - 1] = rng.choice(cls_seen, len(locs["test_seen_loc"]))
@@ -149,7 +148,7 @@ def test_real_split_files(tmp_path, name, counts, sizes):
     folder = tmp_path / name
     folder.mkdir()
     savemat(folder / "res101.mat", {"features": np.zeros((4, n), np.float32), "labels": labels.reshape(-1, 1)})
-    (folder / "att_splits.mat").symlink_to(SHARED_XLSA17 / name / "att_splits.mat")
+    (folder / "att_splits.mat").symlink_to(XLSA17_SPLITS / name / "att_splits.mat")
     fs = load_xlsa17(folder, name)
     assert (len(fs.seen_classes), len(fs.unseen_classes)) == counts
     assert (len(fs.trainval), len(fs.test_seen), len(fs.test_unseen)) == sizes
@@ -234,10 +233,10 @@ def test_validation_fold_removes_what_its_training_classes_cannot_vary(caplog):
     fs = FeatureSet(x=np.random.default_rng(0).random((20, 3), dtype=np.float32), labels=labels, att=att,
                     class_names=np.array(["a", "b", "c", "d"]), trainval=np.arange(15), test_seen=np.arange(15),
                     test_unseen=np.arange(15, 20))
-    with caplog.at_level(logging.INFO, logger="zerodiffpp.splits"):
+    with caplog.at_level(logging.INFO, logger="zerodiffpp.data.splits"):
         kept = validation_view(fs, 0, classes="b")  # training classes a, c: column 1 varies
     assert not caplog.records and np.array_equal(kept.att, att)
-    with caplog.at_level(logging.INFO, logger="zerodiffpp.splits"):
+    with caplog.at_level(logging.INFO, logger="zerodiffpp.data.splits"):
         view = validation_view(fs, 0, classes="c")  # only c has column 1
     assert "attribute columns [1]" in caplog.text
     np.testing.assert_allclose(view.att[:, 1], 0.0)
@@ -251,7 +250,7 @@ def test_class_embeddings_are_made_unit_length_whatever_the_file_gives(tmp_path,
     att already is, and is left as it is), and refuses an all-zero one."""
     base = load_xlsa17(make_xlsa17(tmp_path / "A"), "TOY")
     scaled = np.random.default_rng(3).uniform(15, 25, size=(1, 6)) * base.att.T  # A x C, class norms 15-25
-    with caplog.at_level(logging.INFO, logger="zerodiffpp.xlsa17"):
+    with caplog.at_level(logging.INFO, logger="zerodiffpp.data.xlsa17"):
         fs = load_xlsa17(make_xlsa17(tmp_path / "B", extra_split={"att": scaled}), "TOY")
     np.testing.assert_allclose(np.linalg.norm(fs.att, axis=1), 1.0, atol=1e-6)
     np.testing.assert_allclose(fs.att, base.att, atol=1e-6)  # same directions
@@ -264,7 +263,7 @@ def test_class_embeddings_are_made_unit_length_whatever_the_file_gives(tmp_path,
 
 @pytest.mark.skipif(not (SHARED_XLSA17 / "CUB" / "sent_splits.mat").exists(), reason="../shared CUB is not present")
 def test_real_cub_sentence_embeddings_come_out_unit_length():
-    from zerodiffpp.xlsa17 import unit_rows
+    from zerodiffpp.data.xlsa17 import unit_rows
     raw = loadmat(SHARED_XLSA17 / "CUB" / "sent_splits.mat")["att"].T
     norms = np.linalg.norm(raw, axis=1)
     assert norms.min() > 10  # the file's own scale (16.7-22.6)
@@ -276,7 +275,7 @@ def test_sc_representations_are_scaled_on_the_kept_training_subset_only(xlsa17_d
     the kept training images, never from test or dropped training images, so a test value outside
     that range is clipped rather than moving the statistics."""
     import torch
-    from zerodiffpp.sc import SCEncoder, encode, sc_representations
+    from zerodiffpp.generators.sc import SCEncoder, encode, sc_representations
     fs = load_xlsa17(xlsa17_dir, "TOY")
     rng = np.random.default_rng(0)
     fs.r = rng.random((len(fs.labels), 3)).astype(np.float32)

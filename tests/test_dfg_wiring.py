@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from tests.tiny import tiny_params
-from zerodiffpp import networks as N
-from zerodiffpp.dfg import ZeroDiffTrainer
-from zerodiffpp.losses import gradient_penalty, weighted_l1
+from zerodiffpp.nn import networks as N
+from zerodiffpp.generators.dfg import ZeroDiffTrainer
+from zerodiffpp.nn.losses import gradient_penalty, weighted_l1
 
 
 def _data(seed=0, n=96, x_dim=12, r_dim=6, att_dim=5, n_classes=4):
@@ -215,7 +215,7 @@ def test_the_adaptive_gradient_penalty_weight_moves_the_right_way_on_both_sides_
 def test_the_adaptive_rule_reads_the_penalties_weighted_as_in_the_critic_loss(monkeypatch, gamma_x0, gamma_xt):
     """The official rule reads gamma_x0 GP_x0 + gamma_xt GP_xt + GP_xc (the sum as it enters the
     loss), not the raw sum: here each critic's penalty is a known constant."""
-    import zerodiffpp.dfg as dfg
+    import zerodiffpp.generators.dfg as dfg
     tr = _trainer(gamma_x0=gamma_x0, gamma_xt=gamma_xt)
     penalty = iter([0.3, 0.5, 0.7])  # the critics in their order: x0, xc, xt
     monkeypatch.setattr(dfg, "gradient_penalty", lambda fn, real, fake: torch.tensor(next(penalty)))

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from tests.tiny import tiny_params, tiny_prepared
-from zerodiffpp.diagnostics import (GenerationCheck, Schedule, class_moments, generation_scores, mean_per_class,
+from zerodiffpp.evaluation.diagnostics import (GenerationCheck, Schedule, class_moments, generation_scores, mean_per_class,
                                     probe_predict, ridge_probe)
 
 
@@ -75,7 +75,7 @@ def test_the_spread_of_the_real_means_is_unbiased_at_few_classes_and_few_samples
     the class means equals the true one. Subtracting the whole estimation variance (ignoring that the
     grand mean is estimated from the same samples) biases it low by mean_var / C; with a perfect
     generator (true means), the gap's expectation is then inflated."""
-    from zerodiffpp.diagnostics import class_moments
+    from zerodiffpp.evaluation.diagnostics import class_moments
     gen = torch.Generator().manual_seed(0)
     mu = torch.tensor([[-1.0, 0.0], [1.0, 0.0], [0.0, 1.0]], dtype=torch.float64)
     true2 = ((mu - mu.mean(0)) ** 2).sum(1).mean()
@@ -122,7 +122,7 @@ def test_schedule_checks_every_k_epochs_and_after_the_last():
 def test_checks_leave_training_bit_identical(tmp_path, method):
     """The checks draw their noise inside fork_rng: weights equal a run without them."""
     from zerodiffpp.pipeline import train
-    from zerodiffpp.drg import train_drg
+    from zerodiffpp.generators.drg import train_drg
     prep, _ = tiny_prepared(tmp_path)
     p = tiny_params(method=method, gen={"epochs": 2}, fclswgan={"epochs": 2})
     drg, cfg, _ = train_drg(prep.r_train, prep.y_train, prep.att, p["drg"], p["diffusion"], "cpu")
@@ -142,7 +142,7 @@ def test_checks_leave_training_bit_identical(tmp_path, method):
 
 def test_check_generates_through_the_synthesis_path(tmp_path, monkeypatch):
     """The check scores what Synthesizer.full makes for the seen classes with synth.sampler."""
-    from zerodiffpp import diagnostics
+    from zerodiffpp.evaluation import diagnostics
     prep, p = tiny_prepared(tmp_path)
     seen_calls = []
 
@@ -167,8 +167,8 @@ def test_epochs_may_be_given_per_seen_ratio(tmp_path):
     """gen.epochs / fclswgan.epochs per train.seen_ratio (presets/cub-cpu.yaml): the run's ratio picks
     the count, and a ratio without one is refused before any work, naming the key."""
     from zerodiffpp.pipeline import train
-    from zerodiffpp.errors import ParamsError
-    from zerodiffpp.params import validate
+    from zerodiffpp.runtime.errors import ParamsError
+    from zerodiffpp.runtime.params import validate
     prep, _ = tiny_prepared(tmp_path)
     for method, section in (("zerodiff", "gen"), ("fclswgan", "fclswgan")):
         p = tiny_params(method=method, **{section: {"epochs": {1.0: 1, 0.5: 3}}}, diagnostics={"every": 0})

@@ -3,13 +3,13 @@ import pytest
 import torch
 
 from tests.tiny import tiny_prepared
-from zerodiffpp.diffgen import diffgen_sources, partial_synthesis, synthetic_set
-from zerodiffpp.synth import Synthesizer
-from zerodiffpp.drg import train_drg
-from zerodiffpp.difftta import decoder_shares_unseen, run_difftta, select_confident
-from zerodiffpp.pseudo_labels import tie_ranks
-from zerodiffpp.synth import KIND_FULL, KIND_PARTIAL
-from zerodiffpp.dfg import ZeroDiffTrainer
+from zerodiffpp.transductive.diffgen import diffgen_sources, partial_synthesis, synthetic_set
+from zerodiffpp.generators.synth import Synthesizer
+from zerodiffpp.generators.drg import train_drg
+from zerodiffpp.transductive.difftta import decoder_shares_unseen, run_difftta, select_confident
+from zerodiffpp.transductive.pseudo_labels import tie_ranks
+from zerodiffpp.generators.synth import KIND_FULL, KIND_PARTIAL
+from zerodiffpp.generators.dfg import ZeroDiffTrainer
 
 
 @pytest.fixture(scope="module")
@@ -191,7 +191,7 @@ def test_confidence_ties_are_broken_by_the_seeded_rank_not_by_position():
 def test_tta_latent_chooses_which_z_the_reconstruction_uses(trained, latent, encoder_moves):
     """tta.latent prior reconstructs from z ~ N(0, I), the path of full synthesis, so the encoder E
     gets no gradient; posterior and both go through E(x, a_y_hat)."""
-    from zerodiffpp.difftta import reconstruction_loss
+    from zerodiffpp.transductive.difftta import reconstruction_loss
     prep = trained[0]
     s = _synth(trained)
     x, r = torch.as_tensor(prep.x_test_seen[:16]), torch.as_tensor(prep.r_test_seen[:16])
@@ -211,7 +211,7 @@ def _kept_batch(trained, n=24):
 
 
 def _g_grad(s, x, r, a, w, seed=4):
-    from zerodiffpp.difftta import reconstruction_loss
+    from zerodiffpp.transductive.difftta import reconstruction_loss
     s.gen.zero_grad()
     torch.manual_seed(seed)
     reconstruction_loss(s, x, r, a, w).backward()
@@ -249,7 +249,7 @@ def test_the_anchor_keeps_the_adapted_generator_near_the_trained_one(trained):
 def test_every_round_is_anchored_to_the_trained_generator(trained, monkeypatch):
     """METHOD.md 4c: the pull is toward the trained generator, taken once: round 2 is not pulled
     toward round 1's weights."""
-    from zerodiffpp import difftta
+    from zerodiffpp.transductive import difftta
     prep, _, gen, _ = trained
     anchors, real_finetune = [], difftta.finetune
 
@@ -272,7 +272,7 @@ def test_the_reconstruction_check_leaves_every_global_random_stream_alone(traine
     CPU stream was put back), the CPU stream is where it was, and two checks agree, whichever z
     tta.latent chooses (the prior's z comes from the same generator)."""
     from functools import partial
-    from zerodiffpp.difftta import evaluate_reconstruction as check
+    from zerodiffpp.transductive.difftta import evaluate_reconstruction as check
     evaluate_reconstruction = partial(check, latent=latent)
     s, x, r, a = _kept_batch(trained)
     w = torch.rand(len(x))
@@ -288,7 +288,7 @@ def test_the_reconstruction_check_leaves_every_global_random_stream_alone(traine
 
 
 def test_the_same_seed_gives_the_same_adapted_weights_with_or_without_the_check(trained, monkeypatch):
-    from zerodiffpp import difftta
+    from zerodiffpp.transductive import difftta
     prep = trained[0]
     with_check = _run_tta(trained, prep, rounds=1)[0].checkpoint()["state"]
     monkeypatch.setattr(difftta, "evaluate_reconstruction", lambda *args, **kw: 0.0)
@@ -301,7 +301,7 @@ def test_no_stage_builds_the_classifier_view_of_a_whole_set(trained, monkeypatch
     """adapt (DiffTTA's pseudo-labels) and classify train and predict through the
     per-batch view: the whole-set numpy path of InputView is never called."""
     from zerodiffpp.pipeline import adapt, classify
-    from zerodiffpp.classifier import InputView
+    from zerodiffpp.nn.classifier import InputView
     prep, p, gen, drg = trained
     monkeypatch.setattr(InputView, "__call__", lambda self, x: pytest.fail("a whole-set view was built"))
     p = dict(p, method="zerodiffpp")
@@ -344,7 +344,7 @@ def test_the_synthetic_set_honours_its_settings_and_types(trained):
 
 def _pseudo_label(trained, monkeypatch=None, tta=None, clf=None, synth=None):
     """Steps a and b as run_difftta calls them (the toy's provisional classifier, a few epochs)."""
-    from zerodiffpp.difftta import pseudo_label
+    from zerodiffpp.transductive.difftta import pseudo_label
     prep, p, _, _ = trained
     s = _synth(trained)
     x_test, _ = prep.test_features()
@@ -374,7 +374,7 @@ def test_decoder_pseudo_labels_are_the_nearest_unseen_class_to_dec_x(trained, fe
     """tta.unseen_labels decoder: a test feature the classifier sends to an unseen class gets the unseen
     class whose attributes are nearest (cosine) to Dec(x), the decoder stored with the generator, whichever
     view the classifier reads (with V the decoder is loaded from the checkpoint); 'classifier' does not."""
-    from zerodiffpp.classifier import load_decoder
+    from zerodiffpp.nn.classifier import load_decoder
     prep = trained[0]
     s, pred, conf = _pseudo_label(trained, tta={"unseen_labels": "decoder"}, clf={"calibration": 1.0, "features": features})
     assert np.isin(pred, prep.unseen).all()  # calibration 1: every feature goes to the unseen side
@@ -389,7 +389,7 @@ def test_decoder_pseudo_labels_are_the_nearest_unseen_class_to_dec_x(trained, fe
 
 def test_the_provisional_classifier_reads_the_sampler_and_the_view_it_is_given(trained, monkeypatch):
     """Step a trains on synth.sampler's unseen features and reads classifier.features' view of them."""
-    from zerodiffpp import difftta
+    from zerodiffpp.transductive import difftta
     samplers, views, real_train = [], [], difftta.train_softmax
 
     def recording(*args, **kw):
@@ -406,7 +406,7 @@ def test_the_provisional_classifier_reads_the_sampler_and_the_view_it_is_given(t
 
 def _fixed_pseudo_labels(monkeypatch, prep, conf_value):
     """Replaces steps a and b: every even test feature pseudo-labelled unseen[0], every odd one seen[0]."""
-    from zerodiffpp import difftta
+    from zerodiffpp.transductive import difftta
     n = len(prep.test_features()[0])
     pred = np.where(np.arange(n) % 2 == 0, prep.unseen[0], prep.seen[0])
     conf = np.full(n, conf_value, np.float32)
@@ -440,7 +440,7 @@ def test_a_round_runs_tta_epochs_on_tta_latent(trained, monkeypatch):
     """Each round fine-tunes for tta.epochs epochs (one curve row each) with the z of tta.latent, in the
     update and in the before/after check: with 'prior' the encoder gets no reconstruction gradient, so
     the pull toward the trained weights leaves it exactly where it was."""
-    from zerodiffpp.difftta import evaluate_reconstruction
+    from zerodiffpp.transductive.difftta import evaluate_reconstruction
     prep, p, gen, _ = trained
     pred, conf = _fixed_pseudo_labels(monkeypatch, prep, 0.9)
     tta = dict(p["tta"], epochs=3, rounds=1, latent="prior", lr=0.01, keep_fraction=0.5, min_confidence=0.0)
@@ -464,7 +464,7 @@ def test_a_round_runs_tta_epochs_on_tta_latent(trained, monkeypatch):
 def test_the_reconstruction_check_runs_every_step_once_in_order(trained):
     """evaluate_reconstruction is the mean of the reconstruction loss at t = 0, 1, ..., T - 1, every
     sample of a call at the same step (a t drawn at random would not be the same check twice)."""
-    from zerodiffpp.difftta import evaluate_reconstruction
+    from zerodiffpp.transductive.difftta import evaluate_reconstruction
     s, x, r, a = _kept_batch(trained)
     steps = []
     hook = s.gen["G"].register_forward_pre_hook(lambda mod, args: steps.append(args[4].tolist()))
@@ -475,7 +475,7 @@ def test_the_reconstruction_check_runs_every_step_once_in_order(trained):
 
 def test_latent_both_is_the_mean_of_the_posterior_and_prior_errors(trained):
     """tta.latent both: G runs twice on the same (t, x_{t+1}) with two different z, and the loss is the mean of the two confidence-weighted errors."""
-    from zerodiffpp.difftta import reconstruction_loss
+    from zerodiffpp.transductive.difftta import reconstruction_loss
     s, x, r, a = _kept_batch(trained)
     w = torch.linspace(0.2, 1.0, len(x))
     calls = []

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from zerodiffpp import diffusion as dfn
+from zerodiffpp.nn import diffusion as dfn
 
 
 @pytest.fixture

@@ -7,8 +7,8 @@ import yaml
 
 from tests.conftest import ROOT
 from tests.import_graph import module_closure
-from zerodiffpp import paths
-from zerodiffpp.params import load_stage_params
+from zerodiffpp.runtime import paths
+from zerodiffpp.runtime.params import load_stage_params
 
 DVC = yaml.safe_load(open(ROOT / "dvc.yaml"))
 STAGES = ["extract", "pretrain", "train", "val_train", "calibrate", "adapt", "synthesize", "classify", "baselines", "report"]

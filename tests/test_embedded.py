@@ -1,6 +1,6 @@
 import numpy as np
 
-from zerodiffpp import embedded
+from zerodiffpp.data import embedded
 
 
 def test_attribute_table_is_graded_and_complete():

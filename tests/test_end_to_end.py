@@ -13,8 +13,8 @@ from zerodiffpp.pipeline.in_process import run_pipeline
 from tests.conftest import make_xlsa17
 from tests.tiny import tiny_params
 from zerodiffpp.baselines.eszsl import eszsl_t1
-from zerodiffpp.splits import prepare_split
-from zerodiffpp.xlsa17 import load_xlsa17
+from zerodiffpp.data.splits import prepare_split
+from zerodiffpp.data.xlsa17 import load_xlsa17
 
 N_SEEN, N_UNSEEN = 30, 10
 CHANCE = 1 / N_UNSEEN

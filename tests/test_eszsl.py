@@ -3,8 +3,8 @@ import pytest
 
 from tests.conftest import make_xlsa17
 from zerodiffpp.baselines.eszsl import GRID, eszsl_fit, eszsl_t1, select_on_validation
-from zerodiffpp.splits import prepare_split
-from zerodiffpp.xlsa17 import load_xlsa17
+from zerodiffpp.data.splits import prepare_split
+from zerodiffpp.data.xlsa17 import load_xlsa17
 
 
 def test_eszsl_solves_its_normal_equations():
@@ -51,7 +51,7 @@ def test_regularisers_are_chosen_on_validation_folds_only(tmp_path):
 
 def test_reference_script_prints_validation_and_test_rows(tmp_path, monkeypatch, capsys):
     from scripts import eszsl_reference
-    from zerodiffpp import paths
+    from zerodiffpp.runtime import paths
     from tests.tiny import tiny_params
     import yaml
     fs = load_xlsa17(make_xlsa17(tmp_path / "TOY", n_seen=5, n_unseen=2, att_dim=4), "TOY")

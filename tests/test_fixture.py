@@ -1,9 +1,9 @@
-"""The benchmark-difficulty fixture (benchmarks/fixture.py): labels that honour the real split files,
+"""The benchmark-difficulty fixture (zerodiffpp/fixtures/realistic.py): labels that honour the real split files,
 determinism, the mechanisms of the generated features (a class residual the attributes do not explain,
 in the class directions; sub-modes that depend on the class), the baseline panel of the CUB default
 where the real res101 panel is, and a small version on which the generator must learn its seen classes
-(it fails when G stops reading the attributes). The tests of the real split files skip where
-../shared/data/xlsa17 is absent (a clean clone); the mechanism tests run on invented attributes and
+(it fails when G stops reading the attributes). The real split files are shipped
+(zerodiffpp/assets/xlsa17); the mechanism tests run on invented attributes and
 the learning check on CUB-format split files of the fixture's own (`synthetic_splits`), so they run
 everywhere. The SUN and AWA2 panels (3 minutes each) run with ZERODIFFPP_FIXTURE_ALL_SHAPES=1."""
 import os
@@ -15,26 +15,26 @@ import torch
 from scipy.io import loadmat
 
 from benchmarks import fixture
-from benchmarks.fixture import (DIFFICULTY, SHARED_XLSA17, Difficulty, class_labels, class_structure,
+from zerodiffpp.fixtures.realistic import (DIFFICULTY, XLSA17_SPLITS, Difficulty, class_labels, class_structure,
                                 difficulty_report, features, synthetic_splits, write_fixture)
 from tests.tiny import tiny_params
 from zerodiffpp.baselines.prototypes import ridge_means
 
-real_splits = pytest.mark.skipif(not (SHARED_XLSA17 / "CUB" / "att_splits.mat").exists(),
-                                 reason="../shared/data/xlsa17 is not present")
+real_splits = pytest.mark.skipif(not (XLSA17_SPLITS / "CUB" / "att_splits.mat").exists(),
+                                 reason="zerodiffpp/assets/xlsa17 is not present")
 all_shapes = pytest.mark.skipif(os.environ.get("ZERODIFFPP_FIXTURE_ALL_SHAPES") != "1",
                                 reason="SUN / AWA2 panels: set ZERODIFFPP_FIXTURE_ALL_SHAPES=1 (3 minutes each)")
 
 
 def _split(name):
-    return {k: v for k, v in loadmat(str(SHARED_XLSA17 / name / "att_splits.mat")).items() if not k.startswith("__")}
+    return {k: v for k, v in loadmat(str(XLSA17_SPLITS / name / "att_splits.mat")).items() if not k.startswith("__")}
 
 
 @real_splits
 @pytest.mark.parametrize("name", ["CUB", "AWA2", "SUN"])
 def test_labels_honour_the_real_index_lists(name):
     split = _split(name)
-    labels, seen, unseen = class_labels(split, SHARED_XLSA17 / name)
+    labels, seen, unseen = class_labels(split, XLSA17_SPLITS / name)
     loc = lambda k: split[k].ravel() - 1  # noqa: E731
     assert set(np.unique(labels[loc("test_unseen_loc")])) == set(unseen.tolist())
     assert set(np.unique(labels[np.concatenate([loc("trainval_loc"), loc("test_seen_loc")])])) == set(seen.tolist())
@@ -55,7 +55,7 @@ def test_same_seed_same_bytes_other_seed_other_features(tmp_path):
 
 @real_splits
 def test_small_fixture_is_a_valid_xlsa17_folder(tmp_path):
-    from zerodiffpp.xlsa17 import load_xlsa17
+    from zerodiffpp.data.xlsa17 import load_xlsa17
     fs = load_xlsa17(write_fixture(tmp_path / "s", "cub", small=True), "CUB-small")
     assert (len(fs.seen_classes), len(fs.unseen_classes), fs.x.shape[1]) == (30, 10, 512)
     assert len(fs.val_classes) == 10 and (fs.x >= 0).all()  # post-ReLU, as ResNet features
@@ -63,7 +63,7 @@ def test_small_fixture_is_a_valid_xlsa17_folder(tmp_path):
 
 def test_synthetic_splits_make_a_valid_small_fixture_without_the_real_files(tmp_path):
     """What the learning check below runs on: CUB-format split files of our own, same bytes every time."""
-    from zerodiffpp.xlsa17 import load_xlsa17
+    from zerodiffpp.data.xlsa17 import load_xlsa17
     a = write_fixture(tmp_path / "a", "cub", small=True, source=synthetic_splits(tmp_path / "sa"))
     b = write_fixture(tmp_path / "b", "cub", small=True, source=synthetic_splits(tmp_path / "sb"))
     assert (a / "res101.mat").read_bytes() == (b / "res101.mat").read_bytes()
@@ -187,7 +187,7 @@ def test_one_knob_does_not_redraw_the_others():
 
 def _train_and_check(prep, p, drg_ckpt, blind: bool):
     from zerodiffpp.pipeline import train
-    from zerodiffpp import networks
+    from zerodiffpp.nn import networks
     if blind:  # G that ignores its attribute input: what a generator that stopped learning its classes is
         real_forward = networks.FeatureGenerator.forward
         networks.FeatureGenerator.forward = lambda self, z, a, r, x_next, t: real_forward(
@@ -204,10 +204,10 @@ def _train_and_check(prep, p, drg_ckpt, blind: bool):
 def test_the_generator_learns_its_seen_classes_on_the_small_fixture(tmp_path):
     """A probe fitted on generated seen features must classify real seen features far above chance;
     the same run with G blind to the attributes stays near chance (so the check can fail)."""
-    from zerodiffpp.drg import train_drg
-    from zerodiffpp.sc import sc_representations, train_sc_encoder
-    from zerodiffpp.splits import prepare_split
-    from zerodiffpp.xlsa17 import load_xlsa17
+    from zerodiffpp.generators.drg import train_drg
+    from zerodiffpp.generators.sc import sc_representations, train_sc_encoder
+    from zerodiffpp.data.splits import prepare_split
+    from zerodiffpp.data.xlsa17 import load_xlsa17
     fs = load_xlsa17(write_fixture(tmp_path / "s", "cub", small=True, source=synthetic_splits(tmp_path / "splits")),
                      "CUB-small")
     prep, _ = prepare_split(fs, 1.0, 0)

@@ -35,7 +35,7 @@ def test_study_params_apply_sets_protocol_and_refuse_unknown_keys(tmp_path):
 def test_a_shared_job_gives_the_rows_of_separate_runs(tmp_path, monkeypatch):
     """ZeroDiff and ZeroDiff++ on one generator, and a post-training variant on it too, give the rows
     of separate runs (the variant's: a run with its changes as --set)."""
-    from zerodiffpp import xlsa17
+    from zerodiffpp.data import xlsa17
     monkeypatch.setitem(xlsa17.EXPECTED_CLASSES, "CUB", (4, 2))  # a toy folder under an accepted data.name
     root = make_xlsa17(tmp_path / "TOY")
     sets = {f"{sec}.{k}": v for sec, vals in TINY_OVERRIDES.items() for k, v in vals.items()}

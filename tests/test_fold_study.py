@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from scripts import fold_study
-from zerodiffpp.data import FeatureSet
-from zerodiffpp.errors import DataError, ParamsError
+from zerodiffpp.data.features import FeatureSet
+from zerodiffpp.runtime.errors import DataError, ParamsError
 
 
 def _dataset(n_seen: int) -> FeatureSet:

@@ -10,10 +10,10 @@ import yaml
 from PIL import Image
 
 from tests.conftest import ROOT
-from zerodiffpp import backbone, folder
-from zerodiffpp.embedded import _input_batch, build_backbone, extract_features
-from zerodiffpp.errors import DataError, ParamsError
-from zerodiffpp.params import validate
+from zerodiffpp.data import backbone, folder
+from zerodiffpp.data.embedded import _input_batch, build_backbone, extract_features
+from zerodiffpp.runtime.errors import DataError, ParamsError
+from zerodiffpp.runtime.params import validate
 
 CLASSES = {"ant": 5, "bee": 5, "cat": 5, "dog": 4}  # dog is unseen in the tables below
 ATTRIBUTES = "class,legs,wings,fur,unseen\nant,6,0,0,0\nbee,6,4,1,no\ncat,4,0,1,0\ndog,4,0,1,yes\n"
@@ -103,7 +103,7 @@ def test_real_text_encoder():
     """all-MiniLM-L6-v2 from the optional extra (requirements-text.txt); about 8 s when installed."""
     pytest.importorskip("sentence_transformers")
     pytest.importorskip("all_minilm_l6_v2")
-    from zerodiffpp.text_encoder import encode
+    from zerodiffpp.data.text_encoder import encode
     emb = encode(["a tall animal with a very long neck", "a giraffe has a long neck and long legs",
                   "a small fish that swims in the sea"])
     assert emb.shape == (3, 384) and emb.dtype == np.float32
@@ -112,7 +112,7 @@ def test_real_text_encoder():
 
 
 def test_text_extra_missing_is_one_line_naming_what_to_install(monkeypatch):
-    from zerodiffpp.text_encoder import load_encoder
+    from zerodiffpp.data.text_encoder import load_encoder
     monkeypatch.setitem(sys.modules, "sentence_transformers", None)  # import fails as when not installed
     with pytest.raises(DataError, match=r"needs sentence-transformers.*pip install -r requirements-text.txt") as e:
         load_encoder()

@@ -43,7 +43,7 @@ def _rounded(rows):
 
 def dfg_steps():
     """Two ZeroDiff (DFG) iterations, step by step: the last critic step's and the generator step's losses."""
-    from zerodiffpp.dfg import ZeroDiffTrainer
+    from zerodiffpp.generators.dfg import ZeroDiffTrainer
     p, (x, r, y, att) = _p(), _data()
     torch.manual_seed(0)
     tr = ZeroDiffTrainer(x, r, y, att, p["gen"], p["diffusion"], "cpu")
@@ -57,7 +57,7 @@ def dfg_steps():
 
 def dfg_epoch():
     """One epoch of ZeroDiffTrainer.train: the curve row (per-epoch means) and the adapted lambda."""
-    from zerodiffpp.dfg import ZeroDiffTrainer
+    from zerodiffpp.generators.dfg import ZeroDiffTrainer
     p, (x, r, y, att) = _p(), _data()
     torch.manual_seed(0)
     tr = ZeroDiffTrainer(x, r, y, att, dict(p["gen"], adaptive_gp_input="sum"), p["diffusion"], "cpu")
@@ -65,21 +65,21 @@ def dfg_epoch():
 
 
 def drg_epoch():
-    from zerodiffpp.drg import train_drg
+    from zerodiffpp.generators.drg import train_drg
     p, (_, r, y, att) = _p(), _data()
     torch.manual_seed(0)
     return _rounded(train_drg(r, y, att, p["drg"], p["diffusion"], "cpu")[2])
 
 
 def fclswgan_epoch():
-    from zerodiffpp.fclswgan import train_fclswgan
+    from zerodiffpp.generators.fclswgan import train_fclswgan
     p, (x, _, y, att) = _p(), _data()
     torch.manual_seed(0)
     return _rounded(train_fclswgan(x, y, att, np.arange(4), p["fclswgan"], "cpu")[1])
 
 
 def sc_epoch():
-    from zerodiffpp.sc import train_sc_encoder
+    from zerodiffpp.generators.sc import train_sc_encoder
     p, (x, _, y, _) = _p(), _data()
     torch.manual_seed(0)
     return _rounded(train_sc_encoder(x, y, p["sc"], "cpu")[1])
@@ -88,10 +88,10 @@ def sc_epoch():
 def difftta_round():
     """One DiffTTA fine-tuning round of a fresh ZeroDiff generator on fixed 'kept' samples: the loss
     curve and the reconstruction check before and after."""
-    from zerodiffpp.difftta import finetune
-    from zerodiffpp.dfg import ZeroDiffTrainer
-    from zerodiffpp.synth import Synthesizer
-    from zerodiffpp.training import Curve, adam
+    from zerodiffpp.transductive.difftta import finetune
+    from zerodiffpp.generators.dfg import ZeroDiffTrainer
+    from zerodiffpp.generators.synth import Synthesizer
+    from zerodiffpp.nn.training import Curve, adam
     p, (x, r, y, att) = _p(), _data()
     torch.manual_seed(0)
     tr = ZeroDiffTrainer(x, r, y, att, dict(p["gen"], sc_view=False), p["diffusion"], "cpu")
@@ -107,7 +107,7 @@ def difftta_round():
 def dfg_default_epoch():
     """One epoch on the default training path, as params.yaml sets it: posterior fakes (the official
     code), the adaptive GP rule on the weighted sum of the penalties, every critic and mutual learning."""
-    from zerodiffpp.dfg import ZeroDiffTrainer
+    from zerodiffpp.generators.dfg import ZeroDiffTrainer
     p, (x, r, y, att) = tiny_params(), _data()
     g = dict(_p()["gen"], fake_latent=p["gen"]["fake_latent"], adaptive_gp_input=p["gen"]["adaptive_gp_input"])
     assert (g["fake_latent"], g["adaptive_gp_input"]) == ("posterior", "sum")
@@ -119,9 +119,9 @@ def dfg_default_epoch():
 def _generator(use_r=True):
     """A ZeroDiff generator and DRG with seeded weights of std 0.3 (the 0.02 init would give outputs
     too flat to pin the chain), x 10-d, 5 attributes, r 6-d, T = 4."""
-    from zerodiffpp.drg import build_drg
-    from zerodiffpp.networks import build_feature_generator
-    from zerodiffpp.synth import Synthesizer
+    from zerodiffpp.generators.drg import build_drg
+    from zerodiffpp.nn.networks import build_feature_generator
+    from zerodiffpp.generators.synth import Synthesizer
     p, (_, _, _, att) = _p(), _data()
     cfg = dict(kind="zerodiff", x_dim=10, att_dim=5, rep_dim=6 if use_r else 0, noise_dim=4, hidden=16, cond_dim=4,
                time_dim=4, use_r=use_r, timesteps=4, beta_min=0.1, beta_max=20.0)
@@ -160,7 +160,7 @@ def synthesis_progressive():
 def diffgen_partial():
     """DiffGen: fixed real features noised to k = 2 and denoised 2 -> 0 under their (pseudo-)labels
     and their own r, with z from the encoder."""
-    from zerodiffpp.diffgen import partial_synthesis
+    from zerodiffpp.transductive.diffgen import partial_synthesis
     synth = _generator()
     x, r, y, _ = _data()
     torch.manual_seed(1)
@@ -169,7 +169,7 @@ def diffgen_partial():
 
 def drg_sample():
     """r from the DRG for the synthesis of two classes: one step from r_in ~ N(0, I) at t = T - 1."""
-    from zerodiffpp.drg import sample_r
+    from zerodiffpp.generators.drg import sample_r
     synth = _generator()
     torch.manual_seed(1)
     return _summary(sample_r(synth.drg, synth.drg_cfg, synth.att[torch.tensor([0, 3])]).numpy())

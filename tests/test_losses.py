@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from zerodiffpp import losses
+from zerodiffpp.nn import losses
 
 
 def test_gradient_penalty_of_a_linear_critic():

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from zerodiffpp import metrics as M
+from zerodiffpp.evaluation import metrics as M
 
 
 def test_per_class_mean_is_not_the_sample_mean():
@@ -74,7 +74,7 @@ def test_unseen_spuriousness_gap_near_zero_when_generated_equals_real():
 
 
 def test_calibrated_stacking_on_hand_made_probabilities():
-    from zerodiffpp.classifier import calibrated
+    from zerodiffpp.nn.classifier import calibrated
     probs = np.array([[0.60, 0.30, 0.10],
                       [0.45, 0.10, 0.45]], np.float32)
     classes, seen = np.array([0, 5, 7]), np.array([0])
@@ -90,7 +90,7 @@ def test_the_unseen_oracle_uses_the_seeded_folds_it_is_given(monkeypatch):
     """report.oracle_folds folds (one oracle probe each, plus the generated-features probe), split with
     the run's seed: the same seed gives the same oracle accuracy, on data where the folds matter."""
     import torch
-    from zerodiffpp import metrics as M
+    from zerodiffpp.evaluation import metrics as M
     rng = np.random.default_rng(0)
     y = np.repeat([3, 4], 12)
     x = (rng.normal(size=(24, 4)) + 0.6 * np.eye(2, 4)[y - 3]).astype(np.float32)  # overlapping classes

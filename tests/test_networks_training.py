@@ -3,9 +3,9 @@ import pytest
 import torch
 
 from tests.tiny import tiny_prepared
-from zerodiffpp import losses, networks as N
-from zerodiffpp.drg import sample_r, train_drg
-from zerodiffpp.dfg import ZeroDiffTrainer, build_critics, model_config
+from zerodiffpp.nn import losses, networks as N
+from zerodiffpp.generators.drg import sample_r, train_drg
+from zerodiffpp.generators.dfg import ZeroDiffTrainer, build_critics, model_config
 
 
 def test_network_shapes():
@@ -185,8 +185,8 @@ def test_prior_fakes_still_train_the_vae(tmp_path):
 
 
 def test_checkpoint_carries_the_attribute_decoder_into_the_vs_view(tmp_path):
-    from zerodiffpp.classifier import InputView
-    from zerodiffpp.synth import Synthesizer
+    from zerodiffpp.nn.classifier import InputView
+    from zerodiffpp.generators.synth import Synthesizer
     prep, p = tiny_prepared(tmp_path)
     tr = _trainer(prep, p, sc_view=False)
     for _ in range(3):
@@ -207,7 +207,7 @@ def test_checkpoint_carries_the_attribute_decoder_into_the_vs_view(tmp_path):
 
 
 def test_a_generator_without_decoder_is_classified_on_x():
-    from zerodiffpp.classifier import InputView
+    from zerodiffpp.nn.classifier import InputView
     for name in ("VS", "S"):
         assert InputView.from_generator(name, {"config": {"kind": "fclswgan"}, "state": {}}, "cpu").name == "V"
     with pytest.raises(ValueError, match="classifier.features"):
@@ -217,7 +217,7 @@ def test_a_generator_without_decoder_is_classified_on_x():
 
 
 def test_loading_the_decoder_of_a_generator_without_one_names_its_kind():
-    from zerodiffpp.classifier import load_decoder
+    from zerodiffpp.nn.classifier import load_decoder
     with pytest.raises(ValueError, match=r"this generator \(fclswgan\) has no attribute decoder"):
         load_decoder({"config": {"kind": "fclswgan"}, "state": {}}, "cpu")
 
@@ -241,7 +241,7 @@ def test_adaptive_gp_reads_the_sum_or_the_mean_of_the_penalties(tmp_path, rule_i
 def test_drg_input_step_chooses_which_noised_r_the_generator_reads(tmp_path, monkeypatch, input_step):
     """drg.input_step: the official code feeds the DRG generator r_t ('current'; at t = 0 that is
     the clean target), textbook DDGAN feeds r_{t+1} ('next')."""
-    from zerodiffpp import diffusion
+    from zerodiffpp.nn import diffusion
     prep, p = tiny_prepared(tmp_path)
     pairs, inputs = [], []
     real_pairs = diffusion.q_sample_pairs
@@ -266,8 +266,8 @@ def test_classifiers_apply_the_view_per_batch_and_never_to_a_whole_set(monkeypat
     """The VS view (3x the features at paper widths) is computed per batch on the device inside
     training and prediction; the numpy whole-set path is never taken, and the result equals a
     classifier trained on the precomputed view with the same seed."""
-    from zerodiffpp.classifier import InputView, load_classifier, train_softmax
-    from zerodiffpp.dfg import ZeroDiffTrainer
+    from zerodiffpp.nn.classifier import InputView, load_classifier, train_softmax
+    from zerodiffpp.generators.dfg import ZeroDiffTrainer
     from tests.tiny import tiny_params
     rng = np.random.default_rng(0)
     x, y = rng.random((96, 12), dtype=np.float32), np.repeat(np.arange(3), 32)
@@ -293,8 +293,8 @@ def test_classifiers_apply_the_view_per_batch_and_never_to_a_whole_set(monkeypat
 def test_predict_applies_calibrated_stacking_to_the_seen_classes_only():
     """SoftmaxClassifier.predict(x, seen, gamma) is the arg-max of the probabilities less gamma on the
     seen classes, as classify and DiffTTA call it; without `seen` it is the plain arg-max."""
-    from zerodiffpp.classifier import SoftmaxClassifier
-    from zerodiffpp.networks import LinearClassifier
+    from zerodiffpp.nn.classifier import SoftmaxClassifier
+    from zerodiffpp.nn.networks import LinearClassifier
     net = LinearClassifier(3, 3)
     with torch.no_grad():
         net.fc.weight.copy_(torch.eye(3))
@@ -308,8 +308,8 @@ def test_predict_applies_calibrated_stacking_to_the_seen_classes_only():
 
 
 def test_the_view_width_of_each_input_view():
-    from zerodiffpp.classifier import InputView
-    from zerodiffpp.networks import AttrDecoder
+    from zerodiffpp.nn.classifier import InputView
+    from zerodiffpp.nn.networks import AttrDecoder
     dec = AttrDecoder(12, 7, 5)
     assert [InputView(n, dec).dim(12) if n != "V" else InputView(n).dim(12) for n in ("V", "VS", "S")] == [12, 24, 12]
 
@@ -317,7 +317,7 @@ def test_the_view_width_of_each_input_view():
 def test_a_classifier_loaded_without_a_view_reads_x():
     """load_classifier's default view is V (f-CLSWGAN's seen classifier, reloaded on resume, passes none):
     the reloaded classifier gives the trained one's probabilities on raw features."""
-    from zerodiffpp.classifier import load_classifier, train_softmax
+    from zerodiffpp.nn.classifier import load_classifier, train_softmax
     rng = np.random.default_rng(0)
     x, y = rng.random((60, 5), dtype=np.float32), np.repeat([2, 4, 6], 20)
     clf = train_softmax(x, y, np.array([2, 4, 6]), 2, 20, 0.01, "cpu")
@@ -330,8 +330,8 @@ def test_train_softmax_visits_every_sample_once_per_epoch_and_refuses_foreign_la
     """Each epoch is one shuffled pass in batches of batch_size (every sample once, the last batch the
     remainder), the curve has one row per epoch numbered from 0, and a label outside `classes` is an
     error, never silently mapped to some class."""
-    from zerodiffpp import classifier
-    from zerodiffpp.classifier import train_softmax
+    from zerodiffpp.nn import classifier
+    from zerodiffpp.nn.classifier import train_softmax
     seen, real = [], classifier.F.cross_entropy
     monkeypatch.setattr(classifier.F, "cross_entropy", lambda logits, target: seen.append(len(target))
                         or real(logits, target))
@@ -349,8 +349,8 @@ def test_the_vs_view_by_hand_as_the_official_code_takes_it():
     decoder's output L2-normalised, Dec-hidden(x) its hidden layer *after* the LeakyReLU(0.2) (the
     official getLayersOutDet returns self.hidden = lrelu(fc1(x))), in that order. Pre-activation hidden
     values, an unnormalised Dec(x) or another order all fail here."""
-    from zerodiffpp.classifier import InputView
-    from zerodiffpp.networks import AttrDecoder
+    from zerodiffpp.nn.classifier import InputView
+    from zerodiffpp.nn.networks import AttrDecoder
     w1 = np.array([[1.0, -2.0, 0.5], [0.0, 1.0, -1.0]])  # (x_dim 2, hidden 3)
     b1 = np.array([0.1, -0.3, 0.2])
     w2 = np.array([[2.0, 0.0], [-1.0, 1.0], [0.5, 3.0]])  # (hidden 3, att 2)

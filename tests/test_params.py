@@ -4,8 +4,8 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT
-from zerodiffpp.errors import ParamsError
-from zerodiffpp.params import load_params, load_stage_params, validate
+from zerodiffpp.runtime.errors import ParamsError
+from zerodiffpp.runtime.params import load_params, load_stage_params, validate
 
 
 @pytest.fixture
@@ -51,7 +51,7 @@ def test_stage_sees_only_declared_keys(tmp_path):
 def test_counts_may_be_given_per_seen_ratio(params):
     """The official scripts scale syn_num (also the classifier's batch) with the seen ratio: a count is
     one number or {ratio: count}, and a mapping without the run's ratio is refused before any work."""
-    from zerodiffpp.params import per_ratio
+    from zerodiffpp.runtime.params import per_ratio
     counts = {1.0: 5400, 0.3: 1800, 0.1: 600}
     assert per_ratio(counts, 0.3) == 1800 and per_ratio(300, 0.3) == 300
     params["synth"]["unseen_per_class"] = counts
@@ -67,7 +67,7 @@ def test_counts_may_be_given_per_seen_ratio(params):
 
 
 def test_command_line_assignments_are_typed_and_only_change_existing_keys():
-    from zerodiffpp.params import apply_assignment, assign, parse_assignment
+    from zerodiffpp.runtime.params import apply_assignment, assign, parse_assignment
     assert parse_assignment("gen.epochs={1.0: 20, 0.1: 150}") == ("gen.epochs", {1.0: 20, 0.1: 150})
     assert parse_assignment("classifier.calibration=auto") == ("classifier.calibration", "auto")
     assert parse_assignment("gen.lr=0.001") == ("gen.lr", 0.001)

@@ -10,18 +10,19 @@ import numpy as np
 import pytest
 import yaml
 
-from zerodiffpp.calibration import pseudo_labels_value
+from zerodiffpp.evaluation.calibration import pseudo_labels_value
 from zerodiffpp.pipeline.in_process import calibrate, train_generators, train_validation
 from stages import extract
 from zerodiffpp.pipeline import post_training
 from tests.conftest import ROOT, make_xlsa17
 from tests.test_folder import make_folder
 from tests.tiny import tiny_params
-from zerodiffpp import io, paths, predict
-from zerodiffpp.backbone import EXTRACTOR
-from zerodiffpp.data import FeatureSet
-from zerodiffpp.errors import DataError
-from zerodiffpp.xlsa17 import load_xlsa17
+from zerodiffpp.runtime import files, paths
+from zerodiffpp import predict
+from zerodiffpp.data.backbone import EXTRACTOR
+from zerodiffpp.data.features import FeatureSet
+from zerodiffpp.runtime.errors import DataError
+from zerodiffpp.data.xlsa17 import load_xlsa17
 
 N_SEEN, N_UNSEEN, HELD_BACK = 20, 5, 6  # HELD_BACK images per class never reach the pipeline
 
@@ -46,8 +47,8 @@ def train_model(p: dict, fs: FeatureSet, model_dir):
     adapted, states, preds = out["adapted"], out["states"], out["preds"]
     fs.save(model_dir / paths.FEATURES)
     prep.save(model_dir / paths.PREPARED)
-    io.save_torch(model_dir / paths.ADAPTED_GENERATOR, adapted)
-    io.save_torch(model_dir / paths.CLASSIFIERS, states)
+    files.save_torch(model_dir / paths.ADAPTED_GENERATOR, adapted)
+    files.save_torch(model_dir / paths.CLASSIFIERS, states)
     np.savez(model_dir / "pipeline_predictions.npz", **preds)  # what the classify stage predicted on test
     return model_dir
 
@@ -105,11 +106,11 @@ def test_same_predictions_as_the_pipeline_with_its_calibration(toy):
         np.savez(tmp / f"{split}.npz", x=fs.x[getattr(fs, split)])
         rows = predict.run([tmp / f"{split}.npz"], tmp / f"{split}.csv", model_dir, top_k=1)
         assert [r["predicted"] for r in rows] == fs.class_names[expected[f"gzsl_{split}"]].tolist()
-    ckpt = io.load_torch(model_dir / paths.CLASSIFIERS)
+    ckpt = files.load_torch(model_dir / paths.CLASSIFIERS)
     assert ckpt["calibration"] < 1  # the value the validation pass chose
     ckpt["calibration"] = 1.0
     shifted = _copy(model_dir, tmp / "calibrated")
-    io.save_torch(shifted / paths.CLASSIFIERS, ckpt)
+    files.save_torch(shifted / paths.CLASSIFIERS, ckpt)
     rows = predict.run([tmp / "test_seen.npz"], tmp / "shifted.csv", shifted, top_k=N_SEEN + N_UNSEEN)
     assert {r["split"] for r in rows} == {"unseen"}
     assert all(r["top1"] != r[f"top{N_UNSEEN + 1}"] and r[f"top{N_UNSEEN + 1}"] in fs.class_names[:N_SEEN]
@@ -139,22 +140,22 @@ def test_refuses_a_mismatched_input_view_or_class_set(toy):
     model_dir, x, _, tmp = toy
     np.savez(tmp / "ok.npz", x=x)
     broken = _copy(model_dir, tmp / "view")
-    ckpt = io.load_torch(broken / paths.CLASSIFIERS)
+    ckpt = files.load_torch(broken / paths.CLASSIFIERS)
     ckpt["view"] = "V"  # the classifier was trained on the VS view
-    io.save_torch(broken / paths.CLASSIFIERS, ckpt)
+    files.save_torch(broken / paths.CLASSIFIERS, ckpt)
     with pytest.raises(DataError, match="input view: the classifier .* does not read the 24-d view 'V'"):
         predict.run([tmp / "ok.npz"], tmp / "never.csv", broken)
-    gen = io.load_torch(model_dir / paths.ADAPTED_GENERATOR)
+    gen = files.load_torch(model_dir / paths.ADAPTED_GENERATOR)
     gen.pop("dec")
     ckpt["view"] = "VS"
-    io.save_torch(broken / paths.CLASSIFIERS, ckpt)
-    io.save_torch(broken / paths.ADAPTED_GENERATOR, gen)
+    files.save_torch(broken / paths.CLASSIFIERS, ckpt)
+    files.save_torch(broken / paths.ADAPTED_GENERATOR, gen)
     with pytest.raises(DataError, match="input view: the classifier reads view 'VS' but .* gives 'V'"):
         predict.run([tmp / "ok.npz"], tmp / "never.csv", broken)
     classes = _copy(model_dir, tmp / "classes")
-    ckpt = io.load_torch(classes / paths.CLASSIFIERS)
+    ckpt = files.load_torch(classes / paths.CLASSIFIERS)
     ckpt["gzsl"]["classes"] = ckpt["gzsl"]["classes"][:-1]
-    io.save_torch(classes / paths.CLASSIFIERS, ckpt)
+    files.save_torch(classes / paths.CLASSIFIERS, ckpt)
     with pytest.raises(DataError, match="class set: the GZSL classifier .* covers 24 classes, the dataset 25"):
         predict.run([tmp / "ok.npz"], tmp / "never.csv", classes)
 

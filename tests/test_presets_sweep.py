@@ -6,7 +6,7 @@ import yaml
 from scripts.apply_preset import apply
 from tests.conftest import ROOT
 from scripts import sweep
-from zerodiffpp.params import load_params
+from zerodiffpp.runtime.params import load_params
 
 
 @pytest.mark.parametrize("name, att, counts", [("awa2", 85, (5400, 1800, 600)), ("cub", 312, (1440, 440, 140)),
@@ -15,7 +15,7 @@ def test_presets_carry_the_official_settings(tmp_path, name, att, counts):
     """Widths 4096; noise, r- and t-embedding widths equal to the attribute size; syn_num per seen
     ratio, also the classifier's batch; posterior fakes, the GP rule on the sum; calibration chosen on held-out
     seen classes of the dataset (auto), never a number carried over from the toy."""
-    from zerodiffpp.params import per_ratio
+    from zerodiffpp.runtime.params import per_ratio
     p = tmp_path / "params.yaml"
     shutil.copy(ROOT / "params.yaml", p)
     apply(name, "/data/x", p)

@@ -4,10 +4,10 @@ import pytest
 import torch
 
 from tests.tiny import tiny_params
-from zerodiffpp.data import Prepared
-from zerodiffpp.networks import build_feature_generator
-from zerodiffpp.report import seen_probe_features
-from zerodiffpp.synth import Synthesizer
+from zerodiffpp.data.features import Prepared
+from zerodiffpp.nn.networks import build_feature_generator
+from zerodiffpp.evaluation.report import seen_probe_features
+from zerodiffpp.generators.synth import Synthesizer
 
 
 def _prep(n_seen=4, per_class=15, att_dim=3, x_dim=6):
@@ -54,7 +54,7 @@ def test_the_seen_probe_reads_the_generator_it_is_given():
 def test_the_seen_probe_uses_the_sampler_and_the_drg_it_is_given(sampler):
     """synth.sampler reaches the probe's synthesis, and a generator conditioned on r gets it from the DRG
     checkpoint passed in."""
-    from zerodiffpp.drg import build_drg
+    from zerodiffpp.generators.drg import build_drg
     prep, gen = _prep(), _generator(0, use_r=True)
     drg_cfg = dict(noise_dim=2, att_dim=3, rep_dim=4, hidden=8, time_dim=4, input_step="current", timesteps=4,
                    beta_min=0.1, beta_max=20.0)
@@ -86,8 +86,8 @@ def test_synthesize_writes_no_seen_features_and_report_reads_the_trained_generat
 
 
 def test_self_training_on_test_seen_is_flagged_and_comparability_is_stated():
-    from zerodiffpp import methods
-    from zerodiffpp.report import comparability, setting
+    from zerodiffpp.pipeline import methods
+    from zerodiffpp.evaluation.report import comparability, setting
     assert methods.self_trains_on_test_seen("zerodiffpp", True, "all")
     assert not methods.self_trains_on_test_seen("zerodiffpp", True, "unseen")
     assert not methods.self_trains_on_test_seen("zerodiff", True, "all")
@@ -135,7 +135,7 @@ def _handmade():
 
 
 def test_every_key_of_eval_json_from_handmade_predictions():
-    from zerodiffpp.report import evaluate
+    from zerodiffpp.evaluation.report import evaluate
     torch.manual_seed(0)
     m = evaluate(*_handmade(), "cpu")
     u, s = 2 / 3, 0.75
@@ -157,7 +157,7 @@ def test_every_key_of_eval_json_from_handmade_predictions():
 
 def test_the_report_states_its_setting_and_comparability_word_for_word():
     """report.md's two statements, exactly (a reader compares runs by them)."""
-    from zerodiffpp.report import comparability, setting
+    from zerodiffpp.evaluation.report import comparability, setting
     assert setting({'transductive': 1, 'self_training_seen': 1}) == (
         "transductive (unlabelled test features used by DiffTTA/DiffGen); with diffgen.classes all the GZSL "
         "classifier also trains its seen classes on features partially synthesised from test-seen features "
@@ -178,7 +178,7 @@ def test_eval_json_wiring_flags_a_fixed_calibration_an_empty_selection_and_the_l
     unseen features (never the partial syntheses) with report.probe_epochs, report.oracle_folds and the
     run's seed; the two flags are copied when set; a calibration fixed in params has no held-out score;
     an empty DiffTTA selection scores 0; the reconstruction pair is the last of three rounds."""
-    from zerodiffpp import report
+    from zerodiffpp.evaluation import report
     prep, syn, seen_probe, preds, pseudo, ctx = _handmade()
     calls = {}
     monkeypatch.setattr(report.M, "seen_spuriousness", lambda *args: calls.update(seen=args) or {"seen": 0.5})
@@ -207,7 +207,7 @@ def test_validation_runs_report_the_calibration_their_classes_choose_and_test_ru
     validation classes and eval.json names the best value (ties: nearest 0) for the test run; on the
     test split no curve is computed, so nothing can be chosen there."""
     from zerodiffpp.pipeline import report as stage
-    from zerodiffpp.report import calibration_lines, evaluate
+    from zerodiffpp.evaluation.report import calibration_lines, evaluate
     prep, syn, seen_probe, preds, pseudo, ctx = _handmade()
     curve = [{"calibration": g, "U": 0.0, "S": 0.0, "H": h} for g, h in ((-0.3, 0.5), (-0.1, 0.2), (0.2, 0.5), (0.4, 0.1))]
     calls = []
@@ -237,7 +237,7 @@ def test_validation_runs_report_the_calibration_their_classes_choose_and_test_ru
 
 
 def test_a_transductive_run_reports_its_pseudo_labels_calibration():
-    from zerodiffpp.report import calibration_lines, evaluate
+    from zerodiffpp.evaluation.report import calibration_lines, evaluate
     prep, syn, seen_probe, preds, pseudo, ctx = _handmade()
     calib = dict(ctx["calibration"], classifier={"value": 0.1, "source": "params"}, validation_pass=None,
                  pseudo_labels={"value": -0.4, "source": "validation pass", "U": 0.1, "S": 0.2, "H": 0.3})
@@ -253,7 +253,7 @@ def test_a_transductive_run_reports_its_pseudo_labels_calibration():
 
 
 def test_the_report_sets_the_run_against_the_strongest_simple_baseline():
-    from zerodiffpp.report import baseline_lines
+    from zerodiffpp.evaluation.report import baseline_lines
     m = {"zsl": {"T1": 0.5}, "gzsl": {"H": 0.4}, "transductive": 1}
     lines = baseline_lines(m, {"strongest": {"T1": 0.55, "H": 0.3}}, "TABLE\n")
     assert lines[3] == ("Against the strongest simple baseline on each metric (ESZSL or ridge; metrics/baselines.json): "
@@ -266,7 +266,7 @@ def test_the_report_sets_the_run_against_the_strongest_simple_baseline():
 def test_t1_u_and_s_are_means_of_per_class_accuracies_on_classes_of_unequal_size():
     """eval.json's T1, U and S weight each class once: with 2 test images of class 2 and 10 of class 3 (and
     1 / 3 test-seen images of classes 0 / 1) the image-level accuracies differ, and are not what is reported."""
-    from zerodiffpp.report import evaluate
+    from zerodiffpp.evaluation.report import evaluate
     prep, syn, seen_probe, preds, pseudo, ctx = _handmade()
     onehot = lambda labels: 10 * np.eye(4, dtype=np.float32)[np.asarray(labels)]  # noqa: E731
     prep.y_test_unseen = np.array([2] * 2 + [3] * 10)

@@ -1,4 +1,4 @@
-"""Resuming the long stages after a kill (zerodiffpp/checkpoints.py): a stage killed by a signal in
+"""Resuming the long stages after a kill (zerodiffpp/runtime/checkpoints.py): a stage killed by a signal in
 the middle of an epoch and run again continues from its checkpoint and ends bit-identical to an
 uninterrupted run; a changed param or input never resumes."""
 import os
@@ -15,7 +15,7 @@ import yaml
 from tests.conftest import make_xlsa17
 from tests.test_pipeline import copy_repo
 from tests.tiny import tiny_params
-from zerodiffpp.checkpoints import CHECKPOINT_DIR, Checkpoints
+from zerodiffpp.runtime.checkpoints import CHECKPOINT_DIR, Checkpoints
 
 SETTINGS = {"every_epochs": 1, "every_minutes": 10.0, "keep": False}
 OUTPUTS = {"pretrain": ["models/pretrain/sc_encoder.pt", "models/pretrain/drg.pt", "data/prepared/prepared.npz",

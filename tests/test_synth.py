@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from zerodiffpp.networks import build_feature_generator
-from zerodiffpp.synth import Synthesizer
+from zerodiffpp.nn.networks import build_feature_generator
+from zerodiffpp.generators.synth import Synthesizer
 
 
 def _synth(T=4):
@@ -47,7 +47,7 @@ def test_the_schedule_moves_with_the_generator_and_is_not_in_its_checkpoint():
 @pytest.mark.parametrize("T", [4, 6])
 def test_the_drg_samples_r_in_one_step_from_pure_noise_at_the_last_step(T):
     """sample_r: R(z, a, r_in ~ N(0, I), t = T - 1), as full synthesis starts the feature chain."""
-    from zerodiffpp.drg import build_drg, sample_r
+    from zerodiffpp.generators.drg import build_drg, sample_r
     cfg = dict(noise_dim=3, att_dim=3, rep_dim=5, hidden=8, time_dim=4, input_step="current", timesteps=T,
                beta_min=0.1, beta_max=20.0)
     drg, calls = build_drg(cfg), []

@@ -6,11 +6,11 @@ import pytest
 
 from tests.conftest import make_xlsa17
 from tests.tiny import tiny_params
-from zerodiffpp import calibration as cal
-from zerodiffpp.errors import DataError
+from zerodiffpp.evaluation import calibration as cal
+from zerodiffpp.runtime.errors import DataError
 from zerodiffpp.pipeline import in_process, validation
-from zerodiffpp.splits import calibration_view, holdout_classes, prepare_split
-from zerodiffpp.xlsa17 import load_xlsa17
+from zerodiffpp.data.splits import calibration_view, holdout_classes, prepare_split
+from zerodiffpp.data.xlsa17 import load_xlsa17
 
 
 @pytest.fixture(scope="module")

@@ -35,9 +35,9 @@ def tiny_params(**sections) -> dict:
 
 def tiny_prepared(tmp_path, seen_ratio=1.0):
     """A prepared toy split with real SC representations from a tiny encoder."""
-    from zerodiffpp.sc import sc_representations, train_sc_encoder
-    from zerodiffpp.splits import prepare_split
-    from zerodiffpp.xlsa17 import load_xlsa17
+    from zerodiffpp.generators.sc import sc_representations, train_sc_encoder
+    from zerodiffpp.data.splits import prepare_split
+    from zerodiffpp.data.xlsa17 import load_xlsa17
     p = tiny_params()
     fs = load_xlsa17(make_xlsa17(tmp_path / "TOY"), "TOY")
     prep, _ = prepare_split(fs, seen_ratio, 0)

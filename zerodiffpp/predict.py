@@ -31,14 +31,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from zerodiffpp import io, paths
-from zerodiffpp.backbone import DEFAULT, EXTRACTOR, ImageFiles, check_readable, differences, extract, record
-from zerodiffpp.classifier import InputView, calibrated
-from zerodiffpp.data import FeatureSet, Prepared
-from zerodiffpp.errors import DataError, InputError
-from zerodiffpp.folder import image_files
-from zerodiffpp.networks import LinearClassifier
-from zerodiffpp.splits import MinMax
+from zerodiffpp.runtime import files, paths
+from zerodiffpp.data.backbone import DEFAULT, EXTRACTOR, ImageFiles, check_readable, differences, extract, record
+from zerodiffpp.nn.classifier import InputView, calibrated
+from zerodiffpp.data.features import FeatureSet, Prepared
+from zerodiffpp.runtime.errors import DataError, InputError
+from zerodiffpp.data.folder import image_files
+from zerodiffpp.nn.networks import LinearClassifier
+from zerodiffpp.data.splits import MinMax
 
 log = logging.getLogger("zerodiffpp.predict")
 
@@ -67,9 +67,9 @@ def load_model(model_dir: Path | str = ".", device="cpu") -> Model:
     root = Path(model_dir)
     fs = FeatureSet.load(root / paths.FEATURES)
     prep = Prepared.load(root / paths.PREPARED)
-    gen = io.load_torch(root / paths.ADAPTED_GENERATOR, device)
-    ckpt = io.load_torch(root / paths.CLASSIFIERS, device)
-    extractor = io.load_json(root / EXTRACTOR) if (root / EXTRACTOR).exists() else None
+    gen = files.load_torch(root / paths.ADAPTED_GENERATOR, device)
+    ckpt = files.load_torch(root / paths.CLASSIFIERS, device)
+    extractor = files.load_json(root / EXTRACTOR) if (root / EXTRACTOR).exists() else None
     if not np.array_equal(prep.class_names, fs.class_names):
         raise DataError(f"class set: {root / paths.PREPARED} and {root / paths.FEATURES} name different classes; "
                         f"rerun dvc repro")
@@ -123,7 +123,7 @@ def features_of(inputs: list[Path], model: Model, batch_size: int = 16, backbone
     """-> (input names, raw features, true labels or ''). Images go through the model's recorded
     extractor (`backbone_model` / `models`: tests); a features file is checked against it."""
     if len(inputs) == 1 and inputs[0].suffix == ".npz":
-        z = io.load_npz(inputs[0])
+        z = files.load_npz(inputs[0])
         if "x" not in z:
             raise DataError(f"{inputs[0]}: no key 'x' (found {sorted(z)}); expected N x D features")
         x = np.asarray(z["x"], np.float32)
@@ -208,9 +208,9 @@ def run(inputs, out: Path | str, model_dir: Path | str = ".", top_k: int = 3, ba
     model = load_model(model_dir, device)
     names, x, labels = features_of(inputs, model, batch_size, backbone_model, models)
     rows = predict_rows(model, names, x, labels, min(top_k, len(model.classes)))
-    io.save_csv(out, rows)
+    files.save_csv(out, rows)
     if features_out:
-        io.save_npz(features_out, x=x, input=np.array(names),
+        files.save_npz(features_out, x=x, input=np.array(names),
                     extractor=np.array(json.dumps(model.extractor or {}, sort_keys=True)))
     seen_names = set(model.class_names[model.seen].tolist())
     log.info("predict: %d inputs -> %s (%d predicted unseen)", len(rows), out,

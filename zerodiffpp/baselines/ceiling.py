@@ -17,8 +17,8 @@ from typing import Callable
 
 import numpy as np
 
-from zerodiffpp.data import Prepared
-from zerodiffpp.metrics import mean_per_class_accuracy
+from zerodiffpp.data.features import Prepared
+from zerodiffpp.evaluation.metrics import mean_per_class_accuracy
 
 FOLDS, SEED = 5, 0
 RIDGE_ALPHAS = tuple(10.0 ** k for k in range(-1, 5))  # 0.1 .. 10000

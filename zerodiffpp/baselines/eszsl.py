@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from zerodiffpp.baselines import stacking
-from zerodiffpp.data import Prepared
-from zerodiffpp.metrics import mean_per_class_accuracy
+from zerodiffpp.data.features import Prepared
+from zerodiffpp.evaluation.metrics import mean_per_class_accuracy
 
 # The paper's grid for both regularisers: 10^-3 .. 10^3
 GRID = tuple(10.0 ** k for k in range(-3, 4))

@@ -13,8 +13,8 @@ from __future__ import annotations
 import numpy as np
 
 from zerodiffpp.baselines import ceiling, eszsl, prototypes
-from zerodiffpp.data import FeatureSet, Prepared
-from zerodiffpp.splits import calibration_view, prepare_split
+from zerodiffpp.data.features import FeatureSet, Prepared
+from zerodiffpp.data.splits import calibration_view, prepare_split
 
 HELD_OUT_FRACTION = 0.2  # of the seen classes, held out for choosing where the dataset names no validation classes
 

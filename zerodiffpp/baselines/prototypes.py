@@ -24,8 +24,8 @@ from functools import cached_property
 import numpy as np
 
 from zerodiffpp.baselines import stacking
-from zerodiffpp.data import Prepared
-from zerodiffpp.metrics import mean_per_class_accuracy
+from zerodiffpp.data.features import Prepared
+from zerodiffpp.evaluation.metrics import mean_per_class_accuracy
 
 ALPHAS = tuple(10.0 ** k for k in range(-3, 4))
 VARIANTS = ("linear", "whitened")

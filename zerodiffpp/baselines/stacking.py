@@ -1,7 +1,7 @@
 """GZSL for the baselines: class scores -> softmax probabilities -> calibrated stacking.
 
 Each baseline gives, for an image, one score per class of the split (seen and unseen). A softmax
-over the classes makes them probabilities, and calibrated stacking (`zerodiffpp.calibration`)
+over the classes makes them probabilities, and calibrated stacking (`zerodiffpp.evaluation.calibration`)
 subtracts a value from the seen classes' probabilities before the arg-max. The softmax temperature
 and the calibration are chosen together, on the validation split only (best H), then applied once to
 the test split. The temperature is needed because the scores have no common scale (ESZSL's differ
@@ -18,8 +18,8 @@ from typing import Callable
 
 import numpy as np
 
-from zerodiffpp import calibration
-from zerodiffpp.data import Prepared
+from zerodiffpp.evaluation import calibration
+from zerodiffpp.data.features import Prepared
 
 TEMPERATURES = tuple(round(10.0 ** (k / 2), 3) for k in range(-4, 5))  # 0.01, 0.032, ..., 100
 

@@ -5,15 +5,15 @@ from typing import Callable
 
 import numpy as np
 
-from zerodiffpp import methods
-from zerodiffpp.checkpoints import Checkpoints
-from zerodiffpp.data import Prepared
-from zerodiffpp.difftta import run_difftta
-from zerodiffpp.live import LiveLog
-from zerodiffpp.params import per_ratio
-from zerodiffpp.pseudo_labels import tie_ranks
-from zerodiffpp.runtime import log
-from zerodiffpp.synth import Synthesizer
+from zerodiffpp.pipeline import methods
+from zerodiffpp.runtime.checkpoints import Checkpoints
+from zerodiffpp.data.features import Prepared
+from zerodiffpp.transductive.difftta import run_difftta
+from zerodiffpp.runtime.live import LiveLog
+from zerodiffpp.runtime.params import per_ratio
+from zerodiffpp.transductive.pseudo_labels import tie_ranks
+from zerodiffpp.runtime.session import log
+from zerodiffpp.generators.synth import Synthesizer
 
 SEED_OFFSET = 3
 

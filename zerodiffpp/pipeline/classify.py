@@ -1,10 +1,10 @@
 """Step classify: the final linear softmax classifiers (GZSL over the split's classes, ZSL over unseen)."""
 import numpy as np
 
-from zerodiffpp.classifier import InputView, train_softmax
-from zerodiffpp.data import Prepared
-from zerodiffpp.params import per_ratio
-from zerodiffpp.runtime import log
+from zerodiffpp.nn.classifier import InputView, train_softmax
+from zerodiffpp.data.features import Prepared
+from zerodiffpp.runtime.params import per_ratio
+from zerodiffpp.runtime.session import log
 
 SEED_OFFSET = 5
 

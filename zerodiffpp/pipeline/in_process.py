@@ -4,11 +4,11 @@ Each step is seeded exactly as its stage script is (`runtime.setup` with the ste
 with `train.threads: 1` the metrics equal those of `dvc repro` / `dvc exp run` on the same params
 (tests/test_pipeline.py checks it through the fold study). Used by the study scripts and the
 end-to-end tests; training and post-training are apart, so that variants can share a generator."""
-from zerodiffpp.calibration import gzsl_curve, pseudo_labels_value
-from zerodiffpp.data import FeatureSet
-from zerodiffpp.methods import with_components
+from zerodiffpp.evaluation.calibration import gzsl_curve, pseudo_labels_value
+from zerodiffpp.data.features import FeatureSet
+from zerodiffpp.pipeline.methods import with_components
 from zerodiffpp.pipeline import post_training, pretrain, report, train, validation
-from zerodiffpp.runtime import setup
+from zerodiffpp.runtime.session import setup
 
 
 def train_generators(p: dict, fs: FeatureSet) -> tuple:
@@ -39,7 +39,7 @@ def calibrate(p: dict, trained_validation: tuple | None) -> dict:
 def evaluate_generators(p: dict, prep, drg_ckpt: dict, gen_ckpt: dict, calib: dict, curve: bool = False) -> dict:
     """adapt, synthesize, classify and report on trained generators, with the calibration record
     `calib`: -> the metrics of eval.json; with `curve`, also 'calibration_curve': the split's U, S,
-    H at every calibration value (zerodiffpp.calibration.split_curve), from the same GZSL classifier."""
+    H at every calibration value (zerodiffpp.evaluation.calibration.split_curve), from the same GZSL classifier."""
     p = with_components(p, calib["components"])  # DiffTTA / DiffGen as the validation pass's gate chose
     out = post_training.run(p, prep, drg_ckpt, gen_ckpt, pseudo_labels_value(calib), calib["classifier"]["value"])
     device = setup(p["train"], report.SEED_OFFSET)

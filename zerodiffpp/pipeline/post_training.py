@@ -1,7 +1,7 @@
 """adapt, synthesize and classify in one process, each seeded as its stage script seeds it: the chain
 the test pass (`in_process`) and the validation pass (`validation`) run on a trained generator."""
 from zerodiffpp.pipeline import adapt, classify, synthesize
-from zerodiffpp.runtime import setup
+from zerodiffpp.runtime.session import setup
 
 
 def run(p, prep, drg_ckpt: dict, gen_ckpt: dict, pseudo_label_calibration, calibration: float,

@@ -1,10 +1,10 @@
 """Step pretrain: data scarcity + scaling, SC encoder r = E_sc(x), and the DRG p(r | a)."""
-from zerodiffpp.checkpoints import Checkpoints
-from zerodiffpp.data import FeatureSet
-from zerodiffpp.drg import train_drg
-from zerodiffpp.runtime import log
-from zerodiffpp.sc import sc_representations, train_sc_encoder
-from zerodiffpp.splits import prepare_split
+from zerodiffpp.runtime.checkpoints import Checkpoints
+from zerodiffpp.data.features import FeatureSet
+from zerodiffpp.generators.drg import train_drg
+from zerodiffpp.runtime.session import log
+from zerodiffpp.generators.sc import sc_representations, train_sc_encoder
+from zerodiffpp.data.splits import prepare_split
 
 SEED_OFFSET = 1
 

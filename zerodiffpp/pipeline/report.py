@@ -1,8 +1,8 @@
 """Step report: the metrics of eval.json. The only reader of test labels."""
-from zerodiffpp import methods
-from zerodiffpp.calibration import gzsl_curve
-from zerodiffpp.data import Prepared
-from zerodiffpp.report import evaluate, seen_probe_features
+from zerodiffpp.pipeline import methods
+from zerodiffpp.evaluation.calibration import gzsl_curve
+from zerodiffpp.data.features import Prepared
+from zerodiffpp.evaluation.report import evaluate, seen_probe_features
 
 SEED_OFFSET = 6
 

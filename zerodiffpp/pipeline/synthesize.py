@@ -1,11 +1,11 @@
 """Step synthesize: fully generated unseen features, plus DiffGen's partially synthesised ones
 (ZeroDiff++)."""
-from zerodiffpp import methods
-from zerodiffpp.data import Prepared
-from zerodiffpp.diffgen import synthetic_set
-from zerodiffpp.params import per_ratio
-from zerodiffpp.runtime import log
-from zerodiffpp.synth import Synthesizer
+from zerodiffpp.pipeline import methods
+from zerodiffpp.data.features import Prepared
+from zerodiffpp.transductive.diffgen import synthetic_set
+from zerodiffpp.runtime.params import per_ratio
+from zerodiffpp.runtime.session import log
+from zerodiffpp.generators.synth import Synthesizer
 
 SEED_OFFSET = 4
 

@@ -1,12 +1,12 @@
 """Step train: the feature generator (ZeroDiff DFG, or the f-CLSWGAN baseline) -> models/generator."""
-from zerodiffpp.checkpoints import Checkpoints
-from zerodiffpp.data import Prepared
-from zerodiffpp.dfg import ZeroDiffTrainer
-from zerodiffpp.diagnostics import GenerationCheck, Schedule
-from zerodiffpp.fclswgan import train_fclswgan
-from zerodiffpp.live import LiveLog
-from zerodiffpp.params import per_ratio
-from zerodiffpp.runtime import log
+from zerodiffpp.runtime.checkpoints import Checkpoints
+from zerodiffpp.data.features import Prepared
+from zerodiffpp.generators.dfg import ZeroDiffTrainer
+from zerodiffpp.evaluation.diagnostics import GenerationCheck, Schedule
+from zerodiffpp.generators.fclswgan import train_fclswgan
+from zerodiffpp.runtime.live import LiveLog
+from zerodiffpp.runtime.params import per_ratio
+from zerodiffpp.runtime.session import log
 
 SEED_OFFSET = 2
 

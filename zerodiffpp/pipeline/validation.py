@@ -18,13 +18,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from zerodiffpp import calibration, methods
-from zerodiffpp.data import FeatureSet, Prepared
-from zerodiffpp.errors import DataError
-from zerodiffpp.metrics import mean_per_class_accuracy
+from zerodiffpp.evaluation import calibration
+
+from zerodiffpp.pipeline import methods
+from zerodiffpp.data.features import FeatureSet, Prepared
+from zerodiffpp.runtime.errors import DataError
+from zerodiffpp.evaluation.metrics import mean_per_class_accuracy
 from zerodiffpp.pipeline import post_training, pretrain, train
-from zerodiffpp.runtime import log, resolve_device, setup
-from zerodiffpp.splits import calibration_view
+from zerodiffpp.runtime.session import log, resolve_device, setup
+from zerodiffpp.data.splits import calibration_view
 
 SEED_OFFSET = 10  # added to each step's own offset: the pass draws from random streams of its own
 

@@ -1,0 +1,1 @@
+"""GZSL metrics, calibrated stacking, learning diagnostics and the run's report."""

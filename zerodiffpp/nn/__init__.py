@@ -1,0 +1,1 @@
+"""Building blocks: the diffusion schedule, networks, losses, training helpers, the softmax classifiers."""
