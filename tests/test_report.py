@@ -280,3 +280,34 @@ def test_t1_u_and_s_are_means_of_per_class_accuracies_on_classes_of_unequal_size
     m = evaluate(prep, syn, seen_probe, preds, pseudo, ctx, "cpu")
     assert m["zsl"]["T1"] == pytest.approx(0.75) and m["gzsl"]["U"] == pytest.approx(0.75)
     assert m["gzsl"]["S"] == pytest.approx(0.5) and m["gzsl"]["H"] == pytest.approx(2 * 0.75 * 0.5 / 1.25)
+
+
+def test_training_curves_draw_the_diagnostics_apart_from_the_losses():
+    """plots/training_curves.png: gen_seen_acc (logged every few epochs, NaN between) shares no axis with a
+    loss (a VAE term of ~250 would flatten it) and shows every logged point; each loss panel holds curves
+    of one scale (typical sizes within 10x), every loss drawn once."""
+    import matplotlib.pyplot as plt
+    from zerodiffpp.evaluation.report import curves_figure
+    steps = np.arange(20.0)
+    decay = np.exp(-steps / 5)
+    sparse = np.where(steps % 5 == 4, 0.3 + 0.02 * steps, np.nan)
+    losses = {"vae": 250 + 100 * decay, "generator": 260 + 100 * decay, "critic": -10 - 40 * decay,
+              "ml": 5 + decay, "gp": 0.3 + decay, "dec": 1e-3 + 0.04 * decay, "g_rec": 0.02 + 0.2 * decay}
+    train = {**losses, "gen_seen_acc": sparse, "gen_mean_gap": sparse + 0.4, "lambda_gp": 10 * decay}
+    fig = curves_figure({"sc": {"sc_loss": (steps, 4 + decay)},
+                         "train": {k: (list(steps), list(v)) for k, v in train.items()}})
+    try:
+        labels = {ax: [ln.get_label() for ln in ax.lines] for ax in fig.axes}
+        (acc_ax,) = [ax for ax, names in labels.items() if "gen_seen_acc" in names]
+        beside = acc_ax.get_shared_x_axes().get_siblings(acc_ax)  # itself and the GP weight's twin axis
+        assert set().union(*(labels[ax] for ax in beside)) == {"gen_seen_acc", "gen_mean_gap", "lambda_gp"}
+        (acc,) = [ln for ln in acc_ax.lines if ln.get_label() == "gen_seen_acc"]
+        assert list(acc.get_xdata()) == [4, 9, 14, 19] and np.isfinite(acc.get_ydata()).all()
+        drawn = [name for ax in fig.axes if ax not in beside for name in labels[ax]]
+        assert sorted(drawn) == sorted([*losses, "sc_loss"])
+        for ax in fig.axes:
+            if ax not in beside and ax.lines:
+                sizes = [np.median(np.abs(ln.get_ydata())) for ln in ax.lines]
+                assert max(sizes) <= 10 * min(sizes), labels[ax]
+    finally:
+        plt.close(fig)

@@ -140,21 +140,79 @@ def per_class_png(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+DIAGNOSTICS = ("gen_seen_acc", "gen_mean_gap")  # scores of about 0-1 (diagnostics.py), drawn apart from the losses
+GP_WEIGHT = "lambda_gp"  # the adaptive GP weight: on the diagnostics panel, on its own (right) axis
+
+
+def typical(vals) -> float:
+    return float(np.median(np.abs(vals)))
+
+
+def scale_groups(curves: dict) -> list[list[str]]:
+    """The loss curves' names in panels by scale: sorted by typical size (median |value|, which the first
+    epochs' transient does not set), each panel holds the curves up to 10x its smallest, so that no
+    curve lies flat under one 100x larger (the VAE term, ~250, beside the decoder's ~1e-3)."""
+    scale = {k: typical(v) for k, (_, v) in curves.items()}
+    groups: list[list[str]] = []
+    for k in sorted(scale, key=scale.get):
+        if groups and scale[k] <= 10 * scale[groups[-1][0]]:
+            groups[-1].append(k)
+        else:
+            groups.append([k])
+    return groups
+
+
+def _draw(ax, curves: dict, keys: list[str], **style) -> None:
+    for k in keys:
+        steps, vals = curves[k]
+        # few points (the diagnostics run every few epochs) would not show as a line alone
+        ax.plot(steps, vals, label=k, marker="o" if len(vals) < 30 else None, markersize=3, **style)
+
+
+def curves_figure(stages: dict[str, dict]):
+    """One row per training stage ({stage: live.read_curve(...)}): the learning diagnostics on a panel of
+    their own, then the losses grouped by scale_groups. NaN (the epochs a diagnostic skips) is dropped,
+    so sparse curves are drawn point to point."""
+    plt = _plt()
+    rows = []
+    for stage, raw in stages.items():
+        curves = {}
+        for k, (steps, vals) in raw.items():
+            ok = np.isfinite(vals)
+            if ok.any():
+                curves[k] = (np.asarray(steps)[ok], np.asarray(vals)[ok])
+        diag = [k for k in DIAGNOSTICS if k in curves]
+        gp = [GP_WEIGHT] if GP_WEIGHT in curves else []
+        losses = {k: c for k, c in curves.items() if k not in diag + gp}
+        panels = ([("diagnostics", diag, gp)] if diag or gp else []) + [
+            (f"losses ~{typical(losses[g[-1]][1]):.2g}", g, []) for g in scale_groups(losses)]
+        rows.append((stage, curves, panels or [("nothing logged", [], [])]))
+    ncols = max(len(panels) for *_, panels in rows)
+    fig, axes = plt.subplots(len(rows), ncols, figsize=(3.6 * ncols, 2.6 * len(rows)), squeeze=False)
+    for (stage, curves, panels), row in zip(rows, axes):
+        for ax in row[len(panels):]:
+            ax.axis("off")
+        for ax, (title, left, right) in zip(row, panels):
+            ax.set_title(f"{stage}: {title}", fontsize=9)
+            ax.set_xlabel("epoch", fontsize=8)
+            _draw(ax, curves, left)
+            twin = ax.twinx() if left and right else ax  # the GP weight (10 -> ~0.3) on a scale of its own
+            _draw(twin, curves, right, color="tab:gray", linestyle="--")
+            if twin is not ax:
+                twin.set_ylabel(GP_WEIGHT, fontsize=8)
+            handles = list(ax.lines) + (list(twin.lines) if twin is not ax else [])
+            if handles:
+                ax.legend(handles=handles, fontsize=7, ncol=2 if len(handles) > 4 else 1)
+    fig.tight_layout()
+    return fig
+
+
 def curves_png(curve_dirs: list[Path], path: Path) -> None:
-    """The training stages' DVCLive curves (live.read_curve), one panel per curve, for reading offline."""
+    """The training stages' DVCLive curves (curves_figure), for reading offline."""
     from zerodiffpp.runtime.files import atomic_path
     from zerodiffpp.runtime.live import read_curve
     plt = _plt()
-    fig, axes = plt.subplots(1, len(curve_dirs), figsize=(4 * len(curve_dirs), 3.2))
-    for ax, d in zip(np.atleast_1d(axes), curve_dirs):
-        for key, (steps, vals) in read_curve(d).items():
-            if np.isfinite(vals).any():
-                ax.plot(steps, vals, label=key)
-        ax.set_title(Path(d).name, fontsize=9)
-        ax.set_xlabel("epoch")
-        if ax.lines:
-            ax.legend(fontsize=6)
-    fig.tight_layout()
+    fig = curves_figure({Path(d).name: read_curve(d) for d in curve_dirs})
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=90)
     plt.close(fig)
