@@ -1,7 +1,7 @@
 """Scarcity sweep in one command: run a grid of DVC experiments, tabulate mean and std.
 
     python -m scripts.sweep                                   # zerodiffpp, ratios 0.1 0.3 1.0, seeds 0 1 2
-    python -m scripts.sweep --methods fclswgan,zerodiff,zerodiffpp --set tta.enabled=false --prefix no-tta
+    python -m scripts.sweep --methods fclswgan,zerodiff,zerodiffpp --set tta.rounds=2 --prefix rounds2
 Runners (how the points run; every run is a normal DVC experiment named <prefix>-<method>-r<ratio>-s<seed>):
     python -m scripts.sweep --runner queue --jobs 1           # DVC's queue: dvc exp run --queue + --run-all
     python -m scripts.sweep --runner temp                     # one after another: dvc exp run --temp

@@ -5,7 +5,7 @@ from zerodiffpp.runtime.checkpoints import Checkpoints
 from zerodiffpp.data.features import Prepared
 from zerodiffpp.runtime.files import load_json, load_torch, save_npz, save_torch
 from zerodiffpp.runtime.live import LiveLog
-from zerodiffpp.pipeline.methods import with_components
+from zerodiffpp.runtime.methods import with_components
 from zerodiffpp.runtime.params import load_stage_params
 from zerodiffpp.pipeline import adapt
 from zerodiffpp.runtime.session import run_stage, setup

@@ -2,7 +2,7 @@
 from zerodiffpp.runtime import paths
 from zerodiffpp.data.features import Prepared
 from zerodiffpp.runtime.files import load_json, load_npz, load_torch, save_csv, save_json, save_text
-from zerodiffpp.pipeline.methods import with_components
+from zerodiffpp.runtime.methods import with_components
 from zerodiffpp.runtime.params import load_stage_params
 from zerodiffpp.pipeline import report
 from zerodiffpp.evaluation.report import confusion_rows, curves_png, per_class_png, per_class_rows, report_markdown

@@ -3,7 +3,7 @@
 from zerodiffpp.runtime import paths
 from zerodiffpp.data.features import Prepared
 from zerodiffpp.runtime.files import load_json, load_npz, load_torch, save_npz
-from zerodiffpp.pipeline.methods import with_components
+from zerodiffpp.runtime.methods import with_components
 from zerodiffpp.runtime.params import load_stage_params
 from zerodiffpp.pipeline import synthesize
 from zerodiffpp.runtime.session import run_stage, setup

@@ -100,15 +100,10 @@ def test_many_classes_keep_their_seen_accuracy():
 
 def test_value_for_takes_the_validation_passs_choice_for_auto_and_a_number_as_given():
     chosen = {"value": -0.3, "U": 0.4, "S": 0.5, "H": 0.44}
-    assert cal.value_for("auto", 1.0, chosen, "classifier.calibration") == {**chosen, "source": "validation pass"}
-    assert cal.value_for(0.25, 1.0, chosen, "classifier.calibration") == {"value": 0.25, "source": "params"}
-    per_ratio = {1.0: -0.1, 0.3: 0.26, 0.1: "auto"}
-    assert cal.value_for(per_ratio, 0.3, chosen, "x")["value"] == 0.26
-    assert cal.value_for(per_ratio, 0.1, chosen, "x")["value"] == -0.3
-    with pytest.raises(ParamsError, match="not for train.seen_ratio 0.5"):
-        cal.value_for(per_ratio, 0.5, chosen, "classifier.calibration")
+    assert cal.value_for("auto", chosen, "classifier.calibration") == {**chosen, "source": "validation pass"}
+    assert cal.value_for(0.25, chosen, "classifier.calibration") == {"value": 0.25, "source": "params"}
     with pytest.raises(DataError, match="tta.calibration is auto but the validation pass chose no value"):
-        cal.value_for("auto", 1.0, None, "tta.calibration")
+        cal.value_for("auto", None, "tta.calibration")
 
 
 def test_a_split_without_held_out_images_is_refused_by_name():

@@ -14,7 +14,7 @@ import pytest
 import torch
 from scipy.io import loadmat
 
-from benchmarks import fixture
+from zerodiffpp.fixtures import realistic as fixture
 from zerodiffpp.fixtures.realistic import (DIFFICULTY, XLSA17_SPLITS, Difficulty, class_labels, class_structure,
                                 difficulty_report, features, synthetic_splits, write_fixture)
 from tests.tiny import tiny_params

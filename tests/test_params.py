@@ -51,12 +51,19 @@ def test_stage_sees_only_declared_keys(tmp_path):
 def test_counts_may_be_given_per_seen_ratio(params):
     """The official scripts scale syn_num (also the classifier's batch) with the seen ratio: a count is
     one number or {ratio: count}, and a mapping without the run's ratio is refused before any work."""
-    from zerodiffpp.runtime.params import per_ratio
+    from zerodiffpp.runtime.params import for_ratio
     counts = {1.0: 5400, 0.3: 1800, 0.1: 600}
-    assert per_ratio(counts, 0.3) == 1800 and per_ratio(300, 0.3) == 300
     params["synth"]["unseen_per_class"] = counts
+    params["classifier"]["calibration"] = {1.0: -0.1, 0.3: 0.26, 0.1: "auto"}
     params["train"]["seen_ratio"] = 0.1
     validate(params, "params.yaml")
+    resolved = for_ratio(params)  # what every step sees: plain values for the run's ratio
+    assert resolved["synth"]["unseen_per_class"] == 600 and resolved["classifier"]["calibration"] == "auto"
+    assert params["synth"]["unseen_per_class"] is counts  # the loaded params are left as they are
+    params["train"]["seen_ratio"] = 0.3
+    resolved = for_ratio(params)
+    assert resolved["synth"]["unseen_per_class"] == 1800 and resolved["classifier"]["calibration"] == 0.26
+    assert for_ratio(dict(params, synth=dict(params["synth"], unseen_per_class=300)))["synth"]["unseen_per_class"] == 300
     params["train"]["seen_ratio"] = 0.5
     with pytest.raises(ParamsError, match=r"synth.unseen_per_class gives counts for seen ratios \[0.1, 0.3, 1.0\], "
                                           r"not for train.seen_ratio 0.5"):

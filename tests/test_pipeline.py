@@ -140,14 +140,10 @@ def test_scarcity_experiment_and_methods(repo):
     out = _run([sys.executable, "-m", "dvc", "exp", "run", "--temp", "-n", "validation", "-S",
                 "data.protocol=validation"], work, env)
     assert "Running stage 'extract'" not in out.stdout
-    _run([sys.executable, "-m", "dvc", "exp", "run", "--temp", "-n", "both-off", "-S", "tta.enabled=false",
-          "-S", "diffgen.enabled=false"], work, env)
     shown = json.loads(_run([sys.executable, "-m", "dvc", "exp", "show", "--json"], work, env).stdout)
     exps = {e["name"]: e for e in _experiments(shown)}
-    assert {"scarce", "fclswgan", "zerodiff", "both-off"} <= set(exps)
-    # ZeroDiff++ with both test-time switches off is exactly the inductive ZeroDiff
+    assert {"scarce", "fclswgan", "zerodiff"} <= set(exps)
     metrics = lambda n: exps[n]["data"]["metrics"]["metrics/eval.json"]["data"]  # noqa: E731
-    assert metrics("both-off") == metrics("zerodiff")
     val = metrics("validation")
     assert val["validation"] == 1 and val["n_seen_classes"] == 27 and val["n_unseen_classes"] == 13
     assert metrics("scarce")["validation"] == 0
@@ -221,7 +217,7 @@ def test_fold_study_runs_the_pipelines_code(repo):
     dvc_metrics = next(e for e in _experiments(shown) if e["name"] == "val-1thread")["data"]["metrics"]
     dvc_metrics = dvc_metrics["metrics/eval.json"]["data"]
     out = _run([sys.executable, "-m", "scripts.fold_study", "--folds", "own", "--variant", "dec",
-                "tta.unseen_labels=decoder", "--variant", "ind", "tta.enabled=false", "diffgen.enabled=false",
+                "tta.unseen_labels=decoder", "--variant", "ind", "method=zerodiff",
                 "--out", "results/fs"], work, env).stdout
     rows = [json.loads(line) for line in (work / "results" / "fs" / "runs.jsonl").read_text().splitlines()]
     assert [r["variant"] for r in rows] == ["base", "dec", "ind"] and {r["fold"] for r in rows} == {"own"}

@@ -15,7 +15,7 @@ def test_presets_carry_the_official_settings(tmp_path, name, att, counts):
     """Widths 4096; noise, r- and t-embedding widths equal to the attribute size; syn_num per seen
     ratio, also the classifier's batch; posterior fakes, the GP rule on the sum; calibration chosen on held-out
     seen classes of the dataset (auto), never a number carried over from the toy."""
-    from zerodiffpp.runtime.params import per_ratio
+    from zerodiffpp.runtime.params import for_ratio
     p = tmp_path / "params.yaml"
     shutil.copy(ROOT / "params.yaml", p)
     apply(name, "/data/x", p)
@@ -25,8 +25,8 @@ def test_presets_carry_the_official_settings(tmp_path, name, att, counts):
     assert g["noise_dim"] == g["cond_dim"] == params["diffusion"]["time_dim"] == params["drg"]["noise_dim"] == att
     assert (g["fake_latent"], g["adaptive_gp_input"], params["classifier"]["calibration"]) == ("posterior", "sum", "auto")
     for ratio, count in zip((1.0, 0.3, 0.1), counts):
-        assert per_ratio(params["synth"]["unseen_per_class"], ratio) == count
-        assert per_ratio(params["classifier"]["batch_size"], ratio) == count
+        resolved = for_ratio(dict(params, train=dict(params["train"], seen_ratio=ratio)))
+        assert resolved["synth"]["unseen_per_class"] == resolved["classifier"]["batch_size"] == count
     assert params["data"]["root"] == "/data/x"
     assert "# Single source of every setting" in p.read_text()  # comments survive
 
@@ -65,5 +65,5 @@ def test_sweep_summary_and_markdown():
     s = sweep.summarise(rows)
     assert s[0]["n"] == 3 and s[0]["T1_mean"] == pytest.approx(0.6) and s[0]["T1_std"] == pytest.approx(0.1)
     assert "60.0 ± 10.0" in sweep.markdown(s)
-    names = [n for n, _ in sweep.grid(["zerodiff"], [0.1, 1.0], [0, 1], ["tta.enabled=false"], "x")]
+    names = [n for n, _ in sweep.grid(["zerodiff"], [0.1, 1.0], [0, 1], ["tta.rounds=2"], "x")]
     assert names == ["x-zerodiff-r0p1-s0", "x-zerodiff-r0p1-s1", "x-zerodiff-r1p0-s0", "x-zerodiff-r1p0-s1"]

@@ -79,18 +79,19 @@ def test_synthesize_writes_no_seen_features_and_report_reads_the_trained_generat
     assert "models/generator" in stages["report"]["deps"] and "models/adapted" in stages["report"]["deps"]
     assert "report.seen_per_class" not in str(stages["synthesize"]) and "seen_per_class" in tiny_params()["report"]
     prep = _prep()
-    p = {"method": "zerodiff", "synth": {"unseen_per_class": 3, "sampler": "one_step"}, "train": {"seen_ratio": 1.0},
-         "diffgen": {"enabled": False}}
+    p = {"method": "zerodiff", "synth": {"unseen_per_class": 3, "sampler": "one_step"}, "train": {"seen_ratio": 1.0}}
     syn = synthesize.run(p, prep, _generator(0), None, {}, "cpu")
     assert set(syn) == {"x", "y", "kind", "src"} and np.bincount(syn["y"]).tolist()[-2:] == [3, 3]
 
 
 def test_self_training_on_test_seen_is_flagged_and_comparability_is_stated():
-    from zerodiffpp.pipeline import methods
+    from zerodiffpp.runtime import methods
     from zerodiffpp.evaluation.report import comparability, setting
-    assert methods.self_trains_on_test_seen("zerodiffpp", True, "all")
-    assert not methods.self_trains_on_test_seen("zerodiffpp", True, "unseen")
-    assert not methods.self_trains_on_test_seen("zerodiff", True, "all")
+    assert methods.self_trains_on_test_seen("zerodiffpp", "all")
+    assert methods.self_trains_on_test_seen("zerodiff+diffgen", "all")
+    assert not methods.self_trains_on_test_seen("zerodiffpp", "unseen")
+    assert not methods.self_trains_on_test_seen("zerodiff", "all")
+    assert not methods.self_trains_on_test_seen("zerodiff+difftta", "all")
     assert "self-training on the test-seen set" in setting({"transductive": 1, "self_training_seen": 1})
     assert "self-training" not in setting({"transductive": 1, "self_training_seen": 0})
     assert setting({"transductive": 0, "self_training_seen": 0}).startswith("inductive")
@@ -215,7 +216,7 @@ def test_validation_runs_report_the_calibration_their_classes_choose_and_test_ru
     monkeypatch.setattr(stage, "seen_probe_features", lambda *args: seen_probe)
     monkeypatch.setattr(stage, "evaluate", lambda prep_, syn_, sp, pr, ps, c, device: c)
     p = {"train": {"seen_ratio": 0.3, "seed": 2}, "report": {"seen_per_class": 5}, "synth": {"sampler": "one_step"},
-         "method": "zerodiff", "tta": {"enabled": "auto"}, "diffgen": {"enabled": "auto", "classes": "unseen"},
+         "method": "zerodiff", "diffgen": {"classes": "unseen"},
          "data": {"protocol": "test"}}
     got = stage.run(p, prep, syn, preds, pseudo, {}, {}, ctx["calibration"], "cpu", {"gzsl": "states"}, {"adapted": 1})
     assert not calls and "validation_curve" not in got

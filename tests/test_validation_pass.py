@@ -176,11 +176,11 @@ def test_classify_and_report_use_the_records_value(toy, passed):
 def test_the_gate_compares_the_configured_method_with_its_lighter_variants():
     names = lambda p: [n for n, _ in validation.candidates(p)]  # noqa: E731
     assert names(_params(tta__gate="validation")) == ["configured", "without DiffTTA", "inductive"]
-    assert names(_params(tta__gate="validation", tta__enabled=False)) == ["configured", "inductive"]
+    assert names(_params("zerodiff+diffgen", tta__gate="validation")) == ["configured", "inductive"]
     assert names(_params(tta__gate="always")) == ["configured"]
     assert names(_params("zerodiff", tta__gate="validation")) == ["configured"]
     assert dict(validation.candidates(_params(tta__gate="validation")))["without DiffTTA"] == \
-        {"tta": False, "diffgen": True}
+        {"method": "zerodiff+diffgen", "tta": False, "diffgen": True}
 
 
 @pytest.mark.parametrize("scores, kept", [
@@ -192,13 +192,12 @@ def test_the_gate_keeps_the_best_mean_of_validation_t1_and_h(monkeypatch, scores
     seen = []
 
     def fake(p, prep, drg, gen):
-        comps = (p["tta"]["enabled"], p["diffgen"]["enabled"])
-        name = {(True, True): "configured", (False, True): "without DiffTTA", (False, False): "inductive"}[comps]
+        name = {"zerodiffpp": "configured", "zerodiff+diffgen": "without DiffTTA", "zerodiff": "inductive"}[p["method"]]
         seen.append(name)
         t1, h = scores[name]
         return {"T1": t1, "curve": [{"calibration": 0.0, "U": h, "S": h, "H": h}],
                 "choice": {"value": len(seen) / 10, "U": h, "S": h, "H": h},
-                "pseudo_labels": {"value": -len(seen) / 10, "U": h, "S": h, "H": h} if any(comps) else None}
+                "pseudo_labels": {"value": -len(seen) / 10, "U": h, "S": h, "H": h} if name != "inductive" else None}
 
     monkeypatch.setattr(validation, "evaluate_on_split", fake)
     rec = validation.calibrate_pass(_params(tta__gate="validation"), None, None, None, {"classes": []})
@@ -215,7 +214,7 @@ def test_the_test_pass_runs_what_the_gate_kept(toy, passed):
     features, and says so (transductive 0)."""
     p, _, rec = passed
     generators = in_process.train_generators(p, toy)
-    closed = dict(rec, pseudo_labels=None, components={"tta": False, "diffgen": False, "chosen": "inductive",
+    closed = dict(rec, pseudo_labels=None, components={"method": "zerodiff", "tta": False, "diffgen": False, "chosen": "inductive",
                                                        "candidates": {"inductive": {"T1": 0.5, "H": 0.4}}})
     m = in_process.evaluate_generators(p, *generators, closed)
     assert m["transductive"] == 0 and m["synthetic"]["n_partial"] == 0 and "tta" not in m

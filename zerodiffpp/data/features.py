@@ -143,6 +143,7 @@ class Prepared:
     unseen: np.ndarray
     class_names: np.ndarray
     train_index: np.ndarray     # positions of the kept training images in the full dataset
+    seen_ratio: float = 1.0     # the part of each seen class's training images kept (train.seen_ratio)
 
     def save(self, path) -> None:
         files.save_npz(path, **{f.name: getattr(self, f.name) for f in fields(self)})
@@ -150,7 +151,7 @@ class Prepared:
     @classmethod
     def load(cls, path) -> "Prepared":
         z = files.load_npz(path)
-        return cls(**{f.name: z[f.name] for f in fields(cls)})
+        return cls(**{f.name: z[f.name] for f in fields(cls) if f.name != "seen_ratio"}, seen_ratio=float(z["seen_ratio"]))
 
     @property
     def n_classes(self) -> int:

@@ -129,7 +129,7 @@ def prepare_split(fs: FeatureSet, seen_ratio: float, seed: int, protocol: str = 
         r_train=r_scaled.get("train", empty), r_test_seen=r_scaled.get("test_seen", empty),
         r_test_unseen=r_scaled.get("test_unseen", empty),
         att=fs.att.astype(np.float32), seen=fs.seen_classes, unseen=fs.unseen_classes,
-        class_names=fs.class_names, train_index=keep)
+        class_names=fs.class_names, train_index=keep, seen_ratio=float(seen_ratio))
     missing = np.setdiff1d(prep.seen, np.unique(prep.y_train))
     if missing.size:  # cannot happen with subsample_per_class; guards a future change
         raise DataError(f"seen classes {missing.tolist()} were left without training samples")

@@ -19,7 +19,6 @@ import numpy as np
 from zerodiffpp.nn.classifier import InputView, calibrated, load_classifier
 from zerodiffpp.runtime.errors import DataError
 from zerodiffpp.evaluation.metrics import gzsl_scores
-from zerodiffpp.runtime.params import per_ratio_value
 
 # -1.00, -0.98, ..., 1.00. Negative values favour the seen classes: when generated classes swamp the real
 # ones (a scarce seen ratio: a few real samples per seen class against hundreds generated), S falls to
@@ -76,15 +75,14 @@ def choice(rows: list[dict]) -> dict:
     return {"value": row["calibration"], "U": row["U"], "S": row["S"], "H": row["H"]}
 
 
-def is_auto(value, seen_ratio: float) -> bool:
-    return per_ratio_value(value, seen_ratio) == "auto"
+def is_auto(value) -> bool:
+    return value == "auto"
 
 
-def value_for(param, seen_ratio: float, chosen: dict | None, key: str) -> dict:
-    """The value a run uses for `key` (classifier.calibration or tta.calibration, `param` its params
-    value, possibly one per seen ratio): {'value', 'source'}. 'auto' takes the validation pass's
-    choice `chosen` ({'value', 'U', 'S', 'H'}); a number is used as given."""
-    value = per_ratio_value(param, seen_ratio, key)
+def value_for(value, chosen: dict | None, key: str) -> dict:
+    """The value a run uses for `key` (classifier.calibration or tta.calibration, `value` its params
+    value): {'value', 'source'}. 'auto' takes the validation pass's choice `chosen` ({'value', 'U',
+    'S', 'H'}); a number is used as given."""
     if value != "auto":
         return {"value": float(value), "source": "params"}
     if chosen is None:

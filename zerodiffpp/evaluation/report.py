@@ -311,7 +311,7 @@ def report_markdown(m: dict, params: dict, calib: dict | None = None, baselines:
     lines += ["", "Settings that matter: " + ", ".join(
         f"{k}={v}" for k, v in (("gen.epochs", params["gen"]["epochs"]), ("gen.hidden", params["gen"]["hidden"]),
                                 ("synth.unseen_per_class", params["synth"]["unseen_per_class"]),
-                                ("tta.enabled", params["tta"]["enabled"]), ("diffgen.enabled", params["diffgen"]["enabled"]),
+                                ("method", params["method"]),
                                 ("diffgen.start_step", params["diffgen"]["start_step"]),
                                 ("classifier.epochs", params["classifier"]["epochs"])))]
     lines += baseline_lines(m, baselines, baselines_md) + [""]

@@ -3,7 +3,6 @@ import numpy as np
 
 from zerodiffpp.nn.classifier import InputView, train_softmax
 from zerodiffpp.data.features import Prepared
-from zerodiffpp.runtime.params import per_ratio
 from zerodiffpp.runtime.session import log
 
 SEED_OFFSET = 5
@@ -13,7 +12,7 @@ def run(p, prep: Prepared, syn: dict, adapted_ckpt: dict, calibration: float, de
     """-> (classifier states, test predictions, loss curve). `calibration` is calibrated stacking's
     value (the calibrate stage's: chosen by the validation pass, or params.yaml's number)."""
     c = p["classifier"]
-    batch = per_ratio(c["batch_size"], p["train"]["seen_ratio"])
+    batch = c["batch_size"]
     view = InputView.from_generator(c["features"], adapted_ckpt, device)
     log.info("classify: classifiers read view %s", view.name)
     gzsl = train_softmax(np.concatenate([prep.x_train, syn["x"]]), np.concatenate([prep.y_train, syn["y"]]),

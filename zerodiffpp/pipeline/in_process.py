@@ -6,7 +6,7 @@ with `train.threads: 1` the metrics equal those of `dvc repro` / `dvc exp run` o
 end-to-end tests; training and post-training are apart, so that variants can share a generator."""
 from zerodiffpp.evaluation.calibration import gzsl_curve, pseudo_labels_value
 from zerodiffpp.data.features import FeatureSet
-from zerodiffpp.pipeline.methods import with_components
+from zerodiffpp.runtime.methods import with_components
 from zerodiffpp.pipeline import post_training, pretrain, report, train, validation
 from zerodiffpp.runtime.session import setup
 

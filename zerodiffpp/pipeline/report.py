@@ -1,5 +1,5 @@
 """Step report: the metrics of eval.json. The only reader of test labels."""
-from zerodiffpp.pipeline import methods
+from zerodiffpp.runtime import methods
 from zerodiffpp.evaluation.calibration import gzsl_curve
 from zerodiffpp.data.features import Prepared
 from zerodiffpp.evaluation.report import evaluate, seen_probe_features
@@ -12,11 +12,10 @@ def run(p, prep: Prepared, syn: dict, preds: dict, pseudo: dict, gen_ckpt: dict,
     """-> the metrics of eval.json. `gen_ckpt` is the trained (not the adapted) generator; `calib` the
     calibrate stage's record; `clf_states` the classify stage's classifiers (under data.protocol:
     validation their GZSL curve names calibrated stacking's best value on these validation classes)."""
-    ctx = {"seen_ratio": p["train"]["seen_ratio"], "seed": p["train"]["seed"], **p["report"],
+    ctx = {"seen_ratio": prep.seen_ratio, "seed": p["train"]["seed"], **p["report"],
            "validation": p["data"]["protocol"] == "validation",
-           "transductive": methods.is_transductive(p["method"], p["tta"]["enabled"], p["diffgen"]["enabled"]),
-           "self_training_seen": methods.self_trains_on_test_seen(p["method"], p["diffgen"]["enabled"],
-                                                                  p["diffgen"]["classes"])}
+           "transductive": methods.is_transductive(p["method"]),
+           "self_training_seen": methods.self_trains_on_test_seen(p["method"], p["diffgen"]["classes"])}
     seen_probe = seen_probe_features(gen_ckpt, drg_ckpt, prep, p["report"]["seen_per_class"], p["synth"]["sampler"],
                                      device)
     if ctx["validation"]:

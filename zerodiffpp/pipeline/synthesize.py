@@ -1,9 +1,8 @@
 """Step synthesize: fully generated unseen features, plus DiffGen's partially synthesised ones
 (ZeroDiff++)."""
-from zerodiffpp.pipeline import methods
+from zerodiffpp.runtime import methods
 from zerodiffpp.data.features import Prepared
 from zerodiffpp.transductive.diffgen import synthetic_set
-from zerodiffpp.runtime.params import per_ratio
 from zerodiffpp.runtime.session import log
 from zerodiffpp.generators.synth import Synthesizer
 
@@ -13,8 +12,8 @@ SEED_OFFSET = 4
 def run(p, prep: Prepared, adapted_ckpt: dict, drg_ckpt: dict, pseudo: dict, device) -> dict:
     """-> the synthetic set: x, y, kind (full or partial), src (DiffGen's source test positions)."""
     synth = Synthesizer(adapted_ckpt, drg_ckpt, prep.att, device)
-    diffgen = methods.uses_diffgen(p["method"], p["diffgen"]["enabled"])
-    syn = synthetic_set(synth, prep, per_ratio(p["synth"]["unseen_per_class"], p["train"]["seen_ratio"]),
+    diffgen = methods.uses_diffgen(p["method"])
+    syn = synthetic_set(synth, prep, p["synth"]["unseen_per_class"],
                         p["synth"]["sampler"], pseudo, p["diffgen"] if diffgen else None)
     if diffgen:
         log.info("synthesize: %d partially synthesised features from step k=%d", len(syn["src"]),

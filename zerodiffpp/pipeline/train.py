@@ -5,7 +5,7 @@ from zerodiffpp.generators.dfg import ZeroDiffTrainer
 from zerodiffpp.evaluation.diagnostics import GenerationCheck, Schedule
 from zerodiffpp.generators.fclswgan import train_fclswgan
 from zerodiffpp.runtime.live import LiveLog
-from zerodiffpp.runtime.params import per_ratio
+from zerodiffpp.runtime import methods
 from zerodiffpp.runtime.session import log
 
 SEED_OFFSET = 2
@@ -17,14 +17,11 @@ def run(p, prep: Prepared, device, drg_ckpt: dict | None = None, ckpts: Checkpoi
     learning diagnostics generate as the synthesize stage does; without it they are off. `ckpts`
     makes the training resumable (a rerun after a kill continues it); `live` receives the curve epoch
     by epoch."""
-    d, ratio = p["diagnostics"], p["train"]["seen_ratio"]
-    # epochs may be given per seen ratio (fewer samples, fewer iterations per epoch: presets/cub-cpu.yaml)
-    p = dict(p, gen=dict(p["gen"], epochs=per_ratio(p["gen"]["epochs"], ratio, "gen.epochs")),
-             fclswgan=dict(p["fclswgan"], epochs=per_ratio(p["fclswgan"]["epochs"], ratio, "fclswgan.epochs")))
+    d = p["diagnostics"]
     check = Schedule(GenerationCheck(prep.x_train, prep.y_train, prep.seen, prep.att, drg_ckpt, d,
                                      p["synth"]["sampler"], device, seed=p["train"]["seed"])
                      if drg_ckpt is not None and d["every"] > 0 else None, d["every"])
-    if p["method"] == "fclswgan":
+    if methods.generator(p["method"]) == "fclswgan":
         return train_fclswgan(prep.x_train, prep.y_train, prep.att, prep.seen, p["fclswgan"], device, check,
                               ckpts.part("fclswgan") if ckpts else None, live)
     trainer = ZeroDiffTrainer(prep.x_train, prep.r_train, prep.y_train, prep.att, p["gen"], p["diffusion"], device,

@@ -20,7 +20,7 @@ import numpy as np
 
 from zerodiffpp.evaluation import calibration
 
-from zerodiffpp.pipeline import methods
+from zerodiffpp.runtime import methods
 from zerodiffpp.data.features import FeatureSet, Prepared
 from zerodiffpp.runtime.errors import DataError
 from zerodiffpp.evaluation.metrics import mean_per_class_accuracy
@@ -33,10 +33,9 @@ SEED_OFFSET = 10  # added to each step's own offset: the pass draws from random 
 
 def needed(p) -> dict:
     """What the pass must choose: {'classifier': bool, 'pseudo_labels': bool, 'gate': bool}."""
-    ratio = p["train"]["seen_ratio"]
-    transductive = methods.is_transductive(p["method"], p["tta"]["enabled"], p["diffgen"]["enabled"])
-    return {"classifier": calibration.is_auto(p["classifier"]["calibration"], ratio),
-            "pseudo_labels": transductive and calibration.is_auto(p["tta"]["calibration"], ratio),
+    transductive = methods.is_transductive(p["method"])
+    return {"classifier": calibration.is_auto(p["classifier"]["calibration"]),
+            "pseudo_labels": transductive and calibration.is_auto(p["tta"]["calibration"]),
             "gate": transductive and p["tta"]["gate"] == "validation"}
 
 
@@ -83,7 +82,7 @@ def evaluate_on_split(p, prep: Prepared, drg_ckpt: dict, gen_ckpt: dict) -> dict
     test pass runs them: -> {'curve', 'choice' (best H of the final GZSL classifier), 'pseudo_labels'
     (best H of DiffTTA's provisional classifier, when it pseudo-labelled), 'T1' (its ZSL classifier on
     the validation classes)}. Labels read here are those of training images only."""
-    q, ratio = pass_params(p), p["train"]["seen_ratio"]
+    q = pass_params(p)
     device = resolve_device(p["train"]["device"])
     pl_choices = []
 
@@ -92,8 +91,8 @@ def evaluate_on_split(p, prep: Prepared, drg_ckpt: dict, gen_ckpt: dict) -> dict
         return pl_choices[-1]["value"]
 
     pl_param = p["tta"]["calibration"]
-    pl_value = choose_pseudo_label_value if calibration.is_auto(pl_param, ratio) else \
-        calibration.value_for(pl_param, ratio, None, "tta.calibration")["value"]
+    pl_value = choose_pseudo_label_value if calibration.is_auto(pl_param) else \
+        calibration.value_for(pl_param, None, "tta.calibration")["value"]
     out = post_training.run(q, prep, drg_ckpt, gen_ckpt, pl_value, 0.0, seed_offset=SEED_OFFSET)
     curve = calibration.gzsl_curve(out["states"], out["adapted"], prep, device)
     return {"curve": curve, "choice": calibration.choice(curve), "pseudo_labels": pl_choices[-1] if pl_choices else None,
@@ -130,24 +129,23 @@ def calibrate_pass(p, prep: Prepared, drg_ckpt: dict, gen_ckpt: dict, split: dic
 
 
 def candidates(p) -> list[tuple[str, dict]]:
-    """[(name, {'tta': bool, 'diffgen': bool})] the validation pass compares: the configured method
+    """[(name, {'method', 'tta': bool, 'diffgen': bool})] the validation pass compares: the configured method
     and, for ZeroDiff++ under tta.gate 'validation', the same without DiffTTA and without either."""
-    tta = methods.uses_tta(p["method"], p["tta"]["enabled"])
-    diffgen = methods.uses_diffgen(p["method"], p["diffgen"]["enabled"])
-    out = [("configured", {"tta": tta, "diffgen": diffgen})]
+    m = p["method"]
+    tta, diffgen = methods.uses_tta(m), methods.uses_diffgen(m)
+    out = [("configured", m)]
     if p["tta"]["gate"] == "validation" and (tta or diffgen):
         if tta and diffgen:
-            out.append(("without DiffTTA", {"tta": False, "diffgen": True}))
-        out.append(("inductive", {"tta": False, "diffgen": False}))
-    return out
+            out.append(("without DiffTTA", methods.named(methods.generator(m), False, True)))
+        out.append(("inductive", methods.named(methods.generator(m), False, False)))
+    return [(name, {"method": v, "tta": methods.uses_tta(v), "diffgen": methods.uses_diffgen(v)}) for name, v in out]
 
 
 def record(p, chosen: dict | None, pl_chosen: dict | None, split: dict | None, curve: list | None = None) -> dict:
     """The calibrate stage's record: each value as the test pass uses it (`calibration.value_for`)."""
-    ratio = p["train"]["seen_ratio"]
-    transductive = methods.is_transductive(p["method"], p["tta"]["enabled"], p["diffgen"]["enabled"])
-    return {"classifier": calibration.value_for(p["classifier"]["calibration"], ratio, chosen, "classifier.calibration"),
-            "pseudo_labels": calibration.value_for(p["tta"]["calibration"], ratio, pl_chosen, "tta.calibration")
+    transductive = methods.is_transductive(p["method"])
+    return {"classifier": calibration.value_for(p["classifier"]["calibration"], chosen, "classifier.calibration"),
+            "pseudo_labels": calibration.value_for(p["tta"]["calibration"], pl_chosen, "tta.calibration")
             if transductive else None,
             "components": None, "validation_pass": split, "curve": curve or []}
 

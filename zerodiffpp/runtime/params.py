@@ -2,7 +2,9 @@
 
 A stage asks for `load_stage_params("train")` and gets only the keys that dvc.yaml lists under that
 stage's `params:`. Reading anything else raises, so a stage cannot silently depend on a param that
-DVC does not track for it.
+DVC does not track for it. Values given per seen ratio (`PER_RATIO`) are resolved here, once
+(`for_ratio`): every step sees plain numbers, and only pretrain reads train.seen_ratio itself (a
+stage whose per-ratio value changes with the ratio reruns anyway: its inputs come from pretrain).
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import yaml
 
 from zerodiffpp.runtime import paths
 from zerodiffpp.runtime.errors import ParamsError
+from zerodiffpp.runtime.methods import METHODS
 
 
 def _choice(*options):
@@ -36,7 +39,7 @@ CALIBRATION = ("calibration",)
 COUNT = ("count",)  # a positive integer, or one per train.seen_ratio: {1.0: 5400, 0.3: 1800, 0.1: 600}
 
 SCHEMA: dict[str, Any] = {
-    "method": _choice("fclswgan", "zerodiff", "zerodiffpp"),
+    "method": _choice(*METHODS),
     "data": {
         "name": _choice("embedded", "folder", "AWA2", "CUB", "SUN"),
         "root": STR, "x_file": STR, "r_file": STR,
@@ -79,13 +82,13 @@ SCHEMA: dict[str, Any] = {
     "checkpoint": {"every_epochs": NONNEG_INT, "every_minutes": POS, "keep": BOOL},
     "synth": {"unseen_per_class": COUNT, "sampler": _choice("one_step", "progressive")},
     "tta": {
-        "enabled": BOOL, "rounds": POS_INT, "keep_fraction": _num(0, 1, lo_open=True), "min_confidence": _num(0, 1),
+        "rounds": POS_INT, "keep_fraction": _num(0, 1, lo_open=True), "min_confidence": _num(0, 1),
         "epochs": NONNEG_INT, "batch_size": POS_INT, "lr": POS, "anchor_weight": NONNEG,
         "unseen_labels": _choice("classifier", "decoder"), "decoder_temperature": POS,
         "latent": _choice("posterior", "prior", "both"), "calibration": CALIBRATION,
         "gate": _choice("validation", "always"),
     },
-    "diffgen": {"enabled": BOOL, "start_step": POS_INT, "per_feature": POS_INT, "max_per_class": POS_INT,
+    "diffgen": {"start_step": POS_INT, "per_feature": POS_INT, "max_per_class": POS_INT,
                 "classes": _choice("all", "unseen")},
     "classifier": {"epochs": POS_INT, "batch_size": COUNT, "lr": POS, "features": _choice("V", "VS", "S"),
                    "calibration": CALIBRATION, "calibration_holdout": _num(0, 1, lo_open=True)},
@@ -155,10 +158,7 @@ def _check_cross(p: dict, source: str) -> None:
     if p["diffgen"]["start_step"] >= T:
         raise ParamsError(f"{source}: diffgen.start_step must be < diffusion.timesteps ({T}), "
                           f"got {p['diffgen']['start_step']}")
-    for key in ("synth.unseen_per_class", "classifier.batch_size", "gen.epochs", "fclswgan.epochs"):
-        per_ratio(lookup(p, key), p["train"]["seen_ratio"], f"{source}: {key}")
-    for key in ("classifier.calibration", "tta.calibration"):
-        per_ratio_value(lookup(p, key), p["train"]["seen_ratio"], f"{source}: {key}")
+    for_ratio(p, source)  # a per-ratio value without the run's ratio
     if p["diffusion"]["beta_max"] <= p["diffusion"]["beta_min"]:
         raise ParamsError(f"{source}: diffusion.beta_max must exceed diffusion.beta_min")
     if p["data"]["val_classes"].strip() and p["data"]["protocol"] != "validation":
@@ -220,6 +220,25 @@ class StageParams(dict):
                        f"under stages.{self._stage}.params")
 
 
+PER_RATIO = ("gen.epochs", "fclswgan.epochs", "synth.unseen_per_class", "classifier.batch_size",
+             "classifier.calibration", "tta.calibration")  # keys that may be {seen ratio: value}
+
+
+COUNT_KEYS = ("epochs", "unseen_per_class", "batch_size")
+
+
+def for_ratio(params: dict, source: str = str(paths.PARAMS)) -> dict:
+    """`params` with every PER_RATIO value resolved for its train.seen_ratio: what the steps read."""
+    ratio = params["train"]["seen_ratio"]
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in params.items()}
+    for key in PER_RATIO:
+        section, leaf = key.split(".")
+        count = leaf in COUNT_KEYS
+        value = per_ratio_value(out[section][leaf], ratio, f"{source}: {key}", "count" if count else "value")
+        out[section][leaf] = int(value) if count else value
+    return out
+
+
 def per_ratio_value(value, seen_ratio: float, where: str = "value", what: str = "value"):
     """A setting that may be given per train.seen_ratio ({1.0: a, 0.3: b}): the one for `seen_ratio`.
     A plain value holds for every ratio."""
@@ -230,13 +249,6 @@ def per_ratio_value(value, seen_ratio: float, where: str = "value", what: str = 
             return v
     raise ParamsError(f"{where} gives {what}s for seen ratios {sorted(value)}, not for train.seen_ratio {seen_ratio}; "
                       f"add it or give one {'number' if what == 'count' else what}")
-
-
-def per_ratio(value, seen_ratio: float, where: str = "count") -> int:
-    """A count that may be given per train.seen_ratio: the official scripts scale the synthetic
-    count (syn_num, also the classifier's batch) with the ratio, 5400 / 1800 / 600 on AWA2 at
-    100 / 30 / 10 %. A plain number holds for every ratio."""
-    return int(per_ratio_value(value, seen_ratio, where, "count"))
 
 
 def parse_assignment(text: str, flag: str = "--set") -> tuple[str, Any]:
@@ -303,8 +315,8 @@ def declared_keys(stage: str, dvc_yaml: Path | str = paths.DVC_YAML) -> list[str
 
 def load_stage_params(stage: str, params_path: Path | str = paths.PARAMS,
                       dvc_yaml: Path | str = paths.DVC_YAML) -> StageParams:
-    """Validated params, narrowed to the keys `stage` declares in dvc.yaml."""
-    full = load_params(params_path)
+    """Validated params, per-ratio values resolved (`for_ratio`), narrowed to the keys `stage` declares in dvc.yaml."""
+    full = for_ratio(load_params(params_path))
     out: dict = {}
     for key in declared_keys(stage, dvc_yaml):
         try:
