@@ -247,8 +247,8 @@ def test_the_anchor_keeps_the_adapted_generator_near_the_trained_one(trained):
 
 
 def test_every_round_is_anchored_to_the_trained_generator(trained, monkeypatch):
-    """METHOD.md 4c: the pull is toward the trained generator, taken once: round 2 is not pulled
-    toward round 1's weights."""
+    """docs/method.md, DiffTTA step 3: the pull is toward the trained generator, taken once: round 2
+    is not pulled toward round 1's weights."""
     from zerodiffpp.transductive import difftta
     prep, _, gen, _ = trained
     anchors, real_finetune = [], difftta.finetune

@@ -1,9 +1,10 @@
 """DiffGen (ZeroDiff++ v; params section `diffgen`): test-time generation along the denoising path.
 
-The paper's procedure is not public; this is the project's definition (METHOD.md 5): each kept
-pseudo-labelled test feature is noised to an intermediate step k and denoised k -> 0 by the adapted
-generator under its pseudo-class semantics and its own SC representation, a "partially synthesised"
-feature that keeps the real sample's content and moves toward its class. Test labels are never read.
+The paper's procedure is not public; this is the project's definition (docs/method.md, "DiffGen"):
+each kept pseudo-labelled test feature is noised to an intermediate step k and denoised k -> 0 by the
+adapted generator under its pseudo-class semantics and its own SC representation, a "partially
+synthesised" feature that keeps the real sample's content and moves toward its class. Test labels are
+never read.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from zerodiffpp.nn.losses import reparameterize
 from zerodiffpp.transductive.pseudo_labels import most_confident_first
 from zerodiffpp.generators.synth import KIND_FULL, KIND_PARTIAL, Synthesizer
 from zerodiffpp.nn.training import to_tensor
+from zerodiffpp.runtime.errors import DivergedError
 
 
 @torch.no_grad()
@@ -69,5 +71,11 @@ def synthetic_set(synth: Synthesizer, prep, per_class: int, sampler: str, pseudo
         x_test, r_test = prep.test_features()
         partial_synthesis(synth, x_test[src], r_test[src] if synth.uses_r else None, pseudo["pred"][src],
                           g["start_step"], out=x[n_full:])
+    # NaN features would still train the classifiers, which then report finite, meaningless metrics
+    if not np.isfinite(x.sum(dtype=np.float64)):  # one pass over x, no copy: NaN or inf anywhere makes it so
+        n_bad = int((~np.isfinite(x)).any(1).sum())
+        raise DivergedError(f"synthesize: {n_bad} of {len(x)} synthetic features are not finite (NaN or inf): a model "
+                            f"that generates them diverged ({synth.kind} generator in train or adapt, DRG in "
+                            f"pretrain); see their curves (dvc plots show)")
     return dict(x=x, y=np.concatenate([y_full, pseudo["pred"][src] if len(src) else np.zeros(0, np.int64)]),
                 kind=np.concatenate([np.full(n_full, KIND_FULL), np.full(len(src), KIND_PARTIAL)]), src=src)

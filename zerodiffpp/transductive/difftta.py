@@ -1,7 +1,8 @@
 """DiffTTA (ZeroDiff++ iv; params section `tta`): test-time adaptation of the generator by pseudo-label
 reconstruction.
 
-The paper's procedure is not public; this is the project's definition (README, METHOD.md):
+The paper's procedure is not public; this is the project's definition (docs/method.md, "DiffTTA",
+whose steps 1-3 are a-c here):
  a. generate unseen features from pure noise; train a provisional GZSL classifier on real seen
     training features plus these;
  b. pseudo-label the pooled, unlabelled test features; keep the most confident per predicted class;
@@ -172,8 +173,9 @@ def run_difftta(synth: Synthesizer, prep, p_tta: dict, p_synth: dict, p_clf: dic
     x_test, r_test = prep.test_features()
     curve, rounds = Curve(live=live), []
     pred = conf = kept = None
-    # METHOD.md 4c: every round is pulled toward the trained generator, taken once here, and one
-    # optimiser runs through all rounds (later rounds refresh the pseudo-labels, not the reference)
+    # docs/method.md, DiffTTA step 3: every round is pulled toward the trained generator, taken once
+    # here, and one optimiser runs through all rounds (later rounds refresh the pseudo-labels, not the
+    # reference)
     anchor = [q.detach().clone() for q in synth.gen.parameters()]
     opt = adam(synth.gen.parameters(), p_tta["lr"])
     n_rounds, epochs = (p_tta["rounds"] if adapt else 1), p_tta["epochs"]
