@@ -10,7 +10,7 @@ from ruamel.yaml import YAML  # ships with dvc; round-trips comments
 
 from zerodiffpp.runtime import paths
 from zerodiffpp.runtime.errors import ParamsError
-from zerodiffpp.runtime.params import load_params
+from zerodiffpp.runtime.params import load_params, merge_preset
 
 PRESETS = Path(__file__).resolve().parents[1] / "presets"
 EMBEDDED_ROOT = "zerodiffpp/assets"  # params.yaml's data.root for the embedded default
@@ -27,11 +27,10 @@ def apply(name: str, root: str | None, params_path: Path = paths.PARAMS) -> None
     rt.preserve_quotes = True
     params = rt.load(params_path.read_text())
     before = params_path.read_text()
-    for section, values in preset.items():
-        for key, value in values.items():
-            if section not in params or key not in params[section]:
-                raise SystemExit(f"{preset_path}: unknown key {section}.{key}")
-            params[section][key] = value
+    try:
+        merge_preset(params, preset, str(preset_path))  # the merge scripts/study.py --preset makes
+    except ParamsError as e:
+        raise SystemExit(str(e)) from e
     data = params.get("data", {})
     if data.get("name") not in (None, "embedded", "folder") and data.get("root") == EMBEDDED_ROOT:
         # the embedded default's folder would pass validation and fail only in extract

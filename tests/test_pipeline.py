@@ -207,8 +207,8 @@ def test_sweep_script_on_a_tiny_grid(repo):
     assert (work / "results" / "t" / "sweep.png").stat().st_size > 0
 
 
-def test_fold_study_runs_the_pipelines_code(repo):
-    """The in-process fold study reproduces `dvc exp run` under the validation protocol exactly, and
+def test_the_study_runner_runs_the_pipelines_code(repo):
+    """The in-process study runner reproduces `dvc exp run` under the validation protocol exactly, and
     its variants share the fold's generators (a post-training change reruns adapt onwards only)."""
     work, env, _ = repo
     _run([sys.executable, "-m", "dvc", "exp", "run", "--temp", "-n", "val-1thread", "-S", "data.protocol=validation",
@@ -216,15 +216,15 @@ def test_fold_study_runs_the_pipelines_code(repo):
     shown = json.loads(_run([sys.executable, "-m", "dvc", "exp", "show", "--json"], work, env).stdout)
     dvc_metrics = next(e for e in _experiments(shown) if e["name"] == "val-1thread")["data"]["metrics"]
     dvc_metrics = dvc_metrics["metrics/eval.json"]["data"]
-    out = _run([sys.executable, "-m", "scripts.fold_study", "--folds", "own", "--variant", "dec",
+    out = _run([sys.executable, "-m", "scripts.study", "--folds", "own", "--variant", "dec",
                 "tta.unseen_labels=decoder", "--variant", "ind", "method=zerodiff",
-                "--out", "results/fs"], work, env).stdout
-    rows = [json.loads(line) for line in (work / "results" / "fs" / "runs.jsonl").read_text().splitlines()]
-    assert [r["variant"] for r in rows] == ["base", "dec", "ind"] and {r["fold"] for r in rows} == {"own"}
+                "--out", "results/fs/rows.jsonl"], work, env).stdout
+    rows = [json.loads(line) for line in (work / "results" / "fs" / "rows.jsonl").read_text().splitlines()]
+    assert [r["variant"] for r in rows] == ["base", "dec", "ind"] and {r["fold"] for r in rows} == {""}
     base = rows[0]
     assert base["T1"] == dvc_metrics["zsl"]["T1"] and base["H"] == dvc_metrics["gzsl"]["H"]
     assert rows[2]["pseudo_label_acc"] is None and rows[1]["pseudo_label_acc"] is not None
-    assert "| dec |" in out and "| base |" in out
-    bad = _run([sys.executable, "-m", "scripts.fold_study", "--variant", "x", "tta.no_such_key=1"], work, env,
+    assert "| zerodiffpp | 1.0 | dec | 1 |" in out and "| zerodiffpp (transductive" in out
+    bad = _run([sys.executable, "-m", "scripts.study", "--variant", "x", "tta.no_such_key=1"], work, env,
                check=False)
-    assert bad.returncode != 0 and "tta.no_such_key=1" in bad.stderr
+    assert bad.returncode != 0 and "tta.no_such_key" in bad.stderr

@@ -41,7 +41,7 @@ LEARNABLE = {
 def train_model(p: dict, fs: FeatureSet, model_dir):
     """Every stage after extract, in process, writing what predict reads under `model_dir`."""
     p["train"]["threads"] = 1
-    prep, drg_ckpt, gen_ckpt = train_generators(p, fs)
+    prep, drg_ckpt, gen_ckpt, _ = train_generators(p, fs)
     calib = calibrate(p, train_validation(p, fs))
     out = post_training.run(p, prep, drg_ckpt, gen_ckpt, pseudo_labels_value(calib), calib["classifier"]["value"])
     adapted, states, preds = out["adapted"], out["states"], out["preds"]

@@ -169,7 +169,7 @@ def test_classify_and_report_use_the_records_value(toy, passed):
     generators = in_process.train_generators(p, toy)
     for value, zero in ((1.0, "S"), (-1.0, "U")):
         record = dict(rec, classifier={"value": value, "source": "params"}, pseudo_labels=None)
-        m = in_process.evaluate_generators(p, *generators, record)
+        m = in_process.evaluate_generators(p, generators, record)
         assert m["gzsl"][zero] == 0.0 and m["calibration"]["value"] == value
 
 
@@ -216,8 +216,8 @@ def test_the_test_pass_runs_what_the_gate_kept(toy, passed):
     generators = in_process.train_generators(p, toy)
     closed = dict(rec, pseudo_labels=None, components={"method": "zerodiff", "tta": False, "diffgen": False, "chosen": "inductive",
                                                        "candidates": {"inductive": {"T1": 0.5, "H": 0.4}}})
-    m = in_process.evaluate_generators(p, *generators, closed)
+    m = in_process.evaluate_generators(p, generators, closed)
     assert m["transductive"] == 0 and m["synthetic"]["n_partial"] == 0 and "tta" not in m
     assert m["gate"] == {"tta": 0, "diffgen": 0, "inductive_T1": 0.5, "inductive_H": 0.4}
-    m = in_process.evaluate_generators(p, *generators, rec)  # no gate in the record: as params.yaml says
+    m = in_process.evaluate_generators(p, generators, rec)  # no gate in the record: as params.yaml says
     assert m["transductive"] == 1 and m["synthetic"]["n_partial"] > 0 and "gate" not in m

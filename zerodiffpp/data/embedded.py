@@ -30,7 +30,7 @@ CLASS_NAMES = ["bear", "bird", "cat", "cow", "dog", "elephant", "giraffe", "hors
 # across the seen classes, so a generator can learn it from them.
 UNSEEN = ["bear", "giraffe", "sheep"]
 # `data.protocol: validation` on its own holds these two seen classes out as pseudo-unseen (a quick
-# single fold). Settings are compared with `python -m scripts.fold_study` over every 3-class subset of
+# single fold). Settings are compared with `python -m scripts.study --folds subsets:3` over every 3-class subset of
 # the seen classes instead, the test split's shape (README, "How the defaults were chosen").
 VALIDATION = ["cat", "horse"]
 ASSETS = Path(__file__).parents[1] / "assets"  # the embedded dataset's folder (data.root): its attribute table

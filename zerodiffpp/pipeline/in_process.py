@@ -2,8 +2,11 @@
 
 Each step is seeded exactly as its stage script is (`runtime.setup` with the step's SEED_OFFSET), so
 with `train.threads: 1` the metrics equal those of `dvc repro` / `dvc exp run` on the same params
-(tests/test_pipeline.py checks it through the fold study). Used by the study scripts and the
-end-to-end tests; training and post-training are apart, so that variants can share a generator."""
+(tests/test_pipeline.py checks it through scripts/study.py). Used by the study runner and the end-to-end
+tests; training and post-training are apart, so that variants can share a generator. `p` is resolved
+(zerodiffpp.runtime.params.for_ratio)."""
+from typing import NamedTuple
+
 from zerodiffpp.evaluation.calibration import gzsl_curve, pseudo_labels_value
 from zerodiffpp.data.features import FeatureSet
 from zerodiffpp.runtime.methods import with_components
@@ -11,12 +14,20 @@ from zerodiffpp.pipeline import post_training, pretrain, report, train, validati
 from zerodiffpp.runtime.session import setup
 
 
-def train_generators(p: dict, fs: FeatureSet) -> tuple:
-    """pretrain and train: -> (prepared split, DRG checkpoint, trained generator checkpoint)."""
+class Trained(NamedTuple):
+    """What pretrain and train give the later steps."""
+    prep: object      # the prepared split (zerodiffpp.data.features.Prepared)
+    drg: dict         # the DRG checkpoint
+    generator: dict   # the trained generator's checkpoint
+    curve: list       # the train step's curve, epoch by epoch (losses and learning diagnostics)
+
+
+def train_generators(p: dict, fs: FeatureSet) -> Trained:
+    """pretrain and train."""
     device = setup(p["train"], pretrain.SEED_OFFSET)
     prep, _, drg_ckpt, _, _ = pretrain.run(p, fs, device)
     setup(p["train"], train.SEED_OFFSET)
-    return prep, drg_ckpt, train.run(p, prep, device, drg_ckpt)[0]
+    return Trained(prep, drg_ckpt, *train.run(p, prep, device, drg_ckpt))
 
 
 def train_validation(p: dict, fs: FeatureSet) -> tuple | None:
@@ -36,11 +47,12 @@ def calibrate(p: dict, trained_validation: tuple | None) -> dict:
     return validation.calibrate_pass(p, *trained_validation)
 
 
-def evaluate_generators(p: dict, prep, drg_ckpt: dict, gen_ckpt: dict, calib: dict, curve: bool = False) -> dict:
+def evaluate_generators(p: dict, trained: Trained, calib: dict, curve: bool = False) -> dict:
     """adapt, synthesize, classify and report on trained generators, with the calibration record
     `calib`: -> the metrics of eval.json; with `curve`, also 'calibration_curve': the split's U, S,
     H at every calibration value (zerodiffpp.evaluation.calibration.split_curve), from the same GZSL classifier."""
     p = with_components(p, calib["components"])  # DiffTTA / DiffGen as the validation pass's gate chose
+    prep, drg_ckpt, gen_ckpt = trained.prep, trained.drg, trained.generator
     out = post_training.run(p, prep, drg_ckpt, gen_ckpt, pseudo_labels_value(calib), calib["classifier"]["value"])
     device = setup(p["train"], report.SEED_OFFSET)
     metrics = report.run(p, prep, out["syn"], out["preds"], out["pseudo"], gen_ckpt, drg_ckpt, calib, device,
@@ -52,4 +64,4 @@ def evaluate_generators(p: dict, prep, drg_ckpt: dict, gen_ckpt: dict, calib: di
 
 def run_pipeline(p: dict, fs: FeatureSet) -> dict:
     """Every stage after extract: -> the metrics of eval.json."""
-    return evaluate_generators(p, *train_generators(p, fs), calibrate(p, train_validation(p, fs)))
+    return evaluate_generators(p, train_generators(p, fs), calibrate(p, train_validation(p, fs)))

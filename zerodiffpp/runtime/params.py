@@ -34,7 +34,7 @@ NONNEG = _num(0)
 BOOL = ("bool",)
 STR = ("str",)
 # 'auto' (chosen on held-out seen classes) or a number in [-1, 1], or one per train.seen_ratio (values
-# chosen on validation classes: scripts/fixture_study.py --protocol validation)
+# chosen on validation classes: scripts/study.py --protocol validation)
 CALIBRATION = ("calibration",)
 COUNT = ("count",)  # a positive integer, or one per train.seen_ratio: {1.0: 5400, 0.3: 1800, 0.1: 600}
 
@@ -249,6 +249,19 @@ def per_ratio_value(value, seen_ratio: float, where: str = "value", what: str = 
             return v
     raise ParamsError(f"{where} gives {what}s for seen ratios {sorted(value)}, not for train.seen_ratio {seen_ratio}; "
                       f"add it or give one {'number' if what == 'count' else what}")
+
+
+def merge_preset(params: dict, preset: dict, source: str) -> dict:
+    """`params` with a preset's sections merged in (presets/*.yaml: {section: {key: value}} or a top-level
+    value such as method); a key params.yaml does not have is refused. In place, and returned."""
+    for section, values in preset.items():
+        for key, value in (values.items() if isinstance(values, dict) else [(None, values)]):
+            dotted = section if key is None else f"{section}.{key}"
+            try:
+                assign(params, dotted, value)
+            except ParamsError:
+                raise ParamsError(f"{source}: unknown key {dotted}") from None
+    return params
 
 
 def parse_assignment(text: str, flag: str = "--set") -> tuple[str, Any]:

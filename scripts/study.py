@@ -1,0 +1,430 @@
+"""One study runner: methods x seeds x seen ratios x folds x variants, in-process, resumable.
+
+    python -m scripts.study --root /tmp/cub-fixture --name CUB --preset presets/cub-cpu.yaml \\
+        --methods zerodiffpp zerodiff fclswgan panel --seeds 0 1 2 --ratios 1.0 0.3 0.1 --protocol validation --jobs 2
+    python -m scripts.study --folds subsets:3 --variant decoder tta.unseen_labels=decoder --jobs 2   # embedded folds
+    python -m scripts.study --show results/fixture-study/cub-v6.jsonl          # tabulate rows, run nothing
+
+Data: `--root` (an xlsa17 folder: a real benchmark or `python -m zerodiffpp.fixtures.realistic`), else the
+extract stage's data/features/features.npz (the embedded default after `dvc repro extract`).
+Params of a point: params.yaml, then `--preset` (the merge `python -m scripts.apply_preset` makes), then
+`--set`, then the variant's changes, then method, seed, seen ratio, protocol and fold; per-ratio values
+resolved (zerodiffpp.runtime.params.for_ratio). Each point runs the stages' own steps in one process
+(zerodiffpp/pipeline/in_process.py), seeded as `dvc repro` seeds them.
+Sharing: the evaluations of one seed, ratio and fold whose pretrain and train params agree (ZeroDiff and
+ZeroDiff++ share a generator; a variant of post-training settings shares it too) are one job: the
+generator is trained once, the validation pass once per its own params, and every evaluation runs on
+them. A variant that changes what training reads gets its own generator.
+`--folds` (validation protocol): comma-separated seen class names per fold, `subsets:K` (every K-class
+subset of the seen classes) or `own` (the dataset's validation classes); without it, the protocol's own split.
+Rows: one JSON line per method, seed, ratio, fold and variant, appended to --out as each job ends; its
+`params` is a digest of the point's full params, and a rerun skips the points whose digest is there.
+`--methods panel` adds the simple baselines (ESZSL, ridge prototype regression, the supervised ceiling).
+Prints (and writes beside --out as .md) means ± sample standard deviations over seeds and folds, and each
+variant against the base paired by fold and seed. `--calibration-from` a validation study's rows adds U,
+S, H at the calibration value chosen on them. Test-protocol runs are appended to results/test-log.jsonl.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import hashlib
+import itertools
+import json
+import math
+import multiprocessing as mp
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from zerodiffpp.runtime import methods as M  # noqa: E402
+from zerodiffpp.runtime import paths  # noqa: E402
+from zerodiffpp.runtime.errors import DataError, ParamsError  # noqa: E402
+from zerodiffpp.runtime.params import (declared_keys, for_ratio, load_params, lookup, merge_preset,  # noqa: E402
+                                       parse_assignment, assign, validate)
+
+BASELINES = ("eszsl", "ridge", "ridge_linear", "ridge_whitened", "ceiling")  # the rows of --methods panel
+BASE = "base"
+MAX_FOLDS = 100
+
+
+# ---- params of a point --------------------------------------------------------------------------------
+def parse_changes(items: list[str], flag: str) -> dict:
+    """["gen.lr=0.001", ...] -> {"gen.lr": 0.001} (values read as YAML)."""
+    try:
+        return dict(parse_assignment(s, flag) for s in items)
+    except ParamsError as e:
+        raise SystemExit(str(e)) from e
+
+
+def parse_variants(args: list[list[str]], sets: dict) -> list[tuple[str, dict]]:
+    """[(name, full set)]: the base (`sets`) first, then each --variant NAME KEY=VALUE... over it."""
+    out = [(BASE, dict(sets))]
+    for name, *changes in args:
+        if name in {n for n, _ in out} or "=" in name or not changes:
+            raise SystemExit(f"--variant {' '.join([name, *changes])}: expected a new NAME then KEY=VALUE changes")
+        out.append((name, {**sets, **parse_changes(changes, "--variant")}))
+    return out
+
+
+def base_params(params_path: Path, preset: Path | None) -> dict:
+    p = load_params(params_path)
+    if preset is not None:
+        try:
+            merge_preset(p, yaml.safe_load(preset.read_text()), str(preset))
+        except ParamsError as e:
+            raise SystemExit(str(e)) from e
+    return p
+
+
+def point_params(base: dict, sets: dict, method: str, seed: int, ratio: float, protocol: str, fold: str,
+                 data: dict) -> dict:
+    """The resolved params of one point; a bad key or value exits naming it, before any work."""
+    p = copy.deepcopy(base)
+    try:
+        for key, value in sets.items():
+            assign(p, key, value, "--set/--variant")
+        p["data"].update(data, protocol=protocol, val_classes=fold)
+        p["train"].update(seed=seed, seen_ratio=ratio, threads=1)
+        p["method"] = method if method in M.METHODS else p["method"]
+        validate(p, "study")
+        return for_ratio(p, "study")
+    except ParamsError as e:
+        raise SystemExit(str(e)) from e
+
+
+def digest(p: dict) -> str:
+    return hashlib.sha256(json.dumps(p, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def signature(p: dict, keys: list[str]) -> str:
+    """What training reads (the generator's kind for the method): evaluations that agree share generators."""
+    values = {k: lookup(p, k) for k in keys if k != "method"}
+    return json.dumps({**values, "generator": M.generator(p["method"])}, sort_keys=True, default=str)
+
+
+TRAIN_KEYS = ("pretrain", "train")
+
+
+def training_keys(stages=TRAIN_KEYS) -> list[str]:
+    return sorted({k for s in stages for k in declared_keys(s)})
+
+
+# ---- folds ---------------------------------------------------------------------------------------------
+def fold_list(spec: list[str], fs) -> list[str]:
+    names = [str(n) for n in fs.class_names[fs.seen_classes]]
+    folds = []
+    for item in spec:
+        if item == "own":
+            folds.append("")
+        elif item.startswith("subsets:"):
+            k = int(item.split(":", 1)[1])
+            if not 0 < k < len(names):
+                raise SystemExit(f"--folds {item}: K must lie in [1, {len(names) - 1}] ({len(names)} seen classes)")
+            if len(folds) + math.comb(len(names), k) > MAX_FOLDS:  # counted before any is built (SUN: 44.5 M)
+                raise SystemExit(f"--folds gives {len(folds) + math.comb(len(names), k)} folds (more than "
+                                 f"{MAX_FOLDS}); name folds or use `own`")
+            folds += [",".join(c) for c in itertools.combinations(names, k)]
+        else:
+            fs.named_seen_classes(item)  # an unknown or unseen class name fails here, before any training
+            folds.append(item)
+    if len(folds) > MAX_FOLDS:
+        raise SystemExit(f"--folds gives {len(folds)} folds (more than {MAX_FOLDS}); name folds or use `own`")
+    return folds
+
+
+# ---- jobs ----------------------------------------------------------------------------------------------
+_DATA: dict = {}
+
+
+def load_data(source: tuple):
+    """(root, name) of an xlsa17 folder, or (None, features.npz): the FeatureSet, once per process."""
+    if source not in _DATA:
+        root, name = source
+        if root is None:
+            from zerodiffpp.data.features import FeatureSet
+            _DATA[source] = FeatureSet.load(name)
+        else:
+            from zerodiffpp.data.xlsa17 import load_xlsa17
+            _DATA[source] = load_xlsa17(root, name)
+    return _DATA[source]
+
+
+def plan(base: dict, methods: list[str], seeds: list[int], ratios: list[float], folds: list[str], protocol: str,
+         variants: list[tuple[str, dict]], data: dict, have: set[str]) -> list[dict]:
+    """The jobs still to run: {'seed', 'ratio', 'fold', 'evaluations': [(method, variant, sets, params)]},
+    one per seed, ratio, fold and training signature (the panel: one job of its own)."""
+    keys = training_keys()
+    jobs: dict = {}
+    for ratio, seed, fold in itertools.product(ratios, seeds, folds):
+        for method in methods:
+            for name, sets in (variants if method != "panel" else variants[:1]):
+                p = point_params(base, sets, method, seed, ratio, protocol, fold, data)
+                if digest(dict(p, method=method)) in have:
+                    continue
+                sig = "panel" if method == "panel" else signature(p, keys)
+                jobs.setdefault((ratio, seed, fold, sig), []).append((method, name, sets, p))
+    return [{"seed": s, "ratio": r, "fold": f, "evaluations": ev} for (r, s, f, _), ev in jobs.items()]
+
+
+def run_job(args: tuple) -> list[dict]:
+    """One job: train once, evaluate each (method, variant) on it -> rows."""
+    source, job = args
+    os.environ.setdefault("TQDM_DISABLE", "1")  # one line per job, not progress bars from several workers
+    from zerodiffpp.pipeline.in_process import calibrate, evaluate_generators, train_generators, train_validation
+    from zerodiffpp.pipeline.validation import needed
+    start = time.time()
+    fs = load_data(source)
+    rows, trained, validation, trained_minutes = [], None, {}, 0.0
+    for method, variant, sets, p in job["evaluations"]:
+        base = {"method": method, "seed": job["seed"], "seen_ratio": job["ratio"],
+                "protocol": p["data"]["protocol"], "fold": job["fold"], "variant": variant, "set": sets,
+                "params": digest(dict(p, method=method))}
+        if method == "panel":
+            rows += panel_rows(fs, p, base, start)
+            continue
+        t0 = time.time()
+        trained = trained or train_generators(p, fs)
+        vsig = signature(p, training_keys(("val_train",))) + str(any(needed(p).values()))  # trained only if needed
+        if vsig not in validation:
+            validation[vsig] = train_validation(p, fs)
+        trained_minutes += (time.time() - t0) / 60
+        t0 = time.time()
+        m = evaluate_generators(p, trained, calibrate(p, validation[vsig]), curve=True)
+        checked = [r for r in trained.curve if np.isfinite(r.get("gen_seen_acc", np.nan))]
+        rows.append(dict(base, T1=m["zsl"]["T1"], **m["gzsl"], calibration=m["calibration"]["value"],
+                         calibration_record=m["calibration"], gate=m.get("gate"), transductive=m["transductive"],
+                         gen_seen_acc=checked[-1]["gen_seen_acc"] if checked else None,
+                         gen_mean_gap=checked[-1]["gen_mean_gap"] if checked else None,
+                         pseudo_label_acc=m.get("tta", {}).get("pseudo_label_acc_all"), spurious=m["spurious"],
+                         minutes=trained_minutes + (time.time() - t0) / 60,  # the shared training and its own
+                         calibration_curve=[[c["calibration"], round(c["U"], 5), round(c["S"], 5), round(c["H"], 5)]
+                                            for c in m["calibration_curve"]]))
+    return rows
+
+
+def panel_rows(fs, p: dict, base: dict, start: float) -> list[dict]:
+    """The simple baselines on the point's split, every choice made on its validation classes."""
+    from zerodiffpp.baselines.panel import panel
+    d = p["data"]
+    result = panel(fs, p["train"]["seen_ratio"], p["train"]["seed"], d["protocol"], d["val_classes"],
+                   p["classifier"]["calibration_holdout"])
+    minutes = (time.time() - start) / 60
+    return [dict(base, method=name, **{k: v for k, v in result[name].items() if k in ("T1", "U", "S", "H")},
+                 choices={k: v for k, v in result[name].items() if k not in ("T1", "U", "S", "H")}, minutes=minutes)
+            for name in BASELINES]
+
+
+# ---- rows and tables -----------------------------------------------------------------------------------
+def load_rows(path: Path) -> list[dict]:
+    """Rows of this runner and of the earlier fixture_study / fold_study files, in one shape: the fold
+    study's rows (no method, ratio or protocol) were ZeroDiff++ at seen ratio 1.0 on validation folds."""
+    rows = []
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            continue
+        r = json.loads(line)
+        if "method" not in r:  # scripts/fold_study.py (its first rounds wrote no seed: seed 0)
+            r.update(method="zerodiffpp", seen_ratio=1.0, protocol="validation", set=r.pop("changes", r.get("set", [])))
+            r.setdefault("seed", 0)
+        r["fold"] = "" if r.get("fold") in (None, "own") else r["fold"]
+        r["variant"] = r.get("variant") or BASE
+        r.setdefault("protocol", "test")
+        r.setdefault("set", {})
+        rows.append(r)
+    return rows
+
+
+def curve_at(row: dict, gamma: float) -> dict:
+    """U, S, H of a row's split at calibration value `gamma`, read from the row's curve."""
+    for g, u, s, h in row["calibration_curve"]:
+        if np.isclose(g, gamma):
+            return {"U": u, "S": s, "H": h}
+    raise KeyError(f"calibration {gamma} is not on the curve of {row['method']} seed {row['seed']}")
+
+
+def chosen_on_validation(val_rows: list[dict], method: str, ratio: float, variant: str = BASE) -> float | None:
+    """Calibrated stacking's value as its authors choose it: the best mean validation H of `method` at
+    `ratio` and `variant`, from validation-protocol rows only; None if there are none."""
+    from zerodiffpp.evaluation.calibration import best
+    rs = [r for r in val_rows if r.get("protocol") == "validation" and r["method"] == method
+          and np.isclose(r["seen_ratio"], ratio) and r["variant"] == variant and r.get("calibration_curve")]
+    if not rs:
+        return None
+    grid = [g for g, *_ in rs[0]["calibration_curve"]]
+    return best([{"calibration": g, "H": float(np.mean([curve_at(r, g)["H"] for r in rs]))} for g in grid])
+
+
+def label(method: str, variant: str) -> str:
+    out = method + (" (transductive: reads the unlabelled test features)" if method in M.METHODS
+                    and M.is_transductive(method) else "")
+    return out + (f" ({variant})" if variant != BASE else "")
+
+
+def table(rows: list[dict], val_rows: list[dict] | None = None) -> str:
+    """Means ± sample standard deviations over seeds and folds, a line per method, ratio and variant."""
+    head = "| method | seen ratio | seeds | folds | ZSL T1 | GZSL U | GZSL S | GZSL H | generated-seen acc | calibration | minutes |"
+    if val_rows is not None:
+        head += " validation-chosen calibration | U | S | H |"
+    out = [head, "|" + "---|" * head.count(" |")]
+    groups: dict = {}
+    for r in rows:
+        groups.setdefault((r["method"], r["seen_ratio"], r["variant"]), []).append(r)
+    for (method, ratio, variant), rs in sorted(groups.items(), key=lambda kv: (-kv[0][1], kv[0][0], kv[0][2] != BASE,
+                                                                             kv[0][2])):
+        def cell(k, scale=100.0, fmt="{:.1f}", rs=rs):
+            v = [r[k] for r in rs if r.get(k) is not None]
+            if not v:
+                return ""
+            return fmt.format(scale * np.mean(v)) + (f" ± {fmt.format(scale * np.std(v, ddof=1))}" if len(v) > 1 else "")
+        line = (f"| {label(method, variant)} | {ratio} | {','.join(str(s) for s in sorted({r['seed'] for r in rs}))} | "
+                f"{len({r['fold'] for r in rs})} | {cell('T1')} | {cell('U')} | {cell('S')} | {cell('H')} | "
+                f"{cell('gen_seen_acc')} | {cell('calibration', 1.0, '{:.2f}')} | {cell('minutes', 1.0, '{:.0f}')} |")
+        if val_rows is not None:
+            gamma = chosen_on_validation(val_rows, method, ratio, variant)
+            with_curve = [r for r in rs if r.get("calibration_curve")]
+            if gamma is None or not with_curve:
+                line += " | | | |"
+            else:
+                read = [dict(curve_at(r, gamma), seed=r["seed"]) for r in with_curve]
+                line += f" {gamma:.2f} | {cell('U', rs=read)} | {cell('S', rs=read)} | {cell('H', rs=read)} |"
+        out.append(line)
+    return "\n".join(out)
+
+
+def paired(rows: list[dict]) -> str:
+    """Each variant against the base of its method and ratio, paired by fold and seed: mean differences
+    of T1 and H (percentage points) and the pairs it wins (a tie is no win)."""
+    by = {(r["method"], r["seen_ratio"], r["fold"], r["seed"], r["variant"]): r for r in rows}
+    lines = ["| method | seen ratio | variant | pairs | T1 - base | H - base | T1 won | H won |", "|---|---|---|---|---|---|---|---|"]
+    keys = sorted({(m, ratio, v) for (m, ratio, _, _, v) in by if v != BASE})
+    for m, ratio, v in keys:
+        pairs = [(r, by[(m, ratio, f, s, BASE)]) for (m2, r2, f, s, v2), r in by.items()
+                 if (m2, r2, v2) == (m, ratio, v) and (m, ratio, f, s, BASE) in by]
+        if not pairs:
+            continue
+        d = {k: 100 * np.array([a[k] - b[k] for a, b in pairs]) for k in ("T1", "H")}
+        lines.append(f"| {m} | {ratio} | {v} | {len(pairs)} | {d['T1'].mean():+.1f} | {d['H'].mean():+.1f} | "
+                     f"{(d['T1'] > 0).sum()} | {(d['H'] > 0).sum()} |")
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
+def summary(rows: list[dict], val_rows: list[dict] | None = None) -> str:
+    text = table(rows, val_rows)
+    pairs = paired(rows)
+    return text + ("\n\nEach variant against the base, paired by fold and seed:\n\n" + pairs if pairs else "") + "\n"
+
+
+# ---- main ----------------------------------------------------------------------------------------------
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--root", type=Path, default=None, help="an xlsa17 folder (default: the extract stage's features)")
+    ap.add_argument("--name", default="CUB", help="data.name of --root (CUB, SUN, AWA2)")
+    ap.add_argument("--features", type=Path, default=paths.FEATURES, help="features.npz when --root is not given")
+    ap.add_argument("--params", type=Path, default=paths.PARAMS)
+    ap.add_argument("--preset", type=Path, default=None, help="a presets/*.yaml merged over params.yaml")
+    ap.add_argument("--methods", nargs="+", default=None, choices=[*M.METHODS, "panel"],
+                    help="methods, and panel: the simple baselines (default: params.yaml's method)")
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0])
+    ap.add_argument("--ratios", nargs="+", type=float, default=None, help="seen ratios (default: params.yaml's)")
+    ap.add_argument("--protocol", choices=("test", "validation"), default=None,
+                    help="the test split, or validation classes to choose settings on (default: validation "
+                         "with --folds, else params.yaml's data.protocol)")
+    ap.add_argument("--folds", nargs="+", default=None, help="validation folds: class names a,b,c | subsets:K | own")
+    ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--variant", dest="variants", nargs="+", action="append", default=[], metavar="NAME KEY=VALUE")
+    ap.add_argument("--jobs", type=int, default=1, help="worker processes, one thread each")
+    ap.add_argument("--out", type=Path, default=Path("runs/study/rows.jsonl"))
+    ap.add_argument("--calibration-from", type=Path, default=None, metavar="VALIDATION.jsonl")
+    ap.add_argument("--show", nargs="+", type=Path, default=None, metavar="ROWS.jsonl",
+                    help="tabulate these rows files and run nothing")
+    a = ap.parse_args(argv)
+    val_rows = None
+    if a.calibration_from is not None:
+        if not a.calibration_from.exists():
+            raise SystemExit(f"--calibration-from {a.calibration_from}: not found")
+        val_rows = load_rows(a.calibration_from)
+    if a.show:
+        rows = [r for f in a.show for r in load_rows(f)]
+        print(summary(rows, val_rows))
+        return rows
+    if a.jobs < 1:
+        raise SystemExit(f"--jobs {a.jobs}: expected at least 1")
+    if a.preset is not None and not a.preset.exists():
+        raise SystemExit(f"--preset {a.preset}: not found")
+    if a.root is not None and not (a.root / "att_splits.mat").exists():
+        raise SystemExit(f"--root {a.root}: no att_splits.mat (an xlsa17 folder; python -m zerodiffpp.fixtures.realistic)")
+    if a.root is None and not a.features.exists():
+        raise SystemExit(f"{a.features}: not found; run `dvc repro extract` first (or give --root)")
+    base = base_params(a.params, a.preset)
+    methods = a.methods or [base["method"]]
+    ratios = a.ratios or [base["train"]["seen_ratio"]]
+    protocol = a.protocol or ("validation" if a.folds else base["data"]["protocol"])
+    if a.folds and protocol != "validation":
+        raise SystemExit("--folds: folds are validation classes; use --protocol validation")
+    source = (None, str(a.features)) if a.root is None else (str(a.root), a.name)
+    data = {} if a.root is None else {"name": a.name, "root": str(a.root)}
+    try:
+        folds = fold_list(a.folds, load_data(source)) if a.folds else [base["data"]["val_classes"]]
+    except DataError as e:
+        raise SystemExit(f"--folds: {e}") from None
+    variants = parse_variants(a.variants, parse_changes(a.sets, "--set"))
+    done = load_rows(a.out) if a.out.exists() else []
+    todo = plan(base, methods, a.seeds, ratios, folds, protocol, variants, data, {r.get("params") for r in done})
+    n_eval = sum(len(j["evaluations"]) for j in todo)
+    print(f"study ({protocol} protocol): {len(todo)} jobs, {n_eval} evaluations to run; {len(done)} rows in {a.out}",
+          flush=True)
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    from scripts import test_log
+    logged, failed, started_on = [], [], test_log.commit()
+    try:
+        run_jobs([(source, j) for j in todo], a.jobs, a.out, logged)
+    except BaseException as e:
+        failed.append(f"{type(e).__name__}: {e}"[:500])
+        raise
+    finally:
+        if protocol == "test" and todo:
+            test_log.append("study", {"root": str(a.root or a.features), "preset": str(a.preset), "set": a.sets,
+                                      "variants": [v for v, _ in variants[1:]]}, logged, failed, started_on=started_on)
+    shown = set(methods) | (set(BASELINES) if "panel" in methods else set())
+    digests = {digest(dict(p, method=m)) for j in plan(base, methods, a.seeds, ratios, folds, protocol, variants, data,
+                                                        set()) for m, _, _, p in j["evaluations"] if m != "panel"}
+    rows = [r for r in (load_rows(a.out) if a.out.exists() else []) if (r["method"] in shown and r["seed"] in a.seeds
+                                           and r["seen_ratio"] in ratios and r["protocol"] == protocol
+                                           and r["fold"] in folds and (r["method"] in BASELINES
+                                                                       or r.get("params") in digests))]
+    text = summary(rows, val_rows)
+    a.out.with_suffix(".md").write_text(text)
+    print("\n" + text)
+    return rows
+
+
+def run_jobs(todo: list, jobs: int, out: Path, logged: list) -> None:
+    """Jobs in a pool of spawned workers (a forked one would inherit CUDA state), each job's rows
+    appended to `out` as it ends, so that an interrupted study resumes where it stopped."""
+    from tqdm import tqdm
+    with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
+        futures = [pool.submit(run_job, job) for job in todo]
+        for future in tqdm(as_completed(futures), total=len(futures), desc="study", unit="job"):
+            rows = future.result()
+            with open(out, "a") as f:
+                f.writelines(json.dumps(r) + "\n" for r in rows)
+            for r in rows:
+                tqdm.write(f"{label(r['method'], r['variant'])} seed {r['seed']} ratio {r['seen_ratio']}"
+                           f"{' fold ' + r['fold'] if r['fold'] else ''}: T1 {r['T1']:.3f}"
+                           + (f" H {r['H']:.3f} (U {r['U']:.3f}, S {r['S']:.3f})" if "H" in r else "")
+                           + f", {r['minutes']:.1f} min")
+            logged.extend(rows)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,251 @@
+"""scripts/study.py, the one study runner: points become jobs that share a generator only where
+training agrees, a shared job gives exactly the rows of separate runs, resume by params digest,
+folds, presets merged as apply_preset merges them, the table and the paired summary, and the
+committed results files keep loading. (That its rows equal `dvc exp run`: tests/test_pipeline.py.)"""
+import json
+
+import numpy as np
+import pytest
+import yaml
+
+from scripts import study
+from tests.conftest import ROOT, make_xlsa17
+from tests.tiny import TINY_OVERRIDES
+from zerodiffpp.data.features import FeatureSet
+from zerodiffpp.runtime.errors import DataError
+
+SETS = {f"{sec}.{k}": v for sec, vals in TINY_OVERRIDES.items() for k, v in vals.items()}
+
+
+def _dataset(n_seen: int) -> FeatureSet:
+    labels = np.repeat(np.arange(n_seen + 1), 2)
+    names = np.array([f"c{i}" for i in range(n_seen + 1)])
+    seen_rows = np.flatnonzero(labels < n_seen)
+    return FeatureSet(x=np.zeros((len(labels), 2), np.float32), labels=labels,
+                      att=np.eye(n_seen + 1, dtype=np.float32), class_names=names, trainval=seen_rows,
+                      test_seen=seen_rows, test_unseen=np.flatnonzero(labels == n_seen))
+
+
+def _plan(methods, variants=(), have=(), seeds=(0,), ratios=(1.0,), folds=("",), protocol="test", preset=None):
+    base = study.base_params(ROOT / "params.yaml", preset)
+    return study.plan(base, list(methods), list(seeds), list(ratios), list(folds), protocol,
+                      study.parse_variants([list(v) for v in variants], dict(SETS)), {}, set(have))
+
+
+def test_jobs_share_a_generator_only_where_training_agrees():
+    jobs = _plan(["zerodiffpp", "zerodiff", "fclswgan", "panel"],
+                 variants=[("keep", "tta.keep_fraction=1.0"), ("lr", "gen.lr=0.001")])
+    groups = [[(m, v) for m, v, _, _ in j["evaluations"]] for j in jobs]
+    assert groups == [[("zerodiffpp", "base"), ("zerodiffpp", "keep"), ("zerodiff", "base"), ("zerodiff", "keep")],
+                      [("zerodiffpp", "lr"), ("zerodiff", "lr")],  # a training change: a generator of its own
+                      [("fclswgan", "base"), ("fclswgan", "keep")],
+                      [("fclswgan", "lr")],  # gen.lr is not f-CLSWGAN's, but train declares gen: its own job
+                      [("panel", "base")]]  # the panel has no variants
+    assert {(j["seed"], j["ratio"], j["fold"]) for j in jobs} == {(0, 1.0, "")}
+
+
+def test_a_resumed_study_plans_only_the_points_it_lacks():
+    first = _plan(["zerodiffpp", "zerodiff"], seeds=(0, 1))
+    have = {study.digest(dict(p, method=m)) for j in first for m, _, _, p in j["evaluations"]
+            if (m, j["seed"]) != ("zerodiff", 1)}
+    again = _plan(["zerodiffpp", "zerodiff"], seeds=(0, 1), have=have)
+    assert [[(m, j["seed"]) for m, *_ in j["evaluations"]] for j in again] == [[("zerodiff", 1)]]
+    assert _plan(["zerodiffpp", "zerodiff"], seeds=(0, 1), have=have | {
+        study.digest(dict(p, method=m)) for j in again for m, _, _, p in j["evaluations"]}) == []
+
+
+def test_point_params_resolve_per_ratio_values_and_refuse_bad_keys(tmp_path):
+    preset = tmp_path / "p.yaml"
+    preset.write_text("gen: {epochs: {1.0: 7, 0.1: 9}}\nmethod: zerodiff\n")
+    base = study.base_params(ROOT / "params.yaml", preset)
+    assert base["method"] == "zerodiff"
+    p = study.point_params(base, {"fclswgan.cls_weight": 0.1}, "fclswgan", 2, 0.1, "validation", "", {})
+    assert (p["method"], p["train"]["seed"], p["train"]["seen_ratio"], p["data"]["protocol"]) == (
+        "fclswgan", 2, 0.1, "validation")
+    assert p["gen"]["epochs"] == 9 and p["fclswgan"]["cls_weight"] == 0.1 and p["train"]["threads"] == 1
+    with pytest.raises(SystemExit, match="fclswgan.cls_wieght"):
+        study.point_params(base, {"fclswgan.cls_wieght": 0.1}, "fclswgan", 0, 1.0, "test", "", {})
+    with pytest.raises(SystemExit, match="not for train.seen_ratio 0.3"):
+        study.point_params(base, {}, "zerodiff", 0, 0.3, "test", "", {})
+    preset.write_text("gen: {epoch: 3}\n")
+    with pytest.raises(SystemExit, match="unknown key gen.epoch"):
+        study.base_params(ROOT / "params.yaml", preset)
+
+
+def test_variants_and_sets_are_parsed_before_any_work():
+    assert study.parse_changes(["gen.lr=0.001", "gen.epochs={1.0: 20, 0.1: 150}"], "--set") == {
+        "gen.lr": 0.001, "gen.epochs": {1.0: 20, 0.1: 150}}
+    assert study.parse_variants([["k", "tta.rounds=2"]], {"gen.lr": 0.002}) == [
+        ("base", {"gen.lr": 0.002}), ("k", {"gen.lr": 0.002, "tta.rounds": 2})]
+    for bad in (["x"], ["tta.rounds=2"], ["base", "tta.rounds=2"]):
+        with pytest.raises(SystemExit, match="expected a new NAME"):
+            study.parse_variants([bad], {})
+    with pytest.raises(SystemExit, match="expected KEY=VALUE"):
+        study.parse_changes(["gen..lr=1"], "--set")
+
+
+def test_fold_lists():
+    fs = _dataset(7)
+    folds = study.fold_list(["subsets:3"], fs)
+    assert len(folds) == 35 and folds[0] == "c0,c1,c2" and len(set(folds)) == 35
+    assert study.fold_list(["own", "c1,c4"], fs) == ["", "c1,c4"]
+    with pytest.raises(SystemExit, match="K must lie in"):
+        study.fold_list(["subsets:7"], fs)
+    with pytest.raises(DataError, match="unknown class 'c9'"):
+        study.fold_list(["c1,c9"], fs)
+    with pytest.raises(DataError, match="'c7' is an unseen class"):
+        study.fold_list(["c7"], fs)
+
+
+def test_fold_count_is_checked_before_any_fold_is_built(monkeypatch):
+    """SUN has 645 seen classes: subsets:3 would be 44.5 M folds; refused before one is built."""
+    monkeypatch.setattr(study.itertools, "combinations", lambda *_: (_ for _ in ()).throw(AssertionError("built")))
+    with pytest.raises(SystemExit, match="gives 44514890 folds"):
+        study.fold_list(["subsets:3"], _dataset(645))
+
+
+def test_a_shared_job_gives_the_rows_of_separate_runs(tmp_path, monkeypatch):
+    """ZeroDiff and ZeroDiff++ on one generator, and a post-training variant on it too, give the rows
+    of separate runs; a fixed calibration's row is the automatic run's curve read at that value."""
+    from zerodiffpp.data import xlsa17
+    monkeypatch.setitem(xlsa17.EXPECTED_CLASSES, "CUB", (4, 2))  # a toy folder under an accepted data.name
+    root = make_xlsa17(tmp_path / "TOY")
+    base = study.base_params(ROOT / "params.yaml", None)
+    data, source = {"name": "CUB", "root": str(root)}, (str(root), "CUB")
+    variants = study.parse_variants([["labels", "tta.unseen_labels=classifier"],
+                                     ["fixed", "classifier.calibration=-0.6"]], dict(SETS))
+    run = lambda methods, vs: [r for j in study.plan(base, methods, [0], [1.0], [""], "test", vs, data, set())  # noqa
+                               for r in study.run_job((source, j))]
+    rows = run(["zerodiff", "zerodiffpp"], variants)
+    assert [(r["method"], r["variant"]) for r in rows] == [
+        ("zerodiff", "base"), ("zerodiff", "labels"), ("zerodiff", "fixed"),
+        ("zerodiffpp", "base"), ("zerodiffpp", "labels"), ("zerodiffpp", "fixed")]
+    by = {(r["method"], r["variant"]): r for r in rows}
+    for m in ("zerodiff", "zerodiffpp"):
+        fixed, auto = by[(m, "fixed")], by[(m, "base")]
+        assert fixed["calibration"] == -0.6 and auto["calibration"] != -0.6
+        assert {k: fixed[k] for k in ("U", "S", "H")} == pytest.approx(study.curve_at(auto, -0.6), abs=1e-5)
+        assert fixed["T1"] == auto["T1"] and fixed["spurious"] == auto["spurious"]
+    keys = ("T1", "U", "S", "H", "calibration", "gen_seen_acc", "spurious", "calibration_curve")
+    alone = run(["zerodiffpp"], variants[1:2])[0]  # the variant as a run of its own
+    assert all(alone[k] == by[("zerodiffpp", "labels")][k] for k in keys)
+    assert any(alone[k] != by[("zerodiffpp", "base")][k] for k in keys), "the variant's change was not applied"
+    assert all(run(["zerodiff"], variants[:1])[0][k] == by[("zerodiff", "base")][k] for k in keys)
+    for row in rows:  # the curve is that of the row's own GZSL classifier: it passes through its U, S, H
+        assert study.curve_at(row, row["calibration"]) == pytest.approx({k: row[k] for k in ("U", "S", "H")},
+                                                                        abs=1e-5)
+
+
+def test_the_panel_job_gives_one_row_per_simple_baseline(tmp_path, monkeypatch):
+    from zerodiffpp.data import xlsa17
+    monkeypatch.setitem(xlsa17.EXPECTED_CLASSES, "CUB", (8, 3))
+    root = make_xlsa17(tmp_path / "T", n_seen=8, n_unseen=3, n_val=3, learnable=True, att_dim=12, x_dim=16)
+    base = study.base_params(ROOT / "params.yaml", None)
+    jobs = study.plan(base, ["panel"], [0], [1.0], [""], "test", [("base", {})], {"name": "CUB", "root": str(root)},
+                      set())
+    rows = study.run_job(((str(root), "CUB"), jobs[0]))
+    assert [r["method"] for r in rows] == list(study.BASELINES) and len({r["params"] for r in rows}) == 1
+
+
+def curve_row(method, seed, ratio, protocol, peak, variant="base"):
+    """A row whose H peaks at calibration `peak` (U rises, S falls with gamma, crossing there)."""
+    grid = [round(0.02 * k, 2) for k in range(-50, 51)]
+    curve = [[g, min(1.0, 0.5 + g - peak), min(1.0, 0.5 - g + peak), 0.0] for g in grid]
+    curve = [[g, max(u, 0.0), max(s_, 0.0), 2 * max(u, 0) * max(s_, 0) / max(u + s_, 1e-9)] for g, u, s_, _ in curve]
+    return {"method": method, "seed": seed, "seen_ratio": ratio, "protocol": protocol, "set": {}, "fold": "",
+            "variant": variant, "T1": 0.5, "U": 0.1, "S": 0.9, "H": 0.18, "calibration": 0.0, "minutes": 1.0,
+            "calibration_curve": curve}
+
+
+def test_calibration_chosen_on_validation_rows_only_and_read_on_the_test_rows():
+    val = [curve_row("zerodiff", 0, 0.3, "validation", 0.2), curve_row("zerodiff", 1, 0.3, "validation", 0.24),
+           curve_row("zerodiff", 0, 0.3, "test", -0.5),  # a test row in the file: never chooses
+           curve_row("zerodiff", 0, 0.3, "validation", 0.8, "lr"),  # another variant: its own choice
+           curve_row("zerodiff", 0, 1.0, "validation", -0.3)]
+    assert study.chosen_on_validation(val, "zerodiff", 0.3) == 0.22  # the mean validation H peaks between the seeds
+    assert study.chosen_on_validation(val, "zerodiff", 1.0) == -0.3
+    assert study.chosen_on_validation(val, "zerodiffpp", 0.3) is None
+    assert study.chosen_on_validation(val, "zerodiff", 0.3, "lr") == 0.8
+    test = [curve_row("zerodiff", 0, 0.3, "test", 0.1), curve_row("zerodiff", 1, 0.3, "test", 0.14)]
+    with pytest.raises(KeyError, match="0.23"):
+        study.curve_at(test[0], 0.23)
+    line = study.table(test, val).splitlines()[-1]
+    assert line.startswith("| zerodiff | 0.3 | 0,1 | 1 | 50.0 ± 0.0 | 10.0 ± 0.0 | 90.0 ± 0.0 | 18.0 ± 0.0 |")
+    # seed 0 at 0.22: U 0.62, S 0.38, H 0.4712; seed 1: U 0.58, S 0.42, H 0.4872
+    assert line.endswith("| 0.22 | 60.0 ± 2.8 | 40.0 ± 2.8 | 47.9 ± 1.1 |"), line  # sample std (ddof 1)
+    zdpp = study.table([curve_row("zerodiffpp", 0, 0.3, "test", 0.0)]).splitlines()[-1]
+    assert zdpp.startswith("| zerodiffpp (transductive: reads the unlabelled test features) |")
+
+
+def test_the_summary_pairs_each_variant_with_its_base_by_fold_and_seed():
+    rows = [dict(curve_row("zerodiffpp", 0, 1.0, "validation", 0.0, v), fold=f, T1=t, H=h)
+            for f, v, t, h in [("a", "base", 0.4, 0.5), ("a", "x", 0.6, 0.4), ("b", "base", 0.5, 0.5),
+                               ("b", "x", 0.5, 0.7), ("c", "x", 0.9, 0.9)]]  # fold c has no base: unpaired
+    # x: T1 +10.0 (won on a; b is a tie), H +5.0 (won on b)
+    assert "| zerodiffpp | 1.0 | x | 2 | +10.0 | +5.0 | 1 | 1 |" in study.paired(rows)
+    assert "| 3 |" in study.table(rows).splitlines()[-1]  # three folds in the variant's line
+
+
+@pytest.mark.parametrize("path", sorted(str(p.relative_to(ROOT)) for p in (ROOT / "results").rglob("*.jsonl")
+                                        if p.name != "test-log.jsonl"))
+def test_committed_results_files_keep_loading(path):
+    rows = study.load_rows(ROOT / path)
+    assert rows and all({"method", "seed", "seen_ratio", "protocol", "fold", "variant"} <= set(r) for r in rows)
+    assert study.summary(rows).startswith("| method |")
+
+
+@pytest.mark.parametrize("argv, message", [(["--jobs", "0"], "--jobs 0"), (["--folds", "own", "--protocol", "test"],
+                                                                           "--folds"),
+                                           (["--preset", "none.yaml"], "--preset none.yaml")])
+def test_bad_arguments_exit_before_any_work(argv, message, tmp_path):
+    features = tmp_path / "features.npz"
+    _dataset(4).save(features)
+    with pytest.raises(SystemExit, match=message):
+        study.main(argv + ["--features", str(features), "--out", str(tmp_path / "out" / "rows.jsonl")])
+    assert not (tmp_path / "out").exists()
+
+
+def test_workers_are_spawned_never_forked(tmp_path, monkeypatch):
+    """A forked worker inherits the parent's CUDA state; the pool must use the spawn context."""
+    contexts = []
+
+    class Stop(Exception):
+        pass
+
+    def pool(jobs, mp_context=None):
+        contexts.append(mp_context.get_start_method() if mp_context else "default (fork on Linux)")
+        raise Stop
+    monkeypatch.setattr(study, "ProcessPoolExecutor", pool)
+    monkeypatch.setenv("ZERODIFFPP_TEST_LOG", str(tmp_path / "log.jsonl"))
+    features = tmp_path / "features.npz"
+    _dataset(4).save(features)
+    with pytest.raises(Stop):
+        study.main(["--folds", "c0,c1", "--features", str(features), "--out", str(tmp_path / "rows.jsonl")])
+    assert contexts == ["spawn"]
+
+
+def test_a_study_appends_to_the_test_log_only_on_the_test_split(tmp_path, monkeypatch):
+    log = tmp_path / "log.jsonl"
+    monkeypatch.setenv("ZERODIFFPP_TEST_LOG", str(log))
+    monkeypatch.setattr(study, "run_jobs", lambda todo, jobs, out, logged: logged.append(
+        {"method": "zerodiff", "seed": 0, "seen_ratio": 1.0, "T1": 0.5}))
+    features = tmp_path / "features.npz"
+    _dataset(4).save(features)
+    common = ["--features", str(features), "--methods", "zerodiff", "--out", str(tmp_path / "rows.jsonl")]
+    study.main(common + ["--protocol", "validation"])
+    assert not log.exists()
+    study.main(common + ["--protocol", "test"])
+    entry = json.loads(log.read_text())
+    assert entry["study"] == "study" and entry["runs"] == [{"method": "zerodiff", "seed": 0, "seen_ratio": 1.0,
+                                                             "T1": 0.5}]
+
+
+def test_apply_preset_merges_as_the_study_does(tmp_path):
+    from scripts.apply_preset import apply
+    params = tmp_path / "params.yaml"
+    params.write_text((ROOT / "params.yaml").read_text())
+    apply("cub-cpu", "/data/CUB", params)
+    merged = study.base_params(ROOT / "params.yaml", ROOT / "presets" / "cub-cpu.yaml")
+    applied = yaml.safe_load(params.read_text())
+    merged["data"]["root"] = "/data/CUB"
+    assert applied == merged
