@@ -18,6 +18,7 @@ from tests.tiny import tiny_params
 from zerodiffpp.runtime.checkpoints import CHECKPOINT_DIR, Checkpoints
 
 SETTINGS = {"every_epochs": 1, "every_minutes": 10.0, "keep": False}
+CPU = {"device": "cpu"}
 OUTPUTS = {"pretrain": ["models/pretrain/sc_encoder.pt", "models/pretrain/drg.pt", "data/prepared/prepared.npz",
                         "dvclive/sc", "dvclive/drg"],
            "train": ["models/generator/generator.pt", "dvclive/train"],
@@ -115,18 +116,104 @@ def test_a_stage_killed_mid_epoch_resumes_and_ends_bit_identical(work, stage):
     assert not (work / CHECKPOINT_DIR / stage).exists()
 
 
-def test_a_changed_param_or_input_never_resumes(tmp_path, monkeypatch):
+def _one_stage_repo(tmp_path, monkeypatch):
+    """A folder whose dvc.yaml has one stage `s` depending on in.txt, as the working directory."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"s": {"deps": ["in.txt"]}}}))
     (tmp_path / "in.txt").write_text("a")
-    params = {"gen": {"lr": 0.1}, "checkpoint": dict(SETTINGS)}
+
+
+def test_a_changed_param_or_input_never_resumes(tmp_path, monkeypatch):
+    _one_stage_repo(tmp_path, monkeypatch)
+    params = {"gen": {"lr": 0.1}, "train": CPU, "checkpoint": dict(SETTINGS)}
     first = Checkpoints("s", params, SETTINGS, root=tmp_path / "ck")
     first.part("g").save(3, 10, {"rows": []})
     same = Checkpoints("s", dict(params, checkpoint=dict(SETTINGS, every_epochs=5)), SETTINGS, root=tmp_path / "ck")
     assert same.dir == first.dir and same.part("g").load()["epoch"] == 3  # the settings are not in the key
-    other = Checkpoints("s", {"gen": {"lr": 0.2}, "checkpoint": SETTINGS}, SETTINGS, root=tmp_path / "ck")
+    other = Checkpoints("s", {"gen": {"lr": 0.2}, "train": CPU, "checkpoint": SETTINGS}, SETTINGS, root=tmp_path / "ck")
     assert other.dir != first.dir and other.part("g").load() is None and not first.dir.exists()
     other.part("g").save(3, 10, {"rows": []})
     (tmp_path / "in.txt").write_text("b")  # a changed input file
-    changed = Checkpoints("s", {"gen": {"lr": 0.2}, "checkpoint": SETTINGS}, SETTINGS, root=tmp_path / "ck")
+    changed = Checkpoints("s", {"gen": {"lr": 0.2}, "train": CPU, "checkpoint": SETTINGS}, SETTINGS,
+                          root=tmp_path / "ck")
     assert changed.dir != other.dir and changed.part("g").load() is None
+
+
+def test_auto_device_keys_cpu_and_gpu_checkpoints_apart(tmp_path, monkeypatch):
+    """`train.device: auto` is one params value for two devices: a run resumed where a GPU appeared
+    (or went) must not load the other device type's state."""
+    _one_stage_repo(tmp_path, monkeypatch)
+    params = {"gen": {"lr": 0.1}, "train": {"device": "auto"}, "checkpoint": SETTINGS}
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    on_cpu = Checkpoints("s", params, SETTINGS, root=tmp_path / "ck")
+    on_cpu.part("g").save(3, 10, {"rows": []})
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    on_gpu = Checkpoints("s", params, SETTINGS, root=tmp_path / "ck")
+    assert on_gpu.dir != on_cpu.dir and on_gpu.part("g").load() is None
+
+
+def test_an_unreadable_checkpoint_is_reported_and_its_part_starts_afresh(tmp_path, monkeypatch, caplog):
+    """A checkpoint cut short (a hard preemption before its bytes reached the disk) must not make
+    every rerun crash in torch.load."""
+    _one_stage_repo(tmp_path, monkeypatch)
+    part = Checkpoints("s", {"train": CPU, "checkpoint": SETTINGS}, SETTINGS, root=tmp_path / "ck").part("g")
+    part.save(3, 10, {"rows": []})
+    part.path.write_bytes(part.path.read_bytes()[:100])
+    with caplog.at_level("WARNING"):
+        assert part.load() is None
+    assert str(part.path) in caplog.text and "starting this part afresh" in caplog.text
+
+
+# f-CLSWGAN's train step, in process: its loop saves and resumes as the stage does (the kill is an
+# exception raised at the end of an epoch, after that epoch drew its random numbers)
+class _Killed(Exception):
+    pass
+
+
+def _fclswgan(tmp_path, kill_at: int | None = None):
+    """-> (generator state, curve) of a seeded tiny f-CLSWGAN run checkpointing into tmp_path/ck."""
+    import numpy as np
+    from zerodiffpp.generators.fclswgan import train_fclswgan
+    from zerodiffpp.runtime.session import seed_everything
+    rng = np.random.default_rng(0)
+    att = rng.random((4, 5)).astype(np.float32)
+    y = np.repeat(np.arange(4), 16)
+    x = (att[y] @ rng.random((5, 10)) + 0.1 * rng.random((64, 10))).astype(np.float32)
+    p = dict(tiny_params()["fclswgan"], epochs=4, batch_size=16)
+
+    def kill(epoch, epochs, ckpt):
+        if epoch == kill_at:
+            raise _Killed
+        return {}
+
+    seed_everything(0)
+    part = Checkpoints("s", {"train": CPU}, SETTINGS, root=tmp_path / "ck").part("fclswgan")
+    ckpt, rows = train_fclswgan(x, y, att, np.arange(4), p, "cpu", check=kill, part=part)
+    return ckpt["state"], rows
+
+
+def test_fclswgan_interrupted_resumes_bit_identical(tmp_path, monkeypatch, caplog):
+    _one_stage_repo(tmp_path, monkeypatch)
+    reference, ref_rows = _fclswgan(tmp_path / "uninterrupted")
+    with pytest.raises(_Killed):
+        _fclswgan(tmp_path / "run", kill_at=2)
+    with caplog.at_level("INFO"):
+        state, rows = _fclswgan(tmp_path / "run")
+    assert "resuming s (fclswgan) at epoch 2 of 4" in caplog.text
+    assert rows == ref_rows
+    for k in reference:
+        assert torch.equal(reference[k], state[k]), k
+
+
+def test_fclswgan_with_a_truncated_checkpoint_trains_afresh(tmp_path, monkeypatch, caplog):
+    _one_stage_repo(tmp_path, monkeypatch)
+    reference, _ = _fclswgan(tmp_path / "uninterrupted")
+    with pytest.raises(_Killed):
+        _fclswgan(tmp_path / "run", kill_at=2)
+    [saved] = (tmp_path / "run" / "ck").rglob("fclswgan.pt")
+    saved.write_bytes(saved.read_bytes()[: saved.stat().st_size // 2])
+    with caplog.at_level("WARNING"):
+        state, _ = _fclswgan(tmp_path / "run")
+    assert str(saved) in caplog.text
+    for k in reference:
+        assert torch.equal(reference[k], state[k]), k

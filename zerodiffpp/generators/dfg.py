@@ -26,7 +26,8 @@ from zerodiffpp.nn import diffusion as dfn
 from zerodiffpp.nn.losses import gradient_penalty, mutual_learning, reparameterize, vae_loss, weighted_l1
 from zerodiffpp.nn.networks import AttrDecoder, Critic, build_feature_generator
 from zerodiffpp.runtime.session import compile_networks
-from zerodiffpp.nn.training import Curve, adam, iters_per_epoch, random_batch, set_requires_grad, to_tensor
+from zerodiffpp.nn.training import (Curve, adam, iters_per_epoch, random_batch, require_finite, set_requires_grad,
+                                    to_tensor)
 
 log = logging.getLogger(__name__)
 
@@ -199,6 +200,8 @@ class ZeroDiffTrainer:
             log.debug("epoch %d %s", epoch, row)
             if part is not None:
                 part.maybe_save(epoch + 1, epochs, self.resumable(), lam=self.lam, rows=curve.rows)
+        require_finite("train: the ZeroDiff generator", dict(generator=self.gen, decoder=self.dec), curve.losses,
+                       "lower gen.lr or try another train.seed")
         return curve.rows
 
     def checkpoint(self) -> dict:

@@ -12,7 +12,8 @@ from tqdm import tqdm
 from zerodiffpp.nn.classifier import load_classifier, train_softmax
 from zerodiffpp.nn.losses import gradient_penalty
 from zerodiffpp.nn.networks import Critic, build_feature_generator
-from zerodiffpp.nn.training import Curve, adam, iters_per_epoch, random_batch, set_requires_grad, to_tensor
+from zerodiffpp.nn.training import (Curve, adam, iters_per_epoch, random_batch, require_finite, set_requires_grad,
+                                    to_tensor)
 
 
 def train_fclswgan(x: np.ndarray, y: np.ndarray, att: np.ndarray, seen: np.ndarray, p: dict, device, check=None,
@@ -27,8 +28,10 @@ def train_fclswgan(x: np.ndarray, y: np.ndarray, att: np.ndarray, seen: np.ndarr
     if state is None:
         clf = train_softmax(x, y, seen, epochs=p["cls_epochs"], batch_size=p["batch_size"] * 4, lr=0.001,
                             device=device, desc="train: f-CLSWGAN seen classifier")
-    else:
-        clf = load_classifier(state["clf"], x.shape[1], device)
+    else:  # building the classifier draws initial weights (then overwritten): keep those draws off the
+        # just-restored random stream, or the resumed run would diverge from an uninterrupted one
+        with torch.random.fork_rng(devices=[]):  # the network is initialised on the CPU
+            clf = load_classifier(state["clf"], x.shape[1], device)
     set_requires_grad([clf.net], False)
     opt_g, opt_d = adam(gen.parameters(), p["lr"]), adam(critic.parameters(), p["lr"])
     xt, at, yt = to_tensor(x, device), to_tensor(att, device), to_tensor(y, device, torch.long)
@@ -68,4 +71,6 @@ def train_fclswgan(x: np.ndarray, y: np.ndarray, att: np.ndarray, seen: np.ndarr
         if part is not None:
             part.maybe_save(epoch + 1, p["epochs"], dict(gen=gen, critic=critic, opt_g=opt_g, opt_d=opt_d),
                             clf=clf.state(), rows=curve.rows)
+    require_finite("train: the f-CLSWGAN generator", dict(generator=gen), curve.losses,
+                   "lower fclswgan.lr or try another train.seed")
     return {"config": cfg, "state": gen.state_dict()}, curve.rows

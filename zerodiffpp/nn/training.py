@@ -7,6 +7,8 @@ from collections import defaultdict
 import numpy as np
 import torch
 
+from zerodiffpp.runtime.errors import DivergedError
+
 
 def adam(params, lr: float, betas=(0.5, 0.999)) -> torch.optim.Adam:
     """Adam with the GAN betas of the official code. The fused kernel (one pass over all parameters)
@@ -37,6 +39,7 @@ class Curve:
     def __init__(self, prefix: str = "", live=None):
         """`live` (a live.LiveLog) receives each finished epoch's row (DVCLive: dvc plots, dvc exp show)."""
         self.prefix, self.rows, self._acc, self.live = prefix, [], defaultdict(list), live
+        self.losses: dict[str, float] = {}  # the last epoch's means of what was added (its row without `extra`)
 
     def add(self, **values) -> None:
         for k, v in values.items():
@@ -55,12 +58,23 @@ class Curve:
         if on_device:  # the epoch's one host read
             stacked = torch.stack([torch.stack([v.double() for v in self._acc[k]]).mean() for k in on_device])
             means.update(zip(on_device, stacked.tolist()))
-        row = {"step": epoch, **{f"{self.prefix}{k}": means[k] for k in self._acc}, **extra}
+        self.losses = {f"{self.prefix}{k}": means[k] for k in self._acc}
+        row = {"step": epoch, **self.losses, **extra}
         self.rows.append(row)
         self._acc.clear()
         if self.live is not None:
             self.live.epoch(row)
         return row
+
+
+def require_finite(what: str, nets: dict[str, torch.nn.Module], losses: dict[str, float], fix: str) -> None:
+    """Stop a generator that diverged: its NaN features would reach every classifier after it, and
+    those would still report finite, meaningless metrics (the arg-max of a NaN row is class 0)."""
+    bad = [f"{name} weights" for name, net in nets.items()
+           if not all(torch.isfinite(v).all() for v in net.state_dict().values() if v.is_floating_point())]
+    bad += [f"{k} loss ({v})" for k, v in losses.items() if not math.isfinite(v)]
+    if bad:
+        raise DivergedError(f"{what} diverged, not finite: {', '.join(bad)}; {fix}")
 
 
 def set_requires_grad(modules, flag: bool) -> None:

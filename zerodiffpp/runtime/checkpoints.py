@@ -3,14 +3,16 @@ where it stopped when the same command is run again.
 
 DVC 3 has no checkpoints, and it removes a stage's outputs before running it, so a stage keeps its
 own: `.checkpoints/<stage>/<key>/<part>.pt` (git-ignored, never a DVC output). The key is a digest
-of everything the stage's result depends on: its params as dvc.yaml declares them and the bytes of
-every dependency (code and data) dvc.yaml lists for it. A changed param, input file or module gives
-another key, so a stale checkpoint is never resumed (and is removed). A part (the SC encoder, the
-DRG, the generator) is saved atomically every `checkpoint.every_epochs` epochs or
-`checkpoint.every_minutes` minutes, and at its end, with its networks, optimisers, every random
-stream of the process (torch CPU and CUDA, numpy, Python), its epoch and its curve; resuming restores
-all of them, so on a CPU a resumed run ends bit-identical to an uninterrupted one. When the stage has
-written its outputs the checkpoints go (`checkpoint.keep: true` keeps them).
+of everything the stage's result depends on: its params as dvc.yaml declares them, the device type
+`train.device` resolves to, and the bytes of every dependency (code and data) dvc.yaml lists for it.
+A changed param, device type, input file or module gives another key, so a stale checkpoint is never
+resumed (and is removed). A part (the SC encoder, the DRG, the generator) is saved atomically and
+durably (files.atomic_path) every `checkpoint.every_epochs` epochs or `checkpoint.every_minutes`
+minutes, and at its end, with its networks, optimisers, every random stream of the process (torch CPU
+and CUDA, numpy, Python), its epoch and its curve; resuming restores all of them, so on a CPU a
+resumed run ends bit-identical to an uninterrupted one. A checkpoint that cannot be read anyway (one
+cut short before writes were flushed, or by a failing disk) is reported and its part starts afresh.
+When the stage has written its outputs the checkpoints go (`checkpoint.keep: true` keeps them).
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ import torch
 import yaml
 
 from zerodiffpp.runtime import files, paths
+from zerodiffpp.runtime.session import resolve_device
 
 log = logging.getLogger(__name__)
 CHECKPOINT_DIR = Path(".checkpoints")  # git-ignored, never a DVC output (DVC removes outputs before a stage runs)
@@ -72,10 +75,13 @@ class Checkpoints:
     def __init__(self, stage: str, params: dict, settings: dict, root: Path | str = CHECKPOINT_DIR):
         self.stage, self.settings = stage, settings
         self.stage_dir = Path(root) / stage
-        # the checkpoint settings themselves do not change what the stage computes
-        self.dir = self.stage_dir / stage_key(stage, {k: v for k, v in params.items() if k != "checkpoint"})
+        # the checkpoint settings themselves do not change what the stage computes; the device type does,
+        # and `train.device: auto` names both: a run resumed on a GPU must not load a CPU run's state
+        keyed = {k: v for k, v in params.items() if k != "checkpoint"}
+        keyed["device_type"] = resolve_device(params["train"]["device"]).type
+        self.dir = self.stage_dir / stage_key(stage, keyed)
         for stale in (d for d in self.stage_dir.glob("*") if d != self.dir):
-            log.info("%s: removing a checkpoint of other params or inputs (%s)", stage, stale)
+            log.info("%s: removing a checkpoint of other params, inputs or device type (%s)", stage, stale)
             shutil.rmtree(stale, ignore_errors=True)
 
     def part(self, name: str) -> "Part":
@@ -99,7 +105,12 @@ class Part:
         """The saved state (with the random streams restored), or None to start from scratch."""
         if not self.path.exists():
             return None
-        state = torch.load(self.path, map_location="cpu", weights_only=False)
+        try:
+            state = torch.load(self.path, map_location="cpu", weights_only=False)
+        except Exception as e:  # e.g. cut short by a crash: crashing here would stop every rerun too
+            log.warning("%s (%s): cannot read the checkpoint %s (%s: %s); starting this part afresh",
+                        self.owner.stage, self.name, self.path, type(e).__name__, e)
+            return None
         set_rng_state(state["rng"])
         stamp = datetime.fromtimestamp(self.path.stat().st_mtime).strftime("%H:%M")
         log.info("resuming %s (%s) at epoch %d of %d, checkpoint of %s (%s)", self.owner.stage, self.name,

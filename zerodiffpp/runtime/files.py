@@ -1,5 +1,6 @@
-"""Atomic writers: every output is written to a temporary file beside it, then renamed into place,
-so an interrupted or failed stage never leaves a half-written file behind."""
+"""Atomic writers: every output is written to a temporary file beside it, flushed to disk, then
+renamed into place, so an interrupted or failed stage (or a power cut, or a hard preemption) never
+leaves a half-written file behind."""
 from __future__ import annotations
 
 import csv
@@ -20,6 +21,14 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
+def _fsync(path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 @contextmanager
 def atomic_path(path: Path | str):
     """Yield a temporary path in the target's folder; rename it onto `path` only if the block succeeds."""
@@ -30,7 +39,11 @@ def atomic_path(path: Path | str):
     try:
         yield Path(tmp)
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give outputs the usual mode
+        # without the fsync the rename can reach the disk before the data: a machine that dies then
+        # leaves a truncated file under the final name (a checkpoint every rerun would fail to load)
+        _fsync(tmp)
         os.replace(tmp, path)
+        _fsync(path.parent)  # the rename itself, so the new file is there after a crash
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
