@@ -411,10 +411,11 @@ def main(argv=None):
 def run_jobs(todo: list, jobs: int, out: Path, logged: list) -> None:
     """Jobs in a pool of spawned workers (a forked one would inherit CUDA state), each job's rows
     appended to `out` as it ends, so that an interrupted study resumes where it stopped."""
+    os.environ.setdefault("TQDM_DISABLE", "1")  # the workers' stage bars would interleave: one line per job instead
     from tqdm import tqdm
     with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
         futures = [pool.submit(run_job, job) for job in todo]
-        for future in tqdm(as_completed(futures), total=len(futures), desc="study", unit="job"):
+        for future in tqdm(as_completed(futures), total=len(futures), desc="study", unit="job", disable=False):
             rows = future.result()
             with open(out, "a") as f:
                 f.writelines(json.dumps(r) + "\n" for r in rows)

@@ -2,7 +2,7 @@
 the supervised ceiling; zerodiffpp/baselines/) -> metrics/baselines.json and metrics/baselines.md."""
 from zerodiffpp.runtime import paths
 from zerodiffpp.baselines.panel import panel, panel_markdown, panel_metrics
-from zerodiffpp.data.features import FeatureSet
+from zerodiffpp.data.features import FeatureSet, Prepared
 from zerodiffpp.runtime.files import save_json, save_text
 from zerodiffpp.runtime.params import load_stage_params
 from zerodiffpp.runtime.session import log, run_stage
@@ -10,8 +10,9 @@ from zerodiffpp.runtime.session import log, run_stage
 
 def main():
     p = load_stage_params("baselines")
-    d, t = p["data"], p["train"]
-    result = panel(FeatureSet.load(paths.FEATURES), t["seen_ratio"], t["seed"], d["protocol"], d["val_classes"],
+    d, seed = p["data"], p["train"]["seed"]
+    ratio = Prepared.load(paths.PREPARED).seen_ratio  # pretrain's: the panel scores the run's own split
+    result = panel(FeatureSet.load(paths.FEATURES), ratio, seed, d["protocol"], d["val_classes"],
                    p["classifier"]["calibration_holdout"])
     save_json(paths.BASELINES, panel_metrics(result))
     save_text(paths.BASELINES_MD, panel_markdown(result))
