@@ -168,14 +168,14 @@ def test_epochs_may_be_given_per_seen_ratio(tmp_path):
     the count, and a ratio without one is refused before any work, naming the key."""
     from zerodiffpp.pipeline import train
     from zerodiffpp.runtime.errors import ParamsError
-    from zerodiffpp.runtime.params import validate
+    from zerodiffpp.runtime.params import for_ratio, validate
     prep, _ = tiny_prepared(tmp_path)
     for method, section in (("zerodiff", "gen"), ("fclswgan", "fclswgan")):
         p = tiny_params(method=method, **{section: {"epochs": {1.0: 1, 0.5: 3}}}, diagnostics={"every": 0})
-        _, rows = train.run(p, prep, torch.device("cpu"))
+        _, rows = train.run(for_ratio(p), prep, torch.device("cpu"))  # resolved where params are loaded
         assert len(rows) == 1
         p["train"]["seen_ratio"] = 0.5
-        _, rows = train.run(p, prep, torch.device("cpu"))
+        _, rows = train.run(for_ratio(p), prep, torch.device("cpu"))
         assert len(rows) == 3
         p["train"]["seen_ratio"] = 0.3
         with pytest.raises(ParamsError, match=f"{section}.epochs gives counts for seen ratios"):
