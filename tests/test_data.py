@@ -37,7 +37,7 @@ def test_row_feature_files_replace_x_and_supply_r(xlsa17_dir):
     (dict(drop_keys=("features",)), "missing key 'features'"),
     (dict(extra_res={"features": np.zeros((32, 10), np.float32)}), "'features' must be D x N"),
     (dict(extra_res={"labels": np.full((144, 1), 9)}), "'labels' go up to 9"),
-    (dict(extra_split={"test_unseen_loc": np.array([[1], [2]])}), "both seen"),
+    (dict(extra_split={"test_unseen_loc": np.array([[1], [2]])}), r"classes \['c0'\] are both seen"),
     (dict(extra_split={"trainval_loc": np.array([[500]])}), "indexes up to 500"),
 ])
 def test_malformed_files_are_named(tmp_path, kwargs, message):
@@ -46,12 +46,22 @@ def test_malformed_files_are_named(tmp_path, kwargs, message):
         load_xlsa17(folder, "TOY")
 
 
-def test_nan_features_are_rejected(tmp_path):
+def test_nan_features_are_named_by_file_key_and_position(tmp_path):
     x = np.random.default_rng(0).random((32, 144)).astype(np.float32)
-    x[3, 7] = np.nan
+    x[3, 7] = x[5, 7] = np.nan
+    x[0, 9] = np.inf
     folder = make_xlsa17(tmp_path / "NAN", extra_res={"features": x})
-    with pytest.raises(DataError, match="NaN or inf in 1 samples"):
+    with pytest.raises(DataError, match=r"NAN/res101.mat: 'features' holds 3 NaN or inf values in 2 images, the "
+                                        r"first at features\[0, 9\] \(0-based: image 9\)"):
         load_xlsa17(folder, "TOY")
+    r = np.random.default_rng(1).random((144, 8)).astype(np.float32)  # N x D files: an image is a row
+    r[40, 2] = np.nan
+    savemat(folder / "con_paco.mat", {"features": r})
+    x[3, 7] = x[5, 7] = x[0, 9] = 0
+    savemat(folder / "res101.mat", {"features": x, "labels": loadmat(folder / "res101.mat")["labels"]})
+    with pytest.raises(DataError, match=r"con_paco.mat: 'features' holds 1 NaN or inf values in 1 images, the first "
+                                        r"at features\[40, 2\] \(0-based: image 40\)"):
+        load_xlsa17(folder, "TOY", r_file="con_paco.mat")
 
 
 def test_missing_folder_and_file(tmp_path):

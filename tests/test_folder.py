@@ -1,5 +1,7 @@
 """Your own classes (data.name: folder): the folder and class-table loader, its one-line errors, the
 text encoder path and the torchvision backbone path, on tiny folders written here."""
+import os
+import subprocess
 import sys
 import types
 
@@ -264,3 +266,16 @@ def test_example_folder_is_a_valid_folder_dataset(tmp_path, effnet):
     assert len(held) == 10 and not held & {f.name for f in (out / "data").rglob("*.png")}
     with pytest.raises(SystemExit, match="exists and is not empty"):
         make(out)
+
+
+def test_the_image_check_bar_honours_tqdm_disable():
+    """check_readable's bar (500 files or more) is silenced by TQDM_DISABLE, as every other bar is."""
+    code = ("import zerodiffpp.data.backbone as b; b.read_image = lambda f: None; "
+            "b.check_readable([f'{i}.png' for i in range(500)])")
+    env = {k: v for k, v in os.environ.items() if k != "TQDM_DISABLE"}
+
+    def stderr(**extra):
+        return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=dict(env, **extra), capture_output=True,
+                              text=True, check=True).stderr
+    assert "check images: 100%" in stderr()
+    assert "check images" not in stderr(TQDM_DISABLE="1")

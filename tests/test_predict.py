@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from zerodiffpp.evaluation.calibration import pseudo_labels_value
@@ -21,6 +22,8 @@ from zerodiffpp.runtime import files, paths
 from zerodiffpp import predict
 from zerodiffpp.data.backbone import EXTRACTOR
 from zerodiffpp.data.features import FeatureSet
+from zerodiffpp.data.splits import MinMax
+from zerodiffpp.nn.classifier import InputView
 from zerodiffpp.runtime.errors import DataError
 from zerodiffpp.data.xlsa17 import load_xlsa17
 
@@ -226,3 +229,39 @@ def test_cli_prints_one_line_and_exits_1(tmp_path):
     assert out.returncode == 1
     err = out.stderr.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("ERROR: predict: ") and "features.npz: not found" in err[0], out.stderr
+
+
+def _bare_model(dim: int = 4, net=None) -> predict.Model:
+    """A Model without a trained pipeline: for the input checks, and for where the classifier's input goes."""
+    return predict.Model(class_names=np.array(["a", "b"]), seen=np.array([0]), classes=np.array([0, 1]),
+                         scaler=MinMax(np.zeros(dim), np.ones(dim)), view=InputView("V"), net=net, calibration=0.0,
+                         extractor=None, feature_dim=dim)
+
+
+def test_refuses_several_features_files_and_a_1d_array(tmp_path):
+    for name in ("a.npz", "b.npz"):
+        np.savez(tmp_path / name, x=np.zeros((2, 4), np.float32))
+    with pytest.raises(DataError, match=r"a.npz: a features file is read alone, one .npz at a time; got 2 inputs"):
+        predict.features_of([tmp_path / "a.npz", tmp_path / "b.npz"], _bare_model())
+    np.savez(tmp_path / "row.npz", x=np.zeros(4, np.float32))
+    with pytest.raises(DataError, match=r"row.npz: 'x' has shape \(4,\); expected a 2-D array \(n, d\)"):
+        predict.features_of([tmp_path / "row.npz"], _bare_model())
+
+
+class _WhereIsMyInput(torch.nn.Module):
+    """A classifier on the meta device (no GPU here) that records the device of its input."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.empty(2, 4, device="meta"))
+        self.input_device = None
+
+    def forward(self, x):
+        self.input_device = x.device
+        return torch.zeros(len(x), 2)
+
+
+def test_probabilities_feeds_the_classifier_on_its_device():
+    net = _WhereIsMyInput()
+    probs = _bare_model(net=net).probabilities(np.ones((3, 4), np.float32))
+    assert net.input_device == torch.device("meta") and probs.shape == (3, 2)

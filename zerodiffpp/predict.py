@@ -2,8 +2,8 @@
 
 INPUT is image files, folders of images (searched recursively; images in a subfolder named after a
 class of the model count as labelled, and the CSV then says whether each prediction is right), or one
-features file (.npz with key `x`, N x D raw features as `extract` computes them; optional keys
-`input` (N names) and `extractor` (the extractor record as JSON)).
+features file alone (.npz with key `x`, an N x D array of raw features as `extract` computes them, one
+image (1, D); optional keys `input` (N names) and `extractor` (the extractor record as JSON)).
 
 The model is what `dvc repro` left in the repository (--model-dir): the extractor record and the
 training features (data/features: the feature extractor, and the training images' feature range the
@@ -57,9 +57,10 @@ class Model:
 
     def probabilities(self, x_raw: np.ndarray) -> np.ndarray:
         """Softmax of the GZSL classifier over raw (unscaled) features."""
+        device = next(self.net.parameters()).device  # load_model(device="cuda") puts the classifier there
         with torch.no_grad():
-            logits = self.net(torch.from_numpy(np.ascontiguousarray(self.view(self.scaler(x_raw)))))
-            return torch.softmax(logits, dim=1).numpy()
+            logits = self.net(torch.from_numpy(np.ascontiguousarray(self.view(self.scaler(x_raw)))).to(device))
+            return torch.softmax(logits, dim=1).cpu().numpy()
 
 
 def load_model(model_dir: Path | str = ".", device="cpu") -> Model:
@@ -122,12 +123,19 @@ def _labels_from_folders(files: list[Path], inputs: list[Path], class_names) -> 
 def features_of(inputs: list[Path], model: Model, batch_size: int = 16, backbone_model=None, models=None):
     """-> (input names, raw features, true labels or ''). Images go through the model's recorded
     extractor (`backbone_model` / `models`: tests); a features file is checked against it."""
-    if len(inputs) == 1 and inputs[0].suffix == ".npz":
+    npz = [p for p in inputs if p.suffix == ".npz"]
+    if npz and len(inputs) > 1:  # otherwise the image reader would call a features file an unreadable image
+        raise DataError(f"{npz[0]}: a features file is read alone, one .npz at a time; got {len(inputs)} inputs "
+                        f"(run predict once per .npz, or give images and folders only)")
+    if npz:
         z = files.load_npz(inputs[0])
         if "x" not in z:
             raise DataError(f"{inputs[0]}: no key 'x' (found {sorted(z)}); expected N x D features")
         x = np.asarray(z["x"], np.float32)
-        if x.ndim != 2 or x.shape[1] != model.feature_dim:
+        if x.ndim != 2:
+            raise DataError(f"{inputs[0]}: 'x' has shape {x.shape}; expected a 2-D array (n, d), one row of "
+                            f"features per image (one image: shape (1, d))")
+        if x.shape[1] != model.feature_dim:
             raise DataError(f"feature extractor: {inputs[0]} holds features of shape {x.shape}, the model reads "
                             f"{model.feature_dim}-d ones")
         if not np.isfinite(x).all():
@@ -142,8 +150,8 @@ def features_of(inputs: list[Path], model: Model, batch_size: int = 16, backbone
     if model.extractor is None:
         raise DataError(f"feature extractor: this model's features were not computed from images (no {EXTRACTOR}); "
                         f"give a features file (.npz with key x) made like its training features")
-    files = image_files(inputs)
-    labels = _labels_from_folders(files, inputs, model.class_names)
+    images = image_files(inputs)  # not `files`: that is the module read above
+    labels = _labels_from_folders(images, inputs, model.class_names)
     rec = model.extractor
     if backbone_model is None and rec["backbone"] != DEFAULT:
         now = record(rec["backbone"], rec["weights"], rec["image_size"], rec["feature_dim"]) \
@@ -157,12 +165,12 @@ def features_of(inputs: list[Path], model: Model, batch_size: int = 16, backbone
         diff = differences(rec, record(DEFAULT, "", rec["image_size"], rec["feature_dim"]))
         if diff:
             raise DataError(f"feature extractor: the installed EfficientNet-Lite0 differs from the model's ({diff})")
-    check_readable(files)
-    x = extract(ImageFiles(files), rec["backbone"], rec["weights"], rec["image_size"], batch_size,
+    check_readable(images)
+    x = extract(ImageFiles(images), rec["backbone"], rec["weights"], rec["image_size"], batch_size,
                 models=models, model=backbone_model)
     if x.shape[1] != model.feature_dim:
         raise DataError(f"feature extractor: it gives {x.shape[1]}-d features, the model reads {model.feature_dim}-d")
-    return [str(f) for f in files], x, labels
+    return [str(f) for f in images], x, labels
 
 
 def predict_rows(model: Model, names, x: np.ndarray, labels, top_k: int = 3) -> list[dict]:

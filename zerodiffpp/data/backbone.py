@@ -59,7 +59,8 @@ def check_readable(files, desc: str = "check images") -> None:
     """Decode every file once before any feature is computed, so a broken image stops the run at
     once, named, instead of after minutes of extraction."""
     from tqdm import tqdm
-    for f in tqdm(files, desc=desc, unit="image", disable=len(files) < 500):
+    # no bar under 500 files; no disable= above: an explicit value would override TQDM_DISABLE
+    for f in files if len(files) < 500 else tqdm(files, desc=desc, unit="image"):
         read_image(f)
 
 

@@ -77,12 +77,14 @@ class FeatureSet:
             if idx.min() < 0 or idx.max() >= n:
                 raise DataError(f"{source}: split '{name}' indexes outside [0, {n})")
         seen, unseen = self.seen_classes, self.unseen_classes
-        if np.intersect1d(seen, unseen).size:
-            raise DataError(f"{source}: classes {np.intersect1d(seen, unseen).tolist()} are both seen "
-                            f"(trainval) and unseen (test_unseen)")
+        both = np.intersect1d(seen, unseen)
+        if both.size:
+            raise DataError(f"{source}: classes {self.class_names[both].tolist()} are both seen (trainval) and "
+                            f"unseen (test_unseen)")
         extra = np.setdiff1d(np.unique(self.labels[self.test_seen]), seen)
         if extra.size:
-            raise DataError(f"{source}: test_seen holds classes {extra.tolist()} that have no training samples")
+            raise DataError(f"{source}: test_seen holds classes {self.class_names[extra].tolist()} that have no "
+                            f"training samples")
         if self.r.size and self.r.shape[0] != n:
             raise DataError(f"{source}: SC features must have one row per image (N={n}), got {self.r.shape}")
         if self.r.size and not np.isfinite(self.r).all():

@@ -33,6 +33,17 @@ def _key(mat: dict, key: str, path: Path) -> np.ndarray:
     return np.asarray(mat[key])
 
 
+def _finite(feats: np.ndarray, path: Path, image_axis: int) -> None:
+    """NaN or inf in a file's 'features', named by the file, how many and the first (0-based, as stored);
+    FeatureSet.check would name only the folder."""
+    bad = ~np.isfinite(feats)
+    if bad.any():
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        images = int(bad.any(axis=1 - image_axis).sum())
+        raise DataError(f"{path}: 'features' holds {int(bad.sum())} NaN or inf values in {images} images, the first "
+                        f"at features[{first[0]}, {first[1]}] (0-based: image {first[image_axis]})")
+
+
 def _one_based(mat: dict, key: str, path: Path, upper: int) -> np.ndarray:
     v = _key(mat, key, path).astype(np.int64).ravel()
     if v.size == 0:
@@ -87,6 +98,7 @@ def load_xlsa17(root: Path | str, name: str, x_file: str = "res101.mat", r_file:
         if feats.ndim != 2 or feats.shape[1] != n:
             raise DataError(f"{res_path}: 'features' must be D x N with N={n} (one column per label), "
                             f"got {feats.shape}")
+        _finite(feats, res_path, image_axis=1)
         x = feats.T
     else:
         x = _load_row_features(root / x_file, n)
@@ -136,4 +148,5 @@ def _load_row_features(path: Path, n: int) -> np.ndarray:
     if feats.ndim != 2 or feats.shape[0] != n:
         raise DataError(f"{path}: 'features' must be N x D with N={n} rows in res101.mat image order, "
                         f"got {feats.shape}")
+    _finite(feats, path, image_axis=0)
     return feats
