@@ -89,12 +89,12 @@ def point_params(base: dict, sets: dict, method: str, seed: int, ratio: float, p
                  data: dict) -> dict:
     """The resolved params of one point; a bad key or value exits naming it, before any work."""
     p = copy.deepcopy(base)
+    p["method"] = method if method in M.METHODS else p["method"]  # a variant may set another method
     try:
         for key, value in sets.items():
             assign(p, key, value, "--set/--variant")
         p["data"].update(data, protocol=protocol, val_classes=fold)
         p["train"].update(seed=seed, seen_ratio=ratio, threads=1)
-        p["method"] = method if method in M.METHODS else p["method"]
         validate(p, "study")
         return for_ratio(p, "study")
     except ParamsError as e:
@@ -168,10 +168,11 @@ def plan(base: dict, methods: list[str], seeds: list[int], ratios: list[float], 
         for method in methods:
             for name, sets in (variants if method != "panel" else variants[:1]):
                 p = point_params(base, sets, method, seed, ratio, protocol, fold, data)
-                if digest(dict(p, method=method)) in have:
+                method_run = "panel" if method == "panel" else p["method"]  # a variant's method=... wins
+                if digest(dict(p, method=method_run)) in have:
                     continue
                 sig = "panel" if method == "panel" else signature(p, keys)
-                jobs.setdefault((ratio, seed, fold, sig), []).append((method, name, sets, p))
+                jobs.setdefault((ratio, seed, fold, sig), []).append((method_run, name, sets, p))
     return [{"seed": s, "ratio": r, "fold": f, "evaluations": ev} for (r, s, f, _), ev in jobs.items()]
 
 
@@ -395,13 +396,9 @@ def main(argv=None):
         if protocol == "test" and todo:
             test_log.append("study", {"root": str(a.root or a.features), "preset": str(a.preset), "set": a.sets,
                                       "variants": [v for v, _ in variants[1:]]}, logged, failed, started_on=started_on)
-    shown = set(methods) | (set(BASELINES) if "panel" in methods else set())
-    digests = {digest(dict(p, method=m)) for j in plan(base, methods, a.seeds, ratios, folds, protocol, variants, data,
-                                                        set()) for m, _, _, p in j["evaluations"] if m != "panel"}
-    rows = [r for r in (load_rows(a.out) if a.out.exists() else []) if (r["method"] in shown and r["seed"] in a.seeds
-                                           and r["seen_ratio"] in ratios and r["protocol"] == protocol
-                                           and r["fold"] in folds and (r["method"] in BASELINES
-                                                                       or r.get("params") in digests))]
+    planned = plan(base, methods, a.seeds, ratios, folds, protocol, variants, data, set())
+    digests = {digest(dict(p, method=m)) for j in planned for m, _, _, p in j["evaluations"]}  # this study's points
+    rows = [r for r in (load_rows(a.out) if a.out.exists() else []) if r.get("params") in digests]
     text = summary(rows, val_rows)
     a.out.with_suffix(".md").write_text(text)
     print("\n" + text)

@@ -184,7 +184,8 @@ def test_replacing_an_input_file_reruns_extract(repo):
 def test_bad_params_fail_before_any_work(repo, tmp_path):
     work, env, _ = repo
     bad = tmp_path / "bad"
-    shutil.copytree(work, bad, ignore=shutil.ignore_patterns(".dvc", "data", "models"))
+    top = {work / n for n in (".dvc", "data", "models")}  # the outputs, not the package's data/ folder
+    shutil.copytree(work, bad, ignore=lambda d, names: [n for n in names if Path(d) / n in top])
     p = yaml.safe_load((bad / "params.yaml").read_text())
     p["train"]["seen_ratio"] = 0
     (bad / "params.yaml").write_text(yaml.safe_dump(p))

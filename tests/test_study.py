@@ -249,3 +249,9 @@ def test_apply_preset_merges_as_the_study_does(tmp_path):
     applied = yaml.safe_load(params.read_text())
     merged["data"]["root"] = "/data/CUB"
     assert applied == merged
+
+
+def test_a_variant_may_set_the_method_and_still_share_the_generator():
+    jobs = _plan(["zerodiffpp"], variants=[("ind", "method=zerodiff"), ("gan", "method=fclswgan")])
+    assert [[(m, v) for m, v, _, _ in j["evaluations"]] for j in jobs] == [
+        [("zerodiffpp", "base"), ("zerodiff", "ind")], [("fclswgan", "gan")]]

@@ -26,23 +26,9 @@ import numpy as np
 from zerodiffpp.baselines import stacking
 from zerodiffpp.data.features import Prepared
 from zerodiffpp.evaluation.metrics import mean_per_class_accuracy
+from zerodiffpp.nn.ridge import ALPHAS, class_means, ridge_means  # noqa: F401 (ridge_means: the panel's map)
 
-ALPHAS = tuple(10.0 ** k for k in range(-3, 4))
 VARIANTS = ("linear", "whitened")
-
-
-def class_means(x: np.ndarray, y: np.ndarray, classes: np.ndarray) -> np.ndarray:
-    """(len(classes), D) mean feature of each class, in the order of `classes`."""
-    return np.stack([x[y == c].mean(axis=0) for c in np.asarray(classes)])
-
-
-def ridge_means(att_fit: np.ndarray, means_fit: np.ndarray, att_new: np.ndarray, alpha: float) -> np.ndarray:
-    """Means predicted for attributes `att_new` by ridge regression (intercept unpenalised) fitted on
-    att_fit (C x A) -> means_fit (C x D). Dual form: W = Ac^T (Ac Ac^T + alpha I)^-1 Mc, a C x C solve."""
-    a0, m0 = att_fit.mean(axis=0), means_fit.mean(axis=0)
-    ac, mc = att_fit - a0, means_fit - m0
-    w = ac.T @ np.linalg.solve(ac @ ac.T + alpha * np.eye(len(ac)), mc)
-    return m0 + (att_new - a0) @ w
 
 
 def whitening(residuals: np.ndarray) -> np.ndarray:

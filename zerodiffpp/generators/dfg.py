@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
 from zerodiffpp.nn import diffusion as dfn
 from zerodiffpp.nn.losses import gradient_penalty, mutual_learning, reparameterize, vae_loss, weighted_l1
 from zerodiffpp.nn.networks import AttrDecoder, Critic, build_feature_generator
+from zerodiffpp.nn.ridge import alpha_by_held_out_classes, class_means, ridge_fit
 from zerodiffpp.runtime.session import compile_networks
 from zerodiffpp.nn.training import (Curve, adam, iters_per_epoch, random_batch, require_finite, set_requires_grad,
                                     to_tensor)
@@ -35,7 +37,8 @@ log = logging.getLogger(__name__)
 def model_config(x_dim: int, att_dim: int, rep_dim: int, p: dict, dp: dict) -> dict:
     return dict(kind="zerodiff", x_dim=x_dim, att_dim=att_dim, rep_dim=rep_dim, noise_dim=p["noise_dim"],
                 hidden=p["hidden"], cond_dim=p["cond_dim"], time_dim=dp["time_dim"], use_r=bool(p["sc_view"]),
-                timesteps=dp["timesteps"], beta_min=dp["beta_min"], beta_max=dp["beta_max"])
+                timesteps=dp["timesteps"], beta_min=dp["beta_min"], beta_max=dp["beta_max"],
+                prototype_base=bool(p["prototype_base"]))
 
 
 def build_critics(cfg: dict, p: dict) -> dict[str, Critic]:
@@ -47,6 +50,16 @@ def build_critics(cfg: dict, p: dict) -> dict[str, Critic]:
     if p["diffusion_critic"]:
         critics["xt"] = Critic(X, X + A, H, rep_dim=R if p["sc_view"] else 0, time_dim=TD, cond_dim=C)
     return critics
+
+
+def prototype_map(x, y, att) -> tuple:
+    """(W, b) of gen.prototype_base: ridge regression from the attributes of the training classes to
+    their mean features, its penalty chosen on held-out training classes (no other class is read)."""
+    classes = np.unique(y)
+    means = class_means(x, y, classes)
+    alpha = alpha_by_held_out_classes(att[classes], means)
+    log.info("train: prototype base, ridge penalty %g chosen on held-out training classes", alpha)
+    return ridge_fit(att[classes], means, alpha)
 
 
 class ZeroDiffTrainer:
@@ -63,6 +76,8 @@ class ZeroDiffTrainer:
         self.y = to_tensor(y, device, torch.long)
         self.cfg = model_config(x.shape[1], att.shape[1], r.shape[1] if p["sc_view"] else 0, p, dp)
         self.gen = build_feature_generator(self.cfg).to(device)
+        if p["prototype_base"]:
+            self.gen["G"].set_prototypes(*prototype_map(x, y, att))
         self.sched = self.gen["sched"]  # on the device with the generator
         self.critics = {k: c.to(device) for k, c in build_critics(self.cfg, p).items()}
         self.dec = AttrDecoder(x.shape[1], p["dec_hidden"], att.shape[1]).to(device)

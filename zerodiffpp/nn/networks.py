@@ -97,20 +97,36 @@ class FeatureEncoder(nn.Module):
 
 
 class FeatureGenerator(nn.Module):
-    """G(z, a, r, x_{t+1}, t) -> x_hat_0. Without the SC view, r is not an input."""
+    """G(z, a, r, x_{t+1}, t) -> x_hat_0. Without the SC view, r is not an input.
 
-    def __init__(self, noise_dim, att_dim, x_dim, rep_dim, hidden, time_dim, cond_dim, use_r: bool = True):
+    With `prototype_base` (gen.prototype_base; off in the paper) the output is
+    sigmoid(logit(m(a)) + net(...)), m(a) = b + a W a ridge map from class attributes to class mean
+    features fitted on the seen training classes (buffers, set by the trainer, never trained): the
+    network starts at the attribute-predicted class mean and learns what departs from it."""
+
+    def __init__(self, noise_dim, att_dim, x_dim, rep_dim, hidden, time_dim, cond_dim, use_r: bool = True,
+                 prototype_base: bool = False):
         super().__init__()
-        self.noise_dim, self.use_r = noise_dim, use_r
+        self.noise_dim, self.use_r, self.prototype_base = noise_dim, use_r, prototype_base
         self.temb = TimeEmbed(time_dim, cond_dim)
         self.remb = CondEmbed(rep_dim, cond_dim) if use_r else None
         in_dim = noise_dim + att_dim + (cond_dim if use_r else 0) + x_dim + cond_dim
-        self.net = mlp(in_dim, hidden, x_dim, nn.Sigmoid())
+        self.net = mlp(in_dim, hidden, x_dim)  # the sigmoid is applied in forward (it has no parameters)
+        if prototype_base:
+            self.register_buffer("proto_w", torch.zeros(att_dim, x_dim))
+            self.register_buffer("proto_b", torch.full((x_dim,), 0.5))
         init_weights(self)
+
+    def set_prototypes(self, w, b) -> None:
+        self.proto_w.copy_(torch.as_tensor(w, dtype=self.proto_w.dtype))
+        self.proto_b.copy_(torch.as_tensor(b, dtype=self.proto_b.dtype))
 
     def forward(self, z, a, r, x_next, t):
         parts = [z, a] + ([self.remb(r)] if self.use_r else []) + [x_next, self.temb(t)]
-        return self.net(torch.cat(parts, dim=1))
+        pre = self.net(torch.cat(parts, dim=1))
+        if self.prototype_base:  # features are MinMax-scaled into [0, 1]: the base's logit, kept finite
+            pre = pre + torch.logit((self.proto_b + a @ self.proto_w).clamp(0.01, 0.99))
+        return torch.sigmoid(pre)
 
 
 class AttrDecoder(nn.Module):
@@ -226,6 +242,7 @@ def build_feature_generator(cfg: dict) -> nn.ModuleDict:
     return nn.ModuleDict({
         "E": FeatureEncoder(cfg["x_dim"], cfg["att_dim"], cfg["hidden"], cfg["noise_dim"]),
         "G": FeatureGenerator(cfg["noise_dim"], cfg["att_dim"], cfg["x_dim"], cfg["rep_dim"], cfg["hidden"],
-                              cfg["time_dim"], cfg["cond_dim"], use_r=cfg["use_r"]),
+                              cfg["time_dim"], cfg["cond_dim"], use_r=cfg["use_r"],
+                              prototype_base=cfg.get("prototype_base", False)),
         "sched": vp_schedule(cfg["timesteps"], cfg["beta_min"], cfg["beta_max"]),
     })

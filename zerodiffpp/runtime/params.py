@@ -71,7 +71,7 @@ SCHEMA: dict[str, Any] = {
         "gamma_adv": NONNEG, "gamma_vae": NONNEG, "gamma_rec": NONNEG, "gamma_x0": NONNEG, "gamma_xt": NONNEG,
         "gamma_ml": NONNEG, "ml_factor": NONNEG,
         "diffusion_critic": BOOL, "sc_view": BOOL, "mutual_learning": BOOL,
-        "fake_latent": _choice("prior", "posterior"),
+        "fake_latent": _choice("prior", "posterior"), "prototype_base": BOOL,
     },
     "fclswgan": {
         "epochs": COUNT, "batch_size": POS_INT, "lr": POS, "hidden": POS_INT, "critic_hidden": POS_INT,
