@@ -88,3 +88,18 @@ def test_command_line_assignments_are_typed_and_only_change_existing_keys():
     assert p == {"gen": {"lr": 0.002, "sub": {"a": 3}}}  # a refused key changes nothing
     with pytest.raises(ParamsError, match=r"--variant 'tta.no_such_key=1': params.yaml has no key tta.no_such_key"):
         apply_assignment(p, "tta.no_such_key=1", "--variant")
+
+
+def test_make_repro_checks_params_before_dvc_names_an_empty_data_root(tmp_path):
+    """DVC fails on an empty data.root while loading dvc.yaml ("unexpected error"); `make repro` runs
+    the params check first, which names the key."""
+    import subprocess
+    import sys
+    from tests.conftest import ROOT
+    bad = tmp_path / "params.yaml"
+    bad.write_text((ROOT / "params.yaml").read_text().replace("root: zerodiffpp/assets", 'root: ""', 1))
+    out = subprocess.run([sys.executable, "-m", "zerodiffpp.runtime.params", str(bad)], capture_output=True,
+                         text=True, cwd=ROOT)
+    assert out.returncode == 1 and "data.root must name the dataset's folder" in out.stderr
+    recipe = (ROOT / "Makefile").read_text().split("\nrepro:", 1)[1].split("\n\n", 1)[0]
+    assert recipe.index("python -m zerodiffpp.runtime.params") < recipe.index("dvc repro")
