@@ -27,7 +27,7 @@ $(VENV)/.text-installed: $(VENV)/.installed requirements-text.txt
 	touch $@
 
 repro: setup
-	python -m zerodiffpp.runtime.params  # params.yaml checked first: DVC cannot name a bad data.root
+	python -m scripts.check_params  # params.yaml checked first: DVC cannot name a bad data.root
 	dvc repro
 
 test: setup $(VENV)/.text-installed

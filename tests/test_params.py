@@ -98,8 +98,8 @@ def test_make_repro_checks_params_before_dvc_names_an_empty_data_root(tmp_path):
     from tests.conftest import ROOT
     bad = tmp_path / "params.yaml"
     bad.write_text((ROOT / "params.yaml").read_text().replace("root: zerodiffpp/assets", 'root: ""', 1))
-    out = subprocess.run([sys.executable, "-m", "zerodiffpp.runtime.params", str(bad)], capture_output=True,
+    out = subprocess.run([sys.executable, "-m", "scripts.check_params", str(bad)], capture_output=True,
                          text=True, cwd=ROOT)
     assert out.returncode == 1 and "data.root must name the dataset's folder" in out.stderr
     recipe = (ROOT / "Makefile").read_text().split("\nrepro:", 1)[1].split("\n\n", 1)[0]
-    assert recipe.index("python -m zerodiffpp.runtime.params") < recipe.index("dvc repro")
+    assert recipe.index("python -m scripts.check_params") < recipe.index("dvc repro")

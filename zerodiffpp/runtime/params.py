@@ -341,12 +341,3 @@ def load_stage_params(stage: str, params_path: Path | str = paths.PARAMS,
             target = target.setdefault(part, {})
         target[parts[-1]] = node
     return StageParams(out, stage)
-
-
-if __name__ == "__main__":  # python -m zerodiffpp.runtime.params: check params.yaml (make repro runs it first)
-    import sys
-    try:
-        load_params(sys.argv[1] if len(sys.argv) > 1 else paths.PARAMS)
-    except ParamsError as e:
-        raise SystemExit(f"ERROR: {e}") from None
-    print(f"{sys.argv[1] if len(sys.argv) > 1 else paths.PARAMS}: valid")
