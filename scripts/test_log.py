@@ -21,7 +21,8 @@ def commit() -> str:
     run = lambda *args: subprocess.run(["git", *args], capture_output=True, text=True,  # noqa: E731
                                        cwd=REPO).stdout.strip()
     head = run("rev-parse", "--short=12", "HEAD") or "unknown"
-    return head + ("+uncommitted" if run("status", "--porcelain", "--untracked-files=no") else "")
+    edited = run("status", "--porcelain", "--untracked-files=no", "--", ".", ":!results/test-log.jsonl")
+    return head + ("+uncommitted" if edited else "")  # the log's own appends are not code
 
 
 def append(study: str, settings: dict, rows: list[dict], failed: list[str] | None = None,
