@@ -380,7 +380,12 @@ def main(argv=None):
         raise SystemExit(f"--folds: {e}") from None
     variants = parse_variants(a.variants, parse_changes(a.sets, "--set"))
     done = load_rows(a.out) if a.out.exists() else []
-    todo = plan(base, methods, a.seeds, ratios, folds, protocol, variants, data, {r.get("params") for r in done})
+    planned = plan(base, methods, a.seeds, ratios, folds, protocol, variants, data, set())
+    digests = {digest(dict(p, method=m)) for j in planned for m, _, _, p in j["evaluations"]}  # this study's points
+    have = {r.get("params") for r in done}
+    todo = [dict(j, evaluations=[e for e in j["evaluations"] if digest(dict(e[3], method=e[0])) not in have])
+            for j in planned]
+    todo = [j for j in todo if j["evaluations"]]
     n_eval = sum(len(j["evaluations"]) for j in todo)
     print(f"study ({protocol} protocol): {len(todo)} jobs, {n_eval} evaluations to run; {len(done)} rows in {a.out}",
           flush=True)
@@ -396,8 +401,6 @@ def main(argv=None):
         if protocol == "test" and todo:
             test_log.append("study", {"root": str(a.root or a.features), "preset": str(a.preset), "set": a.sets,
                                       "variants": [v for v, _ in variants[1:]]}, logged, failed, started_on=started_on)
-    planned = plan(base, methods, a.seeds, ratios, folds, protocol, variants, data, set())
-    digests = {digest(dict(p, method=m)) for j in planned for m, _, _, p in j["evaluations"]}  # this study's points
     rows = [r for r in (load_rows(a.out) if a.out.exists() else []) if r.get("params") in digests]
     text = summary(rows, val_rows)
     a.out.with_suffix(".md").write_text(text)
