@@ -185,6 +185,7 @@ def run_job(args: tuple) -> list[dict]:
     start = time.time()
     fs = load_data(source)
     rows, trained, validation, trained_minutes = [], None, {}, 0.0
+    val_keys = training_keys(("val_train",))  # read from dvc.yaml once per job
     for method, variant, sets, p in job["evaluations"]:
         base = {"method": method, "seed": job["seed"], "seen_ratio": job["ratio"],
                 "protocol": p["data"]["protocol"], "fold": job["fold"], "variant": variant, "set": sets,
@@ -194,7 +195,7 @@ def run_job(args: tuple) -> list[dict]:
             continue
         t0 = time.time()
         trained = trained or train_generators(p, fs)
-        vsig = signature(p, training_keys(("val_train",))) + str(any(needed(p).values()))  # trained only if needed
+        vsig = signature(p, val_keys) + str(any(needed(p).values()))  # trained only if needed
         if vsig not in validation:
             validation[vsig] = train_validation(p, fs)
         trained_minutes += (time.time() - t0) / 60
