@@ -4,6 +4,8 @@
         --methods zerodiffpp zerodiff fclswgan panel --seeds 0 1 2 --ratios 1.0 0.3 0.1 --protocol validation --jobs 2
     python -m scripts.study --folds subsets:3 --variant decoder tta.unseen_labels=decoder --jobs 2   # embedded folds
     python -m scripts.study --show results/fixture-study/cub-v6.jsonl          # tabulate rows, run nothing
+    python -m scripts.study <a file's command> --seeds 0 --ratios 0.1 --out /tmp/again.jsonl \\
+        --compare results/fixture-study/newcub-val.jsonl                      # reproduce one of its rows
 
 Data: `--root` (an xlsa17 folder: a real benchmark or `python -m zerodiffpp.fixtures.realistic`), else the
 extract stage's data/features/features.npz (the embedded default after `dvc repro extract`).
@@ -319,6 +321,32 @@ def paired(rows: list[dict]) -> str:
     return "\n".join(lines) if len(lines) > 2 else ""
 
 
+def compare(rows: list[dict], committed: list[dict], tol: float = 1e-6) -> tuple[str, bool]:
+    """Each new row against the committed row of the same point (method, seed, ratio, protocol, fold,
+    variant): the largest difference of T1, U, S, H, and whether the params digests agree (rows of an
+    earlier runner or of earlier defaults carry another digest). True only if every row has a committed
+    twin within `tol`."""
+    def point(r):
+        return r["method"], r["seed"], float(r["seen_ratio"]), r["protocol"], r["fold"], r["variant"]
+    by = {point(r): r for r in committed}
+    lines = ["| method | seed | seen ratio | variant | committed T1 / H | new T1 / H | largest difference | same params |",
+             "|---|---|---|---|---|---|---|---|"]
+    ok = bool(rows)
+    for r in rows:
+        twin = by.get(point(r))
+        new = f"{r['T1']:.4f} / {r.get('H', float('nan')):.4f}"
+        if twin is None:
+            ok = False
+            lines.append(f"| {r['method']} | {r['seed']} | {r['seen_ratio']} | {r['variant']} | no such row | {new} | | |")
+            continue
+        diff = max(abs(r[k] - twin[k]) for k in ("T1", "U", "S", "H") if k in r and k in twin)
+        ok &= diff <= tol
+        lines.append(f"| {r['method']} | {r['seed']} | {r['seen_ratio']} | {r['variant']} | {twin['T1']:.4f} / "
+                     f"{twin.get('H', float('nan')):.4f} | {new} | {diff:.2g} | "
+                     f"{'yes' if twin.get('params') == r.get('params') else 'no'} |")
+    return "\n".join(lines) + f"\n\n{'reproduced' if ok else 'NOT reproduced'} (tolerance {tol:g})\n", ok
+
+
 def summary(rows: list[dict], val_rows: list[dict] | None = None) -> str:
     text = table(rows, val_rows)
     pairs = paired(rows)
@@ -347,6 +375,8 @@ def main(argv=None):
     ap.add_argument("--jobs", type=int, default=1, help="worker processes, one thread each")
     ap.add_argument("--out", type=Path, default=Path("runs/study/rows.jsonl"))
     ap.add_argument("--calibration-from", type=Path, default=None, metavar="VALIDATION.jsonl")
+    ap.add_argument("--compare", type=Path, default=None, metavar="COMMITTED.jsonl",
+                    help="after the run, set each row beside the committed row of the same params; exit 1 if any differs")
     ap.add_argument("--show", nargs="+", type=Path, default=None, metavar="ROWS.jsonl",
                     help="tabulate these rows files and run nothing")
     a = ap.parse_args(argv)
@@ -361,6 +391,11 @@ def main(argv=None):
         return rows
     if a.jobs < 1:
         raise SystemExit(f"--jobs {a.jobs}: expected at least 1")
+    if a.compare is not None and not a.compare.exists():
+        raise SystemExit(f"--compare {a.compare}: not found")
+    if a.compare is not None and a.compare.resolve() == a.out.resolve():
+        raise SystemExit(f"--compare {a.compare}: the same file as --out (a rerun would skip every point); "
+                         "give another --out")
     if a.preset is not None and not a.preset.exists():
         raise SystemExit(f"--preset {a.preset}: not found")
     if a.root is not None and not (a.root / "att_splits.mat").exists():
@@ -406,6 +441,11 @@ def main(argv=None):
     text = summary(rows, val_rows)
     a.out.with_suffix(".md").write_text(text)
     print("\n" + text)
+    if a.compare is not None:
+        report, ok = compare(rows, load_rows(a.compare))
+        print(f"Against {a.compare}:\n\n{report}")
+        if not ok:
+            raise SystemExit(1)
     return rows
 
 

@@ -194,6 +194,27 @@ def test_committed_results_files_keep_loading(path):
     assert study.summary(rows).startswith("| method |")
 
 
+def test_compare_sets_each_row_beside_its_committed_twin():
+    def row(method="eszsl", seed=0, t1=0.5, params="a"):
+        return {"method": method, "seed": seed, "seen_ratio": 0.1, "protocol": "test", "fold": "", "variant": "base",
+                "params": params, "T1": t1, "U": 0.2, "S": 0.4, "H": 0.3}
+    committed = [row(), row(seed=1, t1=0.6)]
+    text, ok = study.compare([row(params="b")], committed)  # same point, another digest, same numbers
+    assert ok and "| 0 | no |" in text and "reproduced" in text
+    text, ok = study.compare([row(t1=0.5001)], committed)
+    assert not ok and "0.0001" in text and "NOT reproduced" in text
+    assert not study.compare([row(seed=2)], committed)[1]  # no committed twin
+    assert not study.compare([row(method="ridge")], committed)[1]
+    assert not study.compare([], committed)[1]
+
+
+def test_compare_refuses_the_committed_file_as_out(tmp_path):
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text("")
+    with pytest.raises(SystemExit, match="the same file as --out"):
+        study.main(["--out", str(rows), "--compare", str(rows)])
+
+
 @pytest.mark.parametrize("argv, message", [(["--jobs", "0"], "--jobs 0"), (["--folds", "own", "--protocol", "test"],
                                                                            "--folds"),
                                            (["--preset", "none.yaml"], "--preset none.yaml")])
