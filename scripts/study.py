@@ -21,7 +21,8 @@ them. A variant that changes what training reads gets its own generator.
 subset of the seen classes) or `own` (the dataset's validation classes); without it, the protocol's own split.
 Rows: one JSON line per method, seed, ratio, fold and variant, appended to --out as each job ends; its
 `params` is a digest of the point's full params, and a rerun skips the points whose digest is there.
-`--methods panel` adds the simple baselines (ESZSL, ridge prototype regression, the supervised ceiling).
+`--methods panel` adds the simple baselines (ESZSL, ridge prototype regression and its transductive k-means
+refinement, the supervised ceiling, the nearest true mean).
 Prints (and writes beside --out as .md) means ± sample standard deviations over seeds and folds, and each
 variant against the base paired by fold and seed. `--calibration-from` a validation study's rows adds U,
 S, H at the calibration value chosen on them. Test-protocol runs are appended to results/test-log.jsonl.
@@ -53,7 +54,7 @@ from zerodiffpp.runtime.errors import DataError, ParamsError  # noqa: E402
 from zerodiffpp.runtime.params import (declared_keys, for_ratio, load_params, lookup, merge_preset,  # noqa: E402
                                        parse_assignment, assign, validate)
 
-BASELINES = ("eszsl", "ridge", "ridge_linear", "ridge_whitened", "ceiling")  # the rows of --methods panel
+BASELINES = ("eszsl", "ridge", "ridge_linear", "ridge_whitened", "ridge_kmeans", "ceiling", "nearest_true_mean")  # --methods panel
 BASE = "base"
 MAX_FOLDS = 100
 
@@ -268,8 +269,8 @@ def chosen_on_validation(val_rows: list[dict], method: str, ratio: float, varian
 
 
 def label(method: str, variant: str) -> str:
-    out = method + (" (transductive: reads the unlabelled test features)" if method in M.METHODS
-                    and M.is_transductive(method) else "")
+    transductive = method == "ridge_kmeans" or (method in M.METHODS and M.is_transductive(method))
+    out = method + (" (transductive: reads the unlabelled test features)" if transductive else "")
     return out + (f" ({variant})" if variant != BASE else "")
 
 

@@ -8,7 +8,7 @@ from sklearn.dummy import DummyClassifier
 from sklearn.neighbors import KNeighborsClassifier
 
 from tests.conftest import make_xlsa17
-from zerodiffpp.baselines import ceiling, eszsl, prototypes, stacking
+from zerodiffpp.baselines import ceiling, eszsl, kmeans, prototypes, stacking
 from zerodiffpp.baselines.panel import panel, panel_markdown
 from zerodiffpp.data.features import Prepared
 from zerodiffpp.data.splits import validation_view
@@ -18,6 +18,7 @@ CHOICES = {"eszsl": ("gamma", "lambda", "temperature", "calibration", "val_T1", 
            "ridge_linear": ("alpha", "temperature", "calibration", "val_T1", "val_H"),
            "ridge_whitened": ("alpha", "temperature", "calibration", "val_T1", "val_H"),
            "ridge": ("variant", "alpha", "temperature", "calibration"),
+           "ridge_kmeans": ("iterations", "val_T1"),
            "linear_seen": ("alpha", "val_acc")}
 
 
@@ -196,7 +197,7 @@ def test_no_choice_depends_on_the_test_split(plain):
     poisoned = panel(_poisoned(_poisoned(plain, plain.test_unseen, []), plain.test_seen, [], seed=1), 1.0, 0)
     assert _choices(poisoned) == _choices(clean)
     assert clean["eszsl"]["gamma"] != clean["eszsl"]["lambda"] and clean["eszsl"]["calibration"] != 0, clean
-    for k in ("eszsl", "ridge", "ceiling"):  # the poison did reach the test split
+    for k in ("eszsl", "ridge", "ridge_kmeans", "ceiling", "nearest_true_mean"):  # the poison did reach the test split
         assert poisoned[k]["T1"] < clean[k]["T1"] - 0.5, (k, poisoned[k], clean[k])
 
 
@@ -266,7 +267,52 @@ def test_panel_metrics_hold_numbers_only_and_the_best_of_eszsl_and_ridge_on_each
     row = lambda t1, h: {"T1": t1, "U": 0.0, "S": 0.0, "H": h, "alpha": 1.0}  # noqa: E731
     result = {"eszsl": row(0.5, 0.2), "ridge_linear": row(0.4, 0.3), "ridge_whitened": row(0.45, 0.6),
               "ridge": dict(row(0.4, 0.3), variant="linear"), "ceiling": {"T1": 0.9},
+              "ridge_kmeans": {"T1": 0.6, "iterations": 5, "val_T1": 0.55}, "nearest_true_mean": {"T1": 0.95},
               "linear_seen": {"acc": 0.7, "alpha": 10.0, "val_acc": 0.7}, "strongest": "eszsl", "split": {}}
     m = panel_metrics(result)
     assert m["strongest"] == {"T1": 0.5, "H": 0.3}  # ESZSL's T1, the chosen ridge's H (not the unchosen variant's)
+    # the transductive baseline is reported beside, never as the inductive bar
+    assert m["ridge_kmeans"] == {"T1": 0.6, "iterations": 5, "val_T1": 0.55} and m["nearest_true_mean"] == {"T1": 0.95}
     assert "variant" not in m["ridge"] and "split" not in m
+
+
+# (8) transductive ridge prototypes (k-means from the predicted means) and the nearest true mean
+
+def test_lloyd_by_hand():
+    """On a line: points 0, 0, 10, 10, 7 started at means 1 and 14. Step 0: 7 is nearer 1 (6 against 7);
+    the means move to 7/3 and 10, and then 7 is nearer 10. A mean no point picks stays where it is."""
+    z = np.array([[0.0], [0.0], [10.0], [10.0], [7.0]])
+    assert list(kmeans.lloyd(z, np.array([[1.0], [14.0]]), 0)) == [0, 0, 1, 1, 0]
+    assert list(kmeans.lloyd(z, np.array([[1.0], [14.0]]), 1)) == [0, 0, 1, 1, 1]
+    assert list(kmeans.lloyd(z[:2], np.array([[1.0], [100.0]]), 3)) == [0, 0]  # no NaN from the empty mean
+
+
+class _FakePrototypes:
+    """Identity embedding, fixed predicted means: what kmeans_t1 reads of a Prototypes."""
+    def __init__(self, x, y, unseen, means):
+        self.prep = type("P", (), {"x_test_unseen": x, "y_test_unseen": y, "unseen": unseen})()
+        self.means = means
+
+    def embed(self, x):
+        return np.asarray(x, float)
+
+    def unseen_means(self, alpha):
+        return self.means
+
+
+def test_kmeans_moves_the_predicted_means_to_the_test_features():
+    """Class 5 at 0 (three images), class 6 at 10 and 14, predicted means 4 and 20: the nearest predicted
+    mean gets 10 wrong (T1 (1 + 1/2) / 2); one k-means step moves the means to 2.5 and 14, and all are right."""
+    protos = _FakePrototypes(np.array([[0.0], [0.0], [0.0], [10.0], [14.0]]), np.array([5, 5, 5, 6, 6]),
+                             np.array([5, 6]), np.array([[4.0], [20.0]]))
+    assert kmeans.kmeans_t1(protos, 1.0, 0) == 0.75
+    assert kmeans.kmeans_t1(protos, 1.0, 1) == 1.0
+
+
+def test_nearest_true_mean_is_an_out_of_fold_nearest_centroid():
+    """Two unseen classes around 0 and 1 on a line, and one image of class 3 at 0.9: the nearest
+    centroid (means from the other folds) gets every image but that one."""
+    x = np.array([[0.0], [0.1], [-0.1], [0.05], [1.0], [1.1], [0.9], [0.95], [0.9]])
+    y = np.array([2, 2, 2, 2, 3, 3, 3, 3, 2])
+    prep = prepared(x[:2], [0, 1], x[:2], [0, 1], x, y, np.eye(4))
+    assert ceiling.nearest_true_mean_t1(prep, folds=2) == pytest.approx((4 / 5 + 1) / 2)
