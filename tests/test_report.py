@@ -262,6 +262,12 @@ def test_the_report_sets_the_run_against_the_strongest_simple_baseline():
                         "(50.0 vs 55.0), GZSL H +10.0 points (40.0 vs 30.0); this run reads unlabelled test features, "
                         "the baselines do not.")
     assert lines[-1] == "TABLE" and baseline_lines(m, None, None) == []
+    # a transductive run is also set against the transductive baseline; an inductive one is not
+    both = {"strongest": {"T1": 0.55, "H": 0.3}, "ridge_kmeans": {"T1": 0.6, "iterations": 5}}
+    lines = baseline_lines(m, both, "TABLE\n")
+    assert lines[5].startswith("Against the simple transductive baseline") and lines[5].endswith(
+        "ZSL T1 -10.0 points (50.0 vs 60.0).")
+    assert not any("transductive baseline" in line for line in baseline_lines(dict(m, transductive=0), both, "T\n"))
 
 
 def test_t1_u_and_s_are_means_of_per_class_accuracies_on_classes_of_unequal_size():
