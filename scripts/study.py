@@ -325,27 +325,29 @@ def paired(rows: list[dict]) -> str:
 def compare(rows: list[dict], committed: list[dict], tol: float = 1e-6) -> tuple[str, bool]:
     """Each new row against the committed row of the same point (method, seed, ratio, protocol, fold,
     variant): the largest difference of T1, U, S, H, and whether the params digests agree (rows of an
-    earlier runner or of earlier defaults carry another digest). True only if every row has a committed
-    twin within `tol`."""
+    earlier runner or of earlier defaults carry another digest). True only if some row has a committed
+    twin and every twin is within `tol` (a row without one, a new variant say, is listed, not judged)."""
     def point(r):
         return r["method"], r["seed"], float(r["seen_ratio"]), r["protocol"], r["fold"], r["variant"]
     by = {point(r): r for r in committed}
     lines = ["| method | seed | seen ratio | variant | committed T1 / H | new T1 / H | largest difference | same params |",
              "|---|---|---|---|---|---|---|---|"]
-    ok = bool(rows)
+    ok, twins = True, 0
     for r in rows:
         twin = by.get(point(r))
         new = f"{r['T1']:.4f} / {r.get('H', float('nan')):.4f}"
         if twin is None:
-            ok = False
             lines.append(f"| {r['method']} | {r['seed']} | {r['seen_ratio']} | {r['variant']} | no such row | {new} | | |")
             continue
         diff = max(abs(r[k] - twin[k]) for k in ("T1", "U", "S", "H") if k in r and k in twin)
         ok &= diff <= tol
+        twins += 1
         lines.append(f"| {r['method']} | {r['seed']} | {r['seen_ratio']} | {r['variant']} | {twin['T1']:.4f} / "
                      f"{twin.get('H', float('nan')):.4f} | {new} | {diff:.2g} | "
                      f"{'yes' if twin.get('params') == r.get('params') else 'no'} |")
-    return "\n".join(lines) + f"\n\n{'reproduced' if ok else 'NOT reproduced'} (tolerance {tol:g})\n", ok
+    ok &= twins > 0
+    verdict = "reproduced" if ok else "NOT reproduced"
+    return "\n".join(lines) + f"\n\n{verdict}: {twins} of {len(rows)} rows have a committed twin (tolerance {tol:g})\n", ok
 
 
 def summary(rows: list[dict], val_rows: list[dict] | None = None) -> str:

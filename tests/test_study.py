@@ -203,9 +203,12 @@ def test_compare_sets_each_row_beside_its_committed_twin():
     assert ok and "| 0 | no |" in text and "reproduced" in text
     text, ok = study.compare([row(t1=0.5001)], committed)
     assert not ok and "0.0001" in text and "NOT reproduced" in text
-    assert not study.compare([row(seed=2)], committed)[1]  # no committed twin
+    assert not study.compare([row(seed=2)], committed)[1]  # no committed twin at all
     assert not study.compare([row(method="ridge")], committed)[1]
     assert not study.compare([], committed)[1]
+    text, ok = study.compare([row(), row(seed=2)], committed)  # a new point beside a reproduced one: listed
+    assert ok and "no such row" in text and "1 of 2 rows" in text
+    assert not study.compare([row(t1=0.4), row(seed=2)], committed)[1]
 
 
 def test_compare_refuses_the_committed_file_as_out(tmp_path):
