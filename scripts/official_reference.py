@@ -25,26 +25,20 @@ import shlex
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from zerodiffpp.data.splits import prepare_split, subsample_per_class
 from zerodiffpp.data.xlsa17 import load_xlsa17
 from zerodiffpp.generators.sc import encode, sc_representations, train_sc_encoder
 from zerodiffpp.pipeline import pretrain
 from zerodiffpp.runtime import paths
-from zerodiffpp.runtime.params import for_ratio, load_params, merge_preset, validate
 from zerodiffpp.runtime.session import setup
 
 
 def resolved_params(preset: Path | None, root: str, name: str, ratio: float, seed: int) -> dict:
-    p = load_params(paths.PARAMS)
-    if preset is not None:
-        merge_preset(p, yaml.safe_load(preset.read_text()), str(preset))
-    p["method"] = "zerodiff"
-    p["data"].update(name=name, root=root, protocol="test", val_classes="")
-    p["train"].update(seed=seed, seen_ratio=ratio, threads=1, device="cpu")
-    validate(p, "official_reference")
-    return for_ratio(p, "official_reference")
+    """ZeroDiff's params at one point, test protocol, on the CPU: the study runner's own resolution."""
+    from scripts.study import base_params, point_params
+    return point_params(base_params(paths.PARAMS, preset), {"train.device": "cpu"}, "zerodiff", seed, ratio,
+                        "test", "", {"name": name, "root": root})
 
 
 def sc_features(p: dict, fs, prep, scaler) -> np.ndarray:
@@ -116,12 +110,15 @@ def main(argv=None):
     a = ap.parse_args(argv)
     from scipy.io import savemat
 
+    if a.preset is not None and not a.preset.exists():
+        raise SystemExit(f"--preset {a.preset}: not found")
     p = resolved_params(a.preset, a.root, a.name, a.ratio, a.seed)
     d = p["data"]
     fs = load_xlsa17(d["root"], d["name"], d["x_file"], d["r_file"], d["embedding"])
     prep, scaler = prepare_split(fs, a.ratio, a.seed, "test")
     positions = subsample_per_class(fs.labels[fs.trainval], a.ratio, a.seed)  # into the trainval subset
     assert np.array_equal(fs.trainval[positions], prep.train_index)
+    r = fs.r if fs.r.size else (sc_features(p, fs, prep, scaler) if a.r == "sc" else fs.x)  # before any file is written
     folder = a.out / a.name
     folder.mkdir(parents=True, exist_ok=True)
     for f in ("res101.mat", f"{d['embedding']}_splits.mat"):
@@ -129,7 +126,6 @@ def main(argv=None):
         if not link.exists():
             link.symlink_to(Path(d["root"]).resolve() / f)
     savemat(folder / "ce_ce.mat", {"features": fs.x.astype(np.float32)})
-    r = fs.r if fs.r.size else (sc_features(p, fs, prep, scaler) if a.r == "sc" else fs.x)
     savemat(folder / "con_paco.mat", {"features": r.astype(np.float32)})
     percent = int(round(a.ratio * 100))
     savemat(folder / f"split_{percent}percent.mat", {"trainval_loc": (positions + 1).astype(np.int64)[:, None]})

@@ -379,7 +379,8 @@ def main(argv=None):
     ap.add_argument("--out", type=Path, default=Path("runs/study/rows.jsonl"))
     ap.add_argument("--calibration-from", type=Path, default=None, metavar="VALIDATION.jsonl")
     ap.add_argument("--compare", type=Path, default=None, metavar="COMMITTED.jsonl",
-                    help="after the run, set each row beside the committed row of the same params; exit 1 if any differs")
+                    help="after the run, set each row beside the committed row of the same point (method, seed, ratio, "
+                         "protocol, fold, variant); exit 1 unless every such row agrees")
     ap.add_argument("--show", nargs="+", type=Path, default=None, metavar="ROWS.jsonl",
                     help="tabulate these rows files and run nothing")
     a = ap.parse_args(argv)

@@ -36,17 +36,20 @@ def lloyd(z: np.ndarray, means: np.ndarray, iterations: int) -> np.ndarray:
     raise AssertionError("unreachable")
 
 
-def kmeans_t1(protos: Prototypes, alpha: float, iterations: int) -> float:
+def kmeans_t1s(protos: Prototypes, alpha: float, iterations) -> dict[int, float]:
+    """{k: T1 on protos' test-unseen images after k k-means updates}, the features embedded once."""
     p = protos.prep
-    z = protos.embed(p.x_test_unseen)
-    nearest = lloyd(z, protos.embed(protos.unseen_means(alpha)), iterations)
-    return mean_per_class_accuracy(p.y_test_unseen, p.unseen[nearest], p.unseen)
+    z, means = protos.embed(p.x_test_unseen), protos.embed(protos.unseen_means(alpha))
+    return {k: mean_per_class_accuracy(p.y_test_unseen, p.unseen[lloyd(z, means, k)], p.unseen) for k in iterations}
+
+
+def kmeans_t1(protos: Prototypes, alpha: float, iterations: int) -> float:
+    return kmeans_t1s(protos, alpha, (iterations,))[iterations]
 
 
 def evaluate(val: Prepared, test: Prepared, variant: str, alpha: float, iterations=ITERATIONS) -> dict:
     """{'T1', 'iterations', 'val_T1'}: the ridge variant and alpha already chosen on `val`; the number
     of iterations chosen on `val` (ties: fewer), then applied to `test`."""
-    on_val = Prototypes(val, variant)
-    t1s = {k: kmeans_t1(on_val, alpha, k) for k in iterations}
+    t1s = kmeans_t1s(Prototypes(val, variant), alpha, iterations)
     best = max(t1s, key=lambda k: (t1s[k], -k))
     return {"T1": kmeans_t1(Prototypes(test, variant), alpha, best), "iterations": best, "val_T1": t1s[best]}
