@@ -316,3 +316,15 @@ def test_nearest_true_mean_is_an_out_of_fold_nearest_centroid():
     y = np.array([2, 2, 2, 2, 3, 3, 3, 3, 2])
     prep = prepared(x[:2], [0, 1], x[:2], [0, 1], x, y, np.eye(4))
     assert ceiling.nearest_true_mean_t1(prep, folds=2) == pytest.approx((4 / 5 + 1) / 2)
+
+
+def test_nearest_true_mean_is_not_the_ceiling_where_a_class_is_wide():
+    """Class 2 spread along a line from -6 to 6, class 3 tight at (3, 1): the nearest centroid sends class
+    2's images at x >= 2.7 or so (4 of 12) to class 3, where a linear classifier separates the two by y."""
+    rng = np.random.default_rng(0)
+    x = np.vstack([np.column_stack([np.linspace(-6, 6, 12), np.zeros(12)]),
+                   np.column_stack([3 + 0.1 * rng.standard_normal(12), 1 + 0.1 * rng.standard_normal(12)])])
+    y = np.array([2] * 12 + [3] * 12)
+    prep = prepared(x[:2], [0, 1], x[:2], [0, 1], x, y, np.eye(4))
+    assert ceiling.nearest_true_mean_t1(prep, folds=3) == pytest.approx((8 / 12 + 1) / 2)
+    assert ceiling.ceiling_t1(prep, folds=3) > 0.9
