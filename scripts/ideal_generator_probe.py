@@ -35,6 +35,10 @@ def main(argv=None):
     ap.add_argument("--preset", type=Path, default=ROOT / "presets" / "cub-cpu.yaml")
     ap.add_argument("--per-class", type=int, nargs="+", default=[30, 100, 300])
     a = ap.parse_args(argv)
+    if not a.preset.exists():
+        raise SystemExit(f"--preset {a.preset}: not found")
+    if not (a.root / "att_splits.mat").exists():
+        raise SystemExit(f"--root {a.root}: no att_splits.mat (an xlsa17 folder)")
 
     import torch
     import yaml
