@@ -16,11 +16,15 @@ task's curve, as the pipeline's validation pass carries its value to the test ta
                    softmax's normaliser, hence of the number of classes).
 --balanced trains the GZSL classifiers with each real seen class's features repeated up to
 `synth.unseen_per_class` (every class the same count), to separate the class layout from the
-synthetic-to-real proportion. Nothing here chooses a setting of the pipeline.
+synthetic-to-real proportion. --augment gives the inner task's classifier the outer task's unseen
+classes as well, as generated-only classes (their attributes only, as a ZSL method may use them; no
+image of theirs is read), so that it has as many classes as the outer task; they are not scored.
+Nothing here chooses a setting of the pipeline.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -35,7 +39,8 @@ FORMS = {"probability": [round(0.02 * k, 2) for k in range(-50, 51)],
 
 def probabilities(q: dict, prep, drg: dict, gen: dict, seed_offset: int, balanced: bool) -> dict:
     """The task's GZSL classifier (post-training as the pipeline runs it, or --balanced) on its own
-    evaluation images: {'ps', 'ys', 'pu', 'yu', 'classes', 'seen', 'unseen'}."""
+    evaluation images: {'ps', 'ys', 'pu', 'yu', 'classes', 'seen', 'unseen'} ('unseen': the classes
+    of its unseen images, without generated-only classes)."""
     from zerodiffpp.nn.classifier import InputView, load_classifier, train_softmax
     from zerodiffpp.pipeline import classify, post_training
     from zerodiffpp.runtime.session import resolve_device, setup
@@ -58,7 +63,7 @@ def probabilities(q: dict, prep, drg: dict, gen: dict, seed_offset: int, balance
         clf = load_classifier(out["states"]["gzsl"], prep.x_train.shape[1], device, view)
     return dict(ps=clf.probabilities(prep.x_test_seen, device), ys=prep.y_test_seen,
                 pu=clf.probabilities(prep.x_test_unseen, device), yu=prep.y_test_unseen,
-                classes=prep.classes, seen=prep.seen, unseen=prep.unseen)
+                classes=prep.classes, seen=prep.seen, unseen=np.unique(prep.y_test_unseen))
 
 
 def curve(task: dict, form: str) -> list[tuple[float, float, float, float]]:
@@ -96,6 +101,7 @@ def main(argv=None):
     ap.add_argument("--ratio", type=float, default=0.1)
     ap.add_argument("--preset", type=Path, default=ROOT / "presets" / "cub-cpu.yaml")
     ap.add_argument("--balanced", action="store_true")
+    ap.add_argument("--augment", action="store_true")
     ap.add_argument("--out", type=Path, default=Path("calibration-transfer"), help="folder for the .npz files")
     a = ap.parse_args(argv)
     if not a.preset.exists():
@@ -112,13 +118,15 @@ def main(argv=None):
     print("| seed | form | inner value | outer value, U, H | outer at the inner value: U, H | H, relative | U ratio |")
     print("|---|---|---|---|---|---|---|")
     for seed in a.seeds:
-        path = a.out / f"{a.method}-{'balanced-' if a.balanced else ''}{seed}-{a.ratio}.npz"
+        path = a.out / f"{a.method}-{'balanced-' if a.balanced else ''}{'augment-' if a.augment else ''}{seed}-{a.ratio}.npz"
         if not path.exists():
             p = point_params(base, {}, a.method, seed, a.ratio, "validation", base["data"]["val_classes"],
                              {"name": a.name, "root": str(a.root)})
             tr = train_generators(p, fs)
             outer = probabilities(p, tr.prep, tr.drg, tr.generator, 0, a.balanced)
             prep_v, drg_v, gen_v, _ = train_validation(p, fs)
+            if a.augment:
+                prep_v = dataclasses.replace(prep_v, unseen=np.union1d(prep_v.unseen, tr.prep.unseen))
             inner = probabilities(validation.pass_params(p), prep_v, drg_v, gen_v, validation.SEED_OFFSET, a.balanced)
             np.savez(path, **{f"outer_{k}": v for k, v in outer.items()}, **{f"inner_{k}": v for k, v in inner.items()})
         z = np.load(path)
