@@ -17,12 +17,13 @@ NUMBERS = ("method", "variant", "seed", "seen_ratio", "T1", "U", "S", "H", "cali
 
 
 def commit() -> str:
-    """HEAD of the repository, with '+uncommitted' when tracked files differ from it."""
+    """HEAD of the repository, with '+uncommitted' when tracked files other than results/ differ from it
+    (results/ holds what studies write, this log and their rows files, not the code they ran)."""
     run = lambda *args: subprocess.run(["git", *args], capture_output=True, text=True,  # noqa: E731
                                        cwd=REPO).stdout.strip()
     head = run("rev-parse", "--short=12", "HEAD") or "unknown"
-    edited = run("status", "--porcelain", "--untracked-files=no", "--", ".", ":!results/test-log.jsonl")
-    return head + ("+uncommitted" if edited else "")  # the log's own appends are not code
+    edited = run("status", "--porcelain", "--untracked-files=no", "--", ".", ":!results")
+    return head + ("+uncommitted" if edited else "")
 
 
 def append(study: str, settings: dict, rows: list[dict], failed: list[str] | None = None,

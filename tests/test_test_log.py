@@ -23,3 +23,22 @@ def test_the_tests_never_write_the_repositorys_log(monkeypatch, tmp_path):
     monkeypatch.setattr(test_log, "commit", lambda: "x")
     test_log.append("fixture_study", {}, [])
     assert (tmp_path / "test-log.jsonl").exists()
+
+
+def test_commit_marks_edited_code_but_not_the_rows_studies_write(tmp_path, monkeypatch):
+    import subprocess
+
+    git = lambda *a: subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *a], cwd=tmp_path,  # noqa: E731
+                                    check=True, capture_output=True)
+    git("init", "-q")
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "rows.jsonl").write_text("{}\n")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("add", ".")
+    git("commit", "-q", "-m", "c")
+    monkeypatch.setattr(test_log, "REPO", tmp_path)
+    assert not test_log.commit().endswith("+uncommitted")
+    (tmp_path / "results" / "rows.jsonl").write_text("{}\n{}\n")  # a study's own rows, before a test study
+    assert not test_log.commit().endswith("+uncommitted")
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert test_log.commit().endswith("+uncommitted")
