@@ -66,30 +66,25 @@ def probabilities(q: dict, prep, drg: dict, gen: dict, seed_offset: int, balance
                 classes=prep.classes, seen=prep.seen, unseen=np.unique(prep.y_test_unseen))
 
 
-def curve(task: dict, form: str) -> list[tuple[float, float, float, float]]:
-    """[(gamma, U, S, H)] over `FORMS[form]`."""
-    from zerodiffpp.evaluation.metrics import gzsl_scores
+def curve(task: dict, form: str) -> list[dict]:
+    """`calibration.sweep` of the task's scores over `FORMS[form]`: [{'calibration', 'U', 'S', 'H'}]."""
+    from zerodiffpp.evaluation import calibration
 
-    seen_cols = np.isin(task["classes"], task["seen"])
-    scores = (lambda p: p) if form == "probability" else (lambda p: np.log(np.clip(p, 1e-30, None)))
-    ps, pu = scores(task["ps"]), scores(task["pu"])
-    rows = []
-    for g in FORMS[form]:
-        s = gzsl_scores(task["ys"], task["classes"][(ps - g * seen_cols).argmax(1)],
-                        task["yu"], task["classes"][(pu - g * seen_cols).argmax(1)], task["seen"], task["unseen"])
-        rows.append((g, s["U"], s["S"], s["H"]))
-    return rows
+    scores = (lambda p: p) if form == "probability" else (lambda p: np.log(np.clip(p, 1e-30, None)))  # noqa: E731
+    return calibration.sweep(scores(task["ps"]), task["ys"], scores(task["pu"]), task["yu"], task["classes"],
+                             task["seen"], task["unseen"], grid=FORMS[form])
 
 
 def transfer(inner: dict, outer: dict, form: str) -> dict:
-    """The inner task's best value read on the outer task's curve (ties: the value nearest 0)."""
-    best = lambda rows: max(rows, key=lambda r: (r[3], -abs(r[0])))  # noqa: E731
+    """The inner task's best value (`calibration.best`, the pipeline's rule) read on the outer task's curve."""
+    from zerodiffpp.evaluation import calibration
+
     ci, co = curve(inner, form), curve(outer, form)
-    bi, bo = best(ci), best(co)
-    at = next(r for r in co if r[0] == bi[0])
-    return {"inner_value": bi[0], "outer_value": bo[0], "outer_H": bo[3], "outer_U": bo[1], "H_at_inner": at[3],
-            "U_at_inner": at[1], "H_relative": at[3] / bo[3] - 1 if bo[3] else float("nan"),
-            "U_ratio": at[1] / bo[1] if bo[1] else float("nan")}
+    vi, vo = calibration.best(ci), calibration.best(co)
+    at, bo = calibration.at(co, vi), calibration.at(co, vo)
+    return {"inner_value": vi, "outer_value": vo, "outer_H": bo["H"], "outer_U": bo["U"], "H_at_inner": at["H"],
+            "U_at_inner": at["U"], "H_relative": at["H"] / bo["H"] - 1 if bo["H"] else float("nan"),
+            "U_ratio": at["U"] / bo["U"] if bo["U"] else float("nan")}
 
 
 def main(argv=None):

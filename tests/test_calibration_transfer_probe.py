@@ -12,10 +12,10 @@ def task(p_seen_img, p_unseen_img):
 
 def test_curve_subtracts_from_the_seen_class_in_each_form():
     t = task([0.405, 0.595], [0.305, 0.695])
-    prob = {round(g, 2): h for g, _, _, h in curve(t, "probability")}
+    prob = {round(r["calibration"], 2): r["H"] for r in curve(t, "probability")}
     # the seen image is right once 0.405 - g > 0.595 (g < -0.19), the unseen one while 0.305 - g < 0.695 (g > -0.39)
     assert prob[0.0] == 0.0 and prob[-0.2] == 1.0 and prob[-0.38] == 1.0 and prob[-0.4] == 0.0
-    log = {round(g, 1): h for g, _, _, h in curve(t, "log-probability")}
+    log = {round(r["calibration"], 1): r["H"] for r in curve(t, "log-probability")}
     # log 0.405 - g > log 0.595 for g < -0.385; log 0.305 - g < log 0.695 for g > -0.824
     assert log[-0.3] == 0.0 and log[-0.4] == 1.0 and log[-0.7] == 1.0 and log[-0.9] == 0.0
 
