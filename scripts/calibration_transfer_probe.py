@@ -123,7 +123,9 @@ def main(argv=None):
             if a.augment:
                 prep_v = dataclasses.replace(prep_v, unseen=np.union1d(prep_v.unseen, tr.prep.unseen))
             inner = probabilities(validation.pass_params(p), prep_v, drg_v, gen_v, validation.SEED_OFFSET, a.balanced)
-            np.savez(path, **{f"outer_{k}": v for k, v in outer.items()}, **{f"inner_{k}": v for k, v in inner.items()})
+            partial = path.with_name(path.stem + ".partial.npz")  # a killed write leaves no .npz a rerun would trust
+            np.savez(partial, **{f"outer_{k}": v for k, v in outer.items()}, **{f"inner_{k}": v for k, v in inner.items()})
+            partial.replace(path)
         z = np.load(path)
         tasks = {t: {k: z[f"{t}_{k}"] for k in ("ps", "ys", "pu", "yu", "classes", "seen", "unseen")}
                  for t in ("inner", "outer")}
