@@ -3,7 +3,7 @@
     python -m scripts.study --root /tmp/cub-fixture --name CUB --preset presets/cub-cpu.yaml \\
         --methods zerodiffpp zerodiff fclswgan panel --seeds 0 1 2 --ratios 1.0 0.3 0.1 --protocol validation --jobs 2
     python -m scripts.study --folds subsets:3 --variant decoder tta.unseen_labels=decoder --jobs 2   # embedded folds
-    python -m scripts.study --show results/fixture-study/cub-v6.jsonl          # tabulate rows, run nothing
+    python -m scripts.study --show results/fixture-study/newcub-val.jsonl         # tabulate rows, run nothing
     python -m scripts.study <a file's command> --seeds 0 --ratios 0.1 --out /tmp/again.jsonl \\
         --compare results/fixture-study/newcub-val.jsonl                      # reproduce one of its rows
 
