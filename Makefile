@@ -30,8 +30,9 @@ repro: setup
 	python -m scripts.check_params  # params.yaml checked first: DVC cannot name a bad data.root
 	dvc repro
 
+# Two workers, a test file each (module fixtures are built once); `python -m pytest tests/test_x.py` runs one file alone
 test: setup $(VENV)/.text-installed
-	python -m pytest -q
+	python -m pytest -q -n 2 --dist loadfile
 
 sweep: setup
 	python -m scripts.sweep
