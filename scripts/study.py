@@ -25,7 +25,8 @@ Rows: one JSON line per method, seed, ratio, fold and variant, appended to --out
 refinement, the supervised ceiling, the nearest true mean).
 Prints (and writes beside --out as .md) means ± sample standard deviations over seeds and folds, and each
 variant against the base paired by fold and seed. `--calibration-from` a validation study's rows adds U,
-S, H at the calibration value chosen on them. Test-protocol runs are appended to results/test-log.jsonl.
+S, H at the calibration value chosen on them, and a table per seed: each row's own value against its seed's.
+Test-protocol runs are appended to results/test-log.jsonl.
 """
 from __future__ import annotations
 
@@ -350,10 +351,32 @@ def compare(rows: list[dict], committed: list[dict], tol: float = 1e-6) -> tuple
     return "\n".join(lines) + f"\n\n{verdict}: {twins} of {len(rows)} rows have a committed twin (tolerance {tol:g})\n", ok
 
 
+def per_seed_calibration(rows: list[dict], val_rows: list[dict]) -> str:
+    """Each row's calibration value (the pipeline's, `auto`) against the value its own seed's validation
+    row chooses, both read on the row's curve: value, U, H at each, H relative and U ratio (issue 37's
+    condition is per seed). Rows without a curve or a same-seed validation row are left out."""
+    lines = ["| method | seen ratio | seed | variant | own value, U, H | seed's validation value, U, H | H, relative | U ratio |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in sorted(rows, key=lambda r: (-r["seen_ratio"], r["method"], r["variant"], r["seed"])):
+        same_seed = [v for v in val_rows if v["seed"] == r["seed"]]
+        gamma = chosen_on_validation(same_seed, r["method"], r["seen_ratio"], r["variant"])
+        if gamma is None or not r.get("calibration_curve") or r.get("calibration") is None:
+            continue
+        own, val = curve_at(r, r["calibration"]), curve_at(r, gamma)
+        rel = f"{100 * (own['H'] / val['H'] - 1):+.0f} %" if val["H"] else ""
+        ratio = f"{own['U'] / val['U']:.2f}" if val["U"] else ""
+        lines.append(f"| {r['method']} | {r['seen_ratio']} | {r['seed']} | {r['variant']} | {r['calibration']:+.2f}, "
+                     f"{100 * own['U']:.1f}, {100 * own['H']:.1f} | {gamma:+.2f}, {100 * val['U']:.1f}, "
+                     f"{100 * val['H']:.1f} | {rel} | {ratio} |")
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
 def summary(rows: list[dict], val_rows: list[dict] | None = None) -> str:
     text = table(rows, val_rows)
     pairs = paired(rows)
-    return text + ("\n\nEach variant against the base, paired by fold and seed:\n\n" + pairs if pairs else "") + "\n"
+    text += "\n\nEach variant against the base, paired by fold and seed:\n\n" + pairs if pairs else ""
+    per_seed = per_seed_calibration(rows, val_rows) if val_rows is not None else ""
+    return text + ("\n\nCalibration per seed, against the same seed's validation row:\n\n" + per_seed if per_seed else "") + "\n"
 
 
 # ---- main ----------------------------------------------------------------------------------------------

@@ -177,6 +177,18 @@ def test_calibration_chosen_on_validation_rows_only_and_read_on_the_test_rows():
     assert zdpp.startswith("| zerodiffpp (transductive: reads the unlabelled test features) |")
 
 
+def test_each_rows_calibration_is_set_against_its_own_seeds_validation_value():
+    val = [curve_row("zerodiff", 0, 0.3, "validation", 0.2), curve_row("zerodiff", 1, 0.3, "validation", 0.24),
+           curve_row("zerodiff", 2, 0.3, "validation", 0.9, "lr")]  # seed 2 has no base validation row
+    test = [dict(curve_row("zerodiff", s, 0.3, "test", peak), calibration=peak) for s, peak in ((0, 0.1), (1, 0.14), (2, 0.0))]
+    lines = study.per_seed_calibration(test, val).splitlines()[2:]
+    # seed 0: its own value 0.10 gives U 0.5, H 0.5; its seed's validation value 0.20 (not the pooled 0.22)
+    # gives U 0.6, S 0.4, H 0.48 on the test row's curve: H +4 %, U ratio 0.83
+    assert lines == ["| zerodiff | 0.3 | 0 | base | +0.10, 50.0, 50.0 | +0.20, 60.0, 48.0 | +4 % | 0.83 |",
+                     "| zerodiff | 0.3 | 1 | base | +0.14, 50.0, 50.0 | +0.24, 60.0, 48.0 | +4 % | 0.83 |"]
+    assert "Calibration per seed" in study.summary(test, val) and "Calibration per seed" not in study.summary(test)
+
+
 def test_the_summary_pairs_each_variant_with_its_base_by_fold_and_seed():
     rows = [dict(curve_row("zerodiffpp", 0, 1.0, "validation", 0.0, v), fold=f, T1=t, H=h)
             for f, v, t, h in [("a", "base", 0.4, 0.5), ("a", "x", 0.6, 0.4), ("b", "base", 0.5, 0.5),
