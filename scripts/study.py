@@ -211,6 +211,7 @@ def run_job(args: tuple) -> list[dict]:
                          gen_seen_acc=checked[-1]["gen_seen_acc"] if checked else None,
                          gen_mean_gap=checked[-1]["gen_mean_gap"] if checked else None,
                          pseudo_label_acc=m.get("tta", {}).get("pseudo_label_acc_all"), spurious=m["spurious"],
+                         nearest_generated_mean=m["nearest_generated_mean"],
                          minutes=trained_minutes + (time.time() - t0) / 60,  # the shared training and its own
                          calibration_curve=[[c["calibration"], round(c["U"], 5), round(c["S"], 5), round(c["H"], 5)]
                                             for c in m["calibration_curve"]]))

@@ -140,6 +140,25 @@ def test_ridge_prototypes_by_hand():
     assert protos.zsl_t1(2.0) == 1.0
 
 
+def test_nearest_generated_mean_scores_the_mean_of_each_class_generated_features():
+    """The by-hand split above: generated features spread widely around (5, 2) for class 3 and (1, 4) for
+    class 4 have exactly those means, which file every test image right (T1 1); the same features with
+    their labels swapped file every one wrong (T1 0). Samples alone would mislead: the spread puts single
+    generated rows nearer the other class's images."""
+    att = np.array([[0.0], [1.0], [2.0], [3.0], [-1.0]])
+    means = np.array([[1.0, 4.0], [3.0, 3.0], [5.0, 2.0]])
+    x_train = np.concatenate([m + np.array([[0.1, 0.0], [-0.1, 0.0]]) for m in means])
+    x_unseen = np.array([[4.6, 2.2], [1.4, 3.9], [2.9, 3.0], [3.1, 3.0]])
+    prep = prepared(x_train, np.repeat([0, 1, 2], 2), x_train, np.repeat([0, 1, 2], 2), x_unseen, [3, 4, 4, 3], att)
+    spread = np.array([[-4.0, 2.0], [4.0, -2.0], [0.0, 0.0]])
+    x_gen = np.concatenate([np.array([5.0, 2.0]) + spread, np.array([1.0, 4.0]) + spread])
+    y_gen = np.repeat([3, 4], 3)
+    assert prototypes.nearest_generated_mean_t1(prep, x_gen, y_gen) == {"linear": 1.0, "whitened": 1.0}
+    assert prototypes.nearest_generated_mean_t1(prep, x_gen, 7 - y_gen) == {"linear": 0.0, "whitened": 0.0}
+    # the ridge regression's own T1 is unchanged by the refactoring that lets `means` replace its prediction
+    assert prototypes.Prototypes(prep, "linear").zsl_t1(2.0) == 1.0
+
+
 # (4) within-class whitening
 
 def _nuisance_split(seed: int, nuisance: float) -> Prepared:

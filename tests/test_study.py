@@ -126,7 +126,12 @@ def test_a_shared_job_gives_the_rows_of_separate_runs(tmp_path, monkeypatch):
         assert fixed["calibration"] == -0.6 and auto["calibration"] != -0.6
         assert {k: fixed[k] for k in ("U", "S", "H")} == pytest.approx(study.curve_at(auto, -0.6), abs=1e-5)
         assert fixed["T1"] == auto["T1"] and fixed["spurious"] == auto["spurious"]
-    keys = ("T1", "U", "S", "H", "calibration", "gen_seen_acc", "spurious", "calibration_curve")
+        # the diagnostic reads the classifier's generated features: unchanged by the calibration value
+        assert fixed["nearest_generated_mean"] == auto["nearest_generated_mean"]
+        assert set(auto["nearest_generated_mean"]) == {"linear", "whitened"}
+        assert all(0 <= t <= 1 for t in auto["nearest_generated_mean"].values())
+    keys = ("T1", "U", "S", "H", "calibration", "gen_seen_acc", "spurious", "calibration_curve",
+            "nearest_generated_mean")
     alone = run(["zerodiffpp"], variants[1:2])[0]  # the variant as a run of its own
     assert all(alone[k] == by[("zerodiffpp", "labels")][k] for k in keys)
     assert any(alone[k] != by[("zerodiffpp", "base")][k] for k in keys), "the variant's change was not applied"

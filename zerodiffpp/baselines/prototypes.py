@@ -69,19 +69,23 @@ class Prototypes:
         m = self.embed(means)
         return -0.5 * ((z ** 2).sum(1)[:, None] - 2 * z @ m.T + (m ** 2).sum(1)[None, :])
 
-    def zsl_predict(self, x: np.ndarray, alpha: float, embedded: bool = False) -> np.ndarray:
-        """The unseen class (id) of the nearest predicted unseen mean, for each row of x."""
+    def zsl_predict(self, x: np.ndarray, alpha: float, embedded: bool = False, means: np.ndarray | None = None
+                    ) -> np.ndarray:
+        """The unseen class (id) of the nearest predicted unseen mean (or of the nearest row of `means`,
+        one per prep.unseen class), for each row of x."""
         z = x if embedded else self.embed(x)
-        return self.prep.unseen[self.log_likelihood(z, self.unseen_means(alpha)).argmax(1)]
+        means = self.unseen_means(alpha) if means is None else means
+        return self.prep.unseen[self.log_likelihood(z, means).argmax(1)]
 
     @cached_property
     def _z_unseen(self) -> np.ndarray:
         return self.embed(self.prep.x_test_unseen)
 
-    def zsl_t1(self, alpha: float) -> float:
+    def zsl_t1(self, alpha: float, means: np.ndarray | None = None) -> float:
         """T1 over the unseen classes: mean per-class accuracy of `zsl_predict` on the test-unseen images."""
         p = self.prep
-        return mean_per_class_accuracy(p.y_test_unseen, self.zsl_predict(self._z_unseen, alpha, True), p.unseen)
+        pred = self.zsl_predict(self._z_unseen, alpha, True, means)
+        return mean_per_class_accuracy(p.y_test_unseen, pred, p.unseen)
 
     def gzsl_split_scores(self, alpha: float) -> stacking.SplitScores:
         """Test images scored over prep.classes: real seen means, predicted unseen means."""
@@ -90,6 +94,15 @@ class Prototypes:
         means[np.searchsorted(p.classes, p.seen)] = self.seen_means
         means[np.searchsorted(p.classes, p.unseen)] = self.unseen_means(alpha)
         return stacking.SplitScores.of(p, lambda x: self.log_likelihood(self.embed(x), means))
+
+
+def nearest_generated_mean_t1(prep: Prepared, x_gen: np.ndarray, y_gen: np.ndarray) -> dict[str, float]:
+    """A diagnostic that splits a generator's ZSL loss into its class means and its classifier: T1 of the
+    nearest mean of generated unseen features (x_gen, y_gen: every prep.unseen class), in each variant's
+    space, to set beside the ridge regression's nearest predicted mean (the panel) and the method's own T1
+    (a classifier trained on the same features). Reads test-unseen labels, as T1 does: never a choice."""
+    means = class_means(np.asarray(x_gen, np.float64), np.asarray(y_gen), prep.unseen)
+    return {v: Prototypes(prep, v).zsl_t1(np.nan, means) for v in VARIANTS}
 
 
 def best_alpha(t1s: dict[float, float]) -> float:

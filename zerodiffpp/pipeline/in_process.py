@@ -7,8 +7,12 @@ tests; training and post-training are apart, so that variants can share a genera
 (zerodiffpp.runtime.params.for_ratio)."""
 from typing import NamedTuple
 
+import numpy as np
+
+from zerodiffpp.baselines.prototypes import nearest_generated_mean_t1
 from zerodiffpp.evaluation.calibration import gzsl_curve, pseudo_labels_value
 from zerodiffpp.data.features import FeatureSet
+from zerodiffpp.generators.synth import KIND_FULL
 from zerodiffpp.runtime.methods import with_components
 from zerodiffpp.pipeline import post_training, pretrain, report, train, validation
 from zerodiffpp.runtime.session import setup
@@ -50,7 +54,9 @@ def calibrate(p: dict, trained_validation: tuple | None) -> dict:
 def evaluate_generators(p: dict, trained: Trained, calib: dict, curve: bool = False) -> dict:
     """adapt, synthesize, classify and report on trained generators, with the calibration record
     `calib`: -> the metrics of eval.json; with `curve`, also 'calibration_curve': the split's U, S,
-    H at every calibration value (zerodiffpp.evaluation.calibration.split_curve), from the same GZSL classifier."""
+    H at every calibration value (zerodiffpp.evaluation.calibration.split_curve), from the same GZSL classifier,
+    and 'nearest_generated_mean': T1 of the nearest mean of the classifier's generated unseen features
+    (zerodiffpp.baselines.prototypes.nearest_generated_mean_t1)."""
     p = with_components(p, calib["components"])  # DiffTTA / DiffGen as the validation pass's gate chose
     prep, drg_ckpt, gen_ckpt = trained.prep, trained.drg, trained.generator
     out = post_training.run(p, prep, drg_ckpt, gen_ckpt, pseudo_labels_value(calib), calib["classifier"]["value"])
@@ -59,6 +65,9 @@ def evaluate_generators(p: dict, trained: Trained, calib: dict, curve: bool = Fa
                          out["states"], out["adapted"])
     if curve:
         metrics["calibration_curve"] = gzsl_curve(out["states"], out["adapted"], prep, device)
+        full = (out["syn"]["kind"] == KIND_FULL) & np.isin(out["syn"]["y"], prep.unseen)
+        metrics["nearest_generated_mean"] = nearest_generated_mean_t1(prep, out["syn"]["x"][full],
+                                                                      out["syn"]["y"][full])
     return metrics
 
 
