@@ -278,7 +278,8 @@ def label(method: str, variant: str) -> str:
 
 def table(rows: list[dict], val_rows: list[dict] | None = None) -> str:
     """Means ± sample standard deviations over seeds and folds, a line per method, ratio and variant."""
-    head = "| method | seen ratio | seeds | folds | ZSL T1 | GZSL U | GZSL S | GZSL H | generated-seen acc | calibration | minutes |"
+    head = ("| method | seen ratio | seeds | folds | ZSL T1 | GZSL U | GZSL S | GZSL H | generated-seen acc | "
+            "T1, nearest generated mean | calibration | minutes |")
     if val_rows is not None:
         head += " validation-chosen calibration | U | S | H |"
     out = [head, "|" + "---|" * head.count(" |")]
@@ -288,13 +289,15 @@ def table(rows: list[dict], val_rows: list[dict] | None = None) -> str:
     for (method, ratio, variant), rs in sorted(groups.items(), key=lambda kv: (-kv[0][1], kv[0][0], kv[0][2] != BASE,
                                                                              kv[0][2])):
         def cell(k, scale=100.0, fmt="{:.1f}", rs=rs):
-            v = [r[k] for r in rs if r.get(k) is not None]
+            get = (lambda r: (r.get(k[0]) or {}).get(k[1])) if isinstance(k, tuple) else (lambda r: r.get(k))
+            v = [get(r) for r in rs if get(r) is not None]
             if not v:
                 return ""
             return fmt.format(scale * np.mean(v)) + (f" ± {fmt.format(scale * np.std(v, ddof=1))}" if len(v) > 1 else "")
         line = (f"| {label(method, variant)} | {ratio} | {','.join(str(s) for s in sorted({r['seed'] for r in rs}))} | "
                 f"{len({r['fold'] for r in rs})} | {cell('T1')} | {cell('U')} | {cell('S')} | {cell('H')} | "
-                f"{cell('gen_seen_acc')} | {cell('calibration', 1.0, '{:.2f}')} | {cell('minutes', 1.0, '{:.0f}')} |")
+                f"{cell('gen_seen_acc')} | {cell(('nearest_generated_mean', 'linear'))} | "
+                f"{cell('calibration', 1.0, '{:.2f}')} | {cell('minutes', 1.0, '{:.0f}')} |")
         if val_rows is not None:
             gamma = chosen_on_validation(val_rows, method, ratio, variant)
             with_curve = [r for r in rs if r.get("calibration_curve")]

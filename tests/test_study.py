@@ -178,6 +178,10 @@ def test_calibration_chosen_on_validation_rows_only_and_read_on_the_test_rows():
     assert line.startswith("| zerodiff | 0.3 | 0,1 | 1 | 50.0 ± 0.0 | 10.0 ± 0.0 | 90.0 ± 0.0 | 18.0 ± 0.0 |")
     # seed 0 at 0.22: U 0.62, S 0.38, H 0.4712; seed 1: U 0.58, S 0.42, H 0.4872
     assert line.endswith("| 0.22 | 60.0 ± 2.8 | 40.0 ± 2.8 | 47.9 ± 1.1 |"), line  # sample std (ddof 1)
+    # the nearest-generated-mean column: the linear variant, over the rows that carry it (older rows do not)
+    diag = [dict(curve_row("zerodiff", s, 0.3, "test", 0.0), gen_seen_acc=0.3,
+                 nearest_generated_mean={"linear": t, "whitened": 0.9}) for s, t in ((0, 0.2), (1, 0.3))]
+    assert "| 30.0 ± 0.0 | 25.0 ± 7.1 | 0.00 ± 0.00 |" in study.table(diag + [curve_row("zerodiff", 2, 0.3, "test", 0.0)])
     zdpp = study.table([curve_row("zerodiffpp", 0, 0.3, "test", 0.0)]).splitlines()[-1]
     assert zdpp.startswith("| zerodiffpp (transductive: reads the unlabelled test features) |")
 
