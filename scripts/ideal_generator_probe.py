@@ -15,7 +15,6 @@ chooses a setting of the pipeline.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -24,38 +23,23 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from scripts import probes  # noqa: E402
+
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--root", type=Path, required=True, help="an xlsa17 folder")
-    ap.add_argument("--name", default="CUB")
-    ap.add_argument("--ratio", type=float, default=0.1)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--protocol", choices=("validation", "test"), default="validation")
-    ap.add_argument("--preset", type=Path, default=ROOT / "presets" / "cub-cpu.yaml")
+    ap = probes.parser(__doc__, ratio=0.1)
     ap.add_argument("--per-class", type=int, nargs="+", default=[30, 100, 300])
     a = ap.parse_args(argv)
-    if not a.preset.exists():
-        raise SystemExit(f"--preset {a.preset}: not found")
-    if not (a.root / "att_splits.mat").exists():
-        raise SystemExit(f"--root {a.root}: no att_splits.mat (an xlsa17 folder)")
+    p, val, test = probes.load(a)
 
     import torch
-    import yaml
 
     from zerodiffpp.baselines import ceiling, prototypes
-    from zerodiffpp.baselines.panel import splits
-    from zerodiffpp.data.xlsa17 import load_xlsa17
     from zerodiffpp.evaluation.metrics import mean_per_class_accuracy
     from zerodiffpp.nn.classifier import train_softmax
-    from zerodiffpp.runtime.params import for_ratio, load_params, merge_preset
+    from zerodiffpp.runtime.params import for_ratio
 
-    torch.set_num_threads(1)
-    p = load_params(ROOT / "params.yaml")
-    merge_preset(p, yaml.safe_load(a.preset.read_text()), str(a.preset))
-    p["train"]["seen_ratio"] = a.ratio
     clf = for_ratio(p, "probe")["classifier"]
-    val, test = splits(load_xlsa17(a.root, a.name), a.ratio, a.seed, a.protocol)
     ridge = prototypes.evaluate(val, test, variants=("linear",))["linear"]
     protos = prototypes.Prototypes(test, "linear")
     means = protos.unseen_means(ridge["alpha"])

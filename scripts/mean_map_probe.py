@@ -15,7 +15,6 @@ nearest mean (the panel's linear space): T1. A penalty is chosen by T1 on the va
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -23,6 +22,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from scripts import probes  # noqa: E402
 
 
 def fit_mlp(att, means, hidden: int, penalty: float, steps: int, lr: float, seed: int):
@@ -45,34 +46,13 @@ def fit_mlp(att, means, hidden: int, penalty: float, steps: int, lr: float, seed
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--root", type=Path, required=True, help="an xlsa17 folder")
-    ap.add_argument("--name", default="CUB")
-    ap.add_argument("--ratio", type=float, default=1.0)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--protocol", choices=("validation", "test"), default="validation")
-    ap.add_argument("--preset", type=Path, default=ROOT / "presets" / "cub-cpu.yaml")
+    ap = probes.parser(__doc__, ratio=1.0)
     ap.add_argument("--penalties", type=float, nargs="+", default=[0.0, 0.01, 0.1, 1.0])
     ap.add_argument("--steps", type=int, default=1000)
     a = ap.parse_args(argv)
-    if not a.preset.exists():
-        raise SystemExit(f"--preset {a.preset}: not found")
-    if not (a.root / "att_splits.mat").exists():
-        raise SystemExit(f"--root {a.root}: no att_splits.mat (an xlsa17 folder)")
-
-    import torch
-    import yaml
-
+    p, val, test = probes.load(a)
     from zerodiffpp.baselines import prototypes
-    from zerodiffpp.baselines.panel import splits
-    from zerodiffpp.data.xlsa17 import load_xlsa17
-    from zerodiffpp.runtime.params import load_params, merge_preset
-
-    torch.set_num_threads(1)
-    p = load_params(ROOT / "params.yaml")
-    merge_preset(p, yaml.safe_load(a.preset.read_text()), str(a.preset))
     hidden = p["gen"]["hidden"]
-    val, test = splits(load_xlsa17(a.root, a.name), a.ratio, a.seed, a.protocol)
     print(f"{a.name} {a.protocol} protocol, seen ratio {a.ratio}, seed {a.seed}: {len(test.seen)} seen / "
           f"{len(test.unseen)} unseen classes; nearest predicted mean, linear space, T1 in percent "
           f"(on the choice split / on the evaluated split)")
