@@ -57,12 +57,13 @@ def main(argv=None):
           f"{len(test.unseen)} unseen classes; nearest predicted mean, linear space, T1 in percent "
           f"(on the choice split / on the evaluated split)")
     print("| map | penalty | T1 (choice split) | T1 (evaluated split) |\n|---|---|---|---|")
-    for name, fit in (("ridge", lambda s, pen: prototypes.Prototypes(s, "linear").unseen_means(pen)),
-                      (f"MLP, {hidden} hidden", lambda s, pen: fit_mlp(
-                          s.att[s.seen].astype(np.float64), prototypes.Prototypes(s, "linear").seen_means, hidden,
-                          pen, a.steps, 0.001, a.seed)(s.att[s.unseen].astype(np.float64)))):
+    protos = [prototypes.Prototypes(s, "linear") for s in (val, test)]  # the choice split, the evaluated one
+    for name, fit in (("ridge", lambda pr, pen: pr.unseen_means(pen)),
+                      (f"MLP, {hidden} hidden", lambda pr, pen: fit_mlp(
+                          pr.prep.att[pr.prep.seen].astype(np.float64), pr.seen_means, hidden, pen, a.steps, 0.001,
+                          a.seed)(pr.prep.att[pr.prep.unseen].astype(np.float64)))):
         pens = prototypes.ALPHAS if name == "ridge" else a.penalties
-        t1 = {pen: [prototypes.Prototypes(s, "linear").zsl_t1(np.nan, fit(s, pen)) for s in (val, test)] for pen in pens}
+        t1 = {pen: [pr.zsl_t1(np.nan, fit(pr, pen)) for pr in protos] for pen in pens}
         chosen = max(pens, key=lambda pen: (t1[pen][0], -pen))
         for pen in pens:
             mark = " (chosen)" if pen == chosen else ""

@@ -20,16 +20,21 @@ def seen_probe_features(gen_ckpt: dict, drg_ckpt: dict, prep, per_class: int, sa
     return Synthesizer(gen_ckpt, drg_ckpt, prep.att, device).full(prep.seen, n, sampler)
 
 
+def full_unseen(syn: dict, prep) -> np.ndarray:
+    """Mask of the synthetic rows generated from pure noise for an unseen class (not DiffGen's partial ones)."""
+    return (syn["kind"] == KIND_FULL) & np.isin(syn["y"], prep.unseen)
+
+
 def evaluate(prep, syn: dict, seen_probe: tuple, preds: dict, pseudo: dict, ctx: dict, device) -> dict:
     """Everything in metrics/eval.json. `ctx` carries the run's settings (numbers only); `seen_probe`
     is (x, y) of `seen_probe_features`."""
     gz = M.gzsl_scores(prep.y_test_seen, preds["gzsl_test_seen"], prep.y_test_unseen, preds["gzsl_test_unseen"],
                        prep.seen, prep.unseen)
     t1 = M.mean_per_class_accuracy(prep.y_test_unseen, preds["zsl_test_unseen"], prep.unseen)
-    full_unseen = (syn["kind"] == KIND_FULL) & np.isin(syn["y"], prep.unseen)
+    unseen_rows = full_unseen(syn, prep)
     seen_sp = M.seen_spuriousness(*seen_probe, prep.x_train, prep.y_train, prep.x_test_seen, prep.y_test_seen,
                                   prep.seen, ctx["probe_epochs"], device)
-    unseen_sp = M.unseen_spuriousness(syn["x"][full_unseen], syn["y"][full_unseen], prep.x_test_unseen,
+    unseen_sp = M.unseen_spuriousness(syn["x"][unseen_rows], syn["y"][unseen_rows], prep.x_test_unseen,
                                       prep.y_test_unseen, prep.unseen, ctx["probe_epochs"], ctx["oracle_folds"],
                                       device, ctx["seed"])
     out = {

@@ -7,12 +7,10 @@ tests; training and post-training are apart, so that variants can share a genera
 (zerodiffpp.runtime.params.for_ratio)."""
 from typing import NamedTuple
 
-import numpy as np
-
 from zerodiffpp.baselines.prototypes import nearest_generated_mean_t1
 from zerodiffpp.evaluation.calibration import gzsl_curve, pseudo_labels_value
 from zerodiffpp.data.features import FeatureSet
-from zerodiffpp.generators.synth import KIND_FULL
+from zerodiffpp.evaluation.report import full_unseen
 from zerodiffpp.runtime.methods import with_components
 from zerodiffpp.pipeline import post_training, pretrain, report, train, validation
 from zerodiffpp.runtime.session import setup
@@ -65,9 +63,9 @@ def evaluate_generators(p: dict, trained: Trained, calib: dict, curve: bool = Fa
                          out["states"], out["adapted"])
     if curve:
         metrics["calibration_curve"] = gzsl_curve(out["states"], out["adapted"], prep, device)
-        full = (out["syn"]["kind"] == KIND_FULL) & np.isin(out["syn"]["y"], prep.unseen)
-        metrics["nearest_generated_mean"] = nearest_generated_mean_t1(prep, out["syn"]["x"][full],
-                                                                      out["syn"]["y"][full])
+        rows = full_unseen(out["syn"], prep)
+        metrics["nearest_generated_mean"] = nearest_generated_mean_t1(prep, out["syn"]["x"][rows],
+                                                                      out["syn"]["y"][rows])
     return metrics
 
 
