@@ -455,7 +455,7 @@ def test_a_round_runs_tta_epochs_on_tta_latent(trained, monkeypatch):
     _, _, got_kept, rounds, rows = run_difftta(s, prep, tta, p["synth"], p["classifier"], "cpu")
     assert got_kept.tolist() == kept.tolist() and len(rows) == 3
     assert rounds == [{"round": 1, "kept": len(kept), "rec_before": before,
-                       "rec_after": evaluate_reconstruction(s, *batch, "prior")}]
+                       "rec_after": evaluate_reconstruction(s, *batch, "prior"), "base_moved": None}]
     state = s.checkpoint()["state"]
     assert all(torch.equal(state[k], gen["state"][k]) for k in state if k.startswith("E."))
     assert not all(torch.equal(state[k], gen["state"][k]) for k in state if k.startswith("G."))

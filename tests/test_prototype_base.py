@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from tests.tiny import tiny_params, tiny_prepared
-from zerodiffpp.generators.dfg import ZeroDiffTrainer, prototype_map
+from zerodiffpp.generators.dfg import ZeroDiffTrainer
+from zerodiffpp.nn.ridge import prototype_map
 from zerodiffpp.nn import ridge
 from zerodiffpp.nn.networks import build_feature_generator
 
@@ -90,3 +91,90 @@ def test_synthesis_runs_either_way(tmp_path, flag):
         torch.zeros(2, t.gen["G"].noise_dim), torch.as_tensor(prep.att[:2]), torch.zeros(2, prep.r_train.shape[1]),
         torch.zeros(2, prep.x_train.shape[1]), torch.zeros(2, dtype=torch.long))
     assert x.shape == (2, prep.x_train.shape[1]) and bool(((x > 0) & (x < 1)).all())
+
+
+def _based_synth(tmp_path):
+    """A Synthesizer whose generator has a prototype base (untrained: the refit reads only the base)."""
+    from zerodiffpp.generators.synth import Synthesizer
+    prep, p = tiny_prepared(tmp_path)
+    p["gen"]["prototype_base"], p["gen"]["sc_view"] = True, False
+    t = ZeroDiffTrainer(prep.x_train, prep.r_train, prep.y_train, prep.att, p["gen"], p["diffusion"], "cpu")
+    return prep, p, Synthesizer(t.checkpoint(), None, prep.att, "cpu")
+
+
+def _unseen_base(synth, prep):
+    G = synth.gen["G"]
+    return (G.proto_b + torch.as_tensor(prep.att[prep.unseen], dtype=G.proto_w.dtype) @ G.proto_w).numpy()
+
+
+def test_the_refit_is_the_ridge_map_of_seen_means_and_kept_pseudo_class_means(tmp_path):
+    from zerodiffpp.transductive.difftta import refit_base
+    prep, _, synth = _based_synth(tmp_path)
+    x_test, _ = prep.test_features()
+    n_seen = len(prep.y_test_seen)
+    pred = np.concatenate([prep.y_test_seen, prep.y_test_unseen])  # oracle pseudo-labels
+    kept = np.arange(0, len(pred), 2)  # every other test feature
+    true_means = ridge.class_means(prep.x_test_unseen, prep.y_test_unseen, prep.unseen)
+    far = np.linalg.norm(_unseen_base(synth, prep) - true_means, axis=1).mean()
+    moved = refit_base(synth, prep, x_test, pred, kept)
+    # the known answer: ridge (penalty on held-out classes) on the seen training means and the kept
+    # test-unseen features' class means; kept test-seen features are not read
+    un = kept[kept >= n_seen]
+    x_fit, y_fit = np.concatenate([prep.x_train, x_test[un]]), np.concatenate([prep.y_train, pred[un]])
+    classes = np.unique(y_fit)
+    means = ridge.class_means(x_fit, y_fit, classes)
+    alpha = ridge.alpha_by_held_out_classes(prep.att[classes], means)
+    expected = ridge.ridge_means(prep.att[classes], means, prep.att[prep.unseen], alpha)
+    np.testing.assert_allclose(_unseen_base(synth, prep), expected, atol=1e-4)
+    near = np.linalg.norm(_unseen_base(synth, prep) - true_means, axis=1).mean()
+    assert moved > 0 and near < far  # right pseudo-labels pull the unseen base toward the true means
+
+
+def test_the_refit_reads_neither_unkept_nor_seen_pseudo_labelled_test_features(tmp_path):
+    from zerodiffpp.transductive.difftta import refit_base
+    prep, _, synth = _based_synth(tmp_path)
+    x_test, _ = prep.test_features()
+    n_seen = len(prep.y_test_seen)
+    pred = np.concatenate([prep.y_test_seen, prep.y_test_unseen])
+    kept = np.arange(0, len(pred), 2)
+    refit_base(synth, prep, x_test, pred, kept)
+    first = _unseen_base(synth, prep)
+    other = x_test.copy()
+    unread = np.setdiff1d(np.arange(len(pred)), kept[kept >= n_seen])  # unkept, or kept with a seen label
+    other[unread] = np.random.default_rng(0).random(other[unread].shape)
+    refit_base(synth, prep, other, pred, kept)
+    np.testing.assert_allclose(_unseen_base(synth, prep), first, atol=1e-6)
+
+
+def test_the_refit_needs_a_base_and_the_params_say_so(tmp_path):
+    from zerodiffpp.generators.synth import Synthesizer
+    from zerodiffpp.runtime.errors import ParamsError
+    from zerodiffpp.runtime.params import validate
+    from zerodiffpp.transductive.difftta import refit_base
+    prep, p = tiny_prepared(tmp_path)
+    p["gen"]["sc_view"] = False
+    t = ZeroDiffTrainer(prep.x_train, prep.r_train, prep.y_train, prep.att, p["gen"], p["diffusion"], "cpu")
+    x_test, _ = prep.test_features()
+    with pytest.raises(ParamsError, match="prototype base"):
+        refit_base(Synthesizer(t.checkpoint(), None, prep.att, "cpu"), prep, x_test,
+                   np.zeros(len(x_test), np.int64), np.arange(3))
+    p["tta"]["base_refit"] = True
+    with pytest.raises(ParamsError, match="tta.base_refit.*gen.prototype_base"):
+        validate(p)
+
+
+@pytest.mark.parametrize("refit", [False, True])
+def test_difftta_refits_the_base_only_when_asked(tmp_path, refit):
+    from zerodiffpp.transductive.difftta import run_difftta
+    prep, p, synth = _based_synth(tmp_path)
+    before = _unseen_base(synth, prep)
+    torch.manual_seed(0)
+    *_, rounds, _ = run_difftta(synth, prep, dict(p["tta"], base_refit=refit, epochs=0, rounds=2), p["synth"],
+                                dict(p["classifier"], calibration=0.0), "cpu")
+    changed = not np.allclose(_unseen_base(synth, prep), before)
+    assert changed == refit and len(rounds) == 2
+    assert all((r["base_moved"] is not None) == refit for r in rounds)
+    after = _unseen_base(synth, prep)
+    *_, rounds, _ = run_difftta(synth, prep, dict(p["tta"], base_refit=True, epochs=0), p["synth"],
+                                dict(p["classifier"], calibration=0.0), "cpu", adapt=False)
+    assert rounds == [] and np.array_equal(_unseen_base(synth, prep), after)  # DiffGen alone: the base stays

@@ -26,7 +26,7 @@ from tqdm import tqdm
 from zerodiffpp.nn import diffusion as dfn
 from zerodiffpp.nn.losses import gradient_penalty, mutual_learning, reparameterize, vae_loss, weighted_l1
 from zerodiffpp.nn.networks import AttrDecoder, Critic, build_feature_generator
-from zerodiffpp.nn.ridge import alpha_by_held_out_classes, class_means, ridge_fit
+from zerodiffpp.nn.ridge import prototype_map
 from zerodiffpp.runtime.session import compile_networks
 from zerodiffpp.nn.training import (Curve, adam, iters_per_epoch, random_batch, require_finite, set_requires_grad,
                                     to_tensor)
@@ -50,16 +50,6 @@ def build_critics(cfg: dict, p: dict) -> dict[str, Critic]:
     if p["diffusion_critic"]:
         critics["xt"] = Critic(X, X + A, H, rep_dim=R if p["sc_view"] else 0, time_dim=TD, cond_dim=C)
     return critics
-
-
-def prototype_map(x, y, att) -> tuple:
-    """(W, b) of gen.prototype_base: ridge regression from the attributes of the training classes to
-    their mean features, its penalty chosen on held-out training classes (no other class is read)."""
-    classes = np.unique(y)
-    means = class_means(x, y, classes)
-    alpha = alpha_by_held_out_classes(att[classes], means)
-    log.info("train: prototype base, ridge penalty %g chosen on held-out training classes", alpha)
-    return ridge_fit(att[classes], means, alpha)
 
 
 class ZeroDiffTrainer:

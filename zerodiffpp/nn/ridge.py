@@ -3,7 +3,11 @@ baselines score with (zerodiffpp/baselines/prototypes.py) and the base the ZeroD
 start from (gen.prototype_base)."""
 from __future__ import annotations
 
+import logging
+
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 ALPHAS = tuple(10.0 ** k for k in range(-3, 4))
 
@@ -39,3 +43,14 @@ def alpha_by_held_out_classes(att: np.ndarray, means: np.ndarray, alphas=ALPHAS,
     err = [sum(((ridge_means(np.delete(att, p, 0), np.delete(means, p, 0), att[p], a) - means[p]) ** 2).sum()
                for p in parts) for a in alphas]
     return float(alphas[int(np.argmin(err))])
+
+
+def prototype_map(x, y, att) -> tuple:
+    """(W, b) of gen.prototype_base (and of its refit, tta.base_refit): ridge regression from the
+    attributes of the classes in y to their mean features, its penalty chosen on held-out classes of y
+    (no other class is read)."""
+    classes = np.unique(y)
+    means = class_means(x, y, classes)
+    alpha = alpha_by_held_out_classes(att[classes], means)
+    log.info("prototype base: ridge penalty %g chosen on held-out training classes", alpha)
+    return ridge_fit(att[classes], means, alpha)

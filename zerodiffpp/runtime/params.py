@@ -86,7 +86,7 @@ SCHEMA: dict[str, Any] = {
         "epochs": NONNEG_INT, "batch_size": POS_INT, "lr": POS, "anchor_weight": NONNEG,
         "unseen_labels": _choice("classifier", "decoder"), "decoder_temperature": POS,
         "latent": _choice("posterior", "prior", "both"), "calibration": CALIBRATION,
-        "gate": _choice("validation", "always"),
+        "gate": _choice("validation", "always"), "base_refit": BOOL,
     },
     "diffgen": {"start_step": POS_INT, "per_feature": POS_INT, "max_per_class": POS_INT,
                 "classes": _choice("all", "unseen")},
@@ -164,6 +164,9 @@ def _check_cross(p: dict, source: str) -> None:
     if p["data"]["val_classes"].strip() and p["data"]["protocol"] != "validation":
         raise ParamsError(f"{source}: data.val_classes ({p['data']['val_classes']!r}) applies only under "
                           f"data.protocol: validation, got protocol {p['data']['protocol']!r}")
+    if p["tta"]["base_refit"] and not p["gen"]["prototype_base"]:
+        raise ParamsError(f"{source}: tta.base_refit refits the generator's prototype base; it needs "
+                          f"gen.prototype_base: true, got false")
     _check_folder(p["data"], source)
     if not p["data"]["root"].strip():
         what = {"embedded": "zerodiffpp/assets (the embedded default)",

@@ -9,6 +9,8 @@ whose steps 1-3 are a-c here):
  c. fine-tune G and E to reconstruct the kept features through the diffusion process, conditioned on
     the pseudo-class semantics and each sample's own SC representation, confidence-weighted, with a
     pull toward the trained weights. Rounds repeat a-c.
+With tta.base_refit (not in the paper; needs gen.prototype_base) each round first refits G's prototype
+base on the seen classes' real means and the kept test features' pseudo-class means (`refit_base`).
 Test labels are never an input here.
 """
 from __future__ import annotations
@@ -23,7 +25,9 @@ from zerodiffpp.nn import diffusion as dfn
 from zerodiffpp.nn.classifier import InputView, calibrated, load_decoder, train_softmax
 from zerodiffpp.nn.losses import reparameterize
 from zerodiffpp.transductive.pseudo_labels import most_confident_first
+from zerodiffpp.nn.ridge import prototype_map
 from zerodiffpp.generators.synth import Synthesizer
+from zerodiffpp.runtime.errors import ParamsError
 from zerodiffpp.nn.training import Curve, adam, to_tensor
 
 log = logging.getLogger(__name__)
@@ -85,6 +89,26 @@ def pseudo_label(synth: Synthesizer, prep, x_test: np.ndarray, p_tta: dict, p_sy
         to_unseen = np.isin(pos, unseen_cols)  # the classifier's seen / unseen decision stands
         pos[to_unseen] = unseen_cols[probs[to_unseen][:, unseen_cols].argmax(1)]
     return clf.classes[pos], probs[np.arange(len(pos)), pos]
+
+
+def refit_base(synth: Synthesizer, prep, x_test: np.ndarray, pred: np.ndarray, kept: np.ndarray) -> float:
+    """tta.base_refit: G's prototype base (gen.prototype_base) refitted as the trainer fits it (ridge,
+    penalty chosen on held-out classes), on the seen classes' real training means and, for each unseen
+    class, the mean of the kept test features pseudo-labelled with it: one k-means step on the base's
+    means, through the attribute map. Rounds repeat it from fresh pseudo-labels. Returns the mean
+    distance the unseen classes' base means moved."""
+    g = synth.gen["G"]
+    if not g.prototype_base:
+        raise ParamsError("tta.base_refit: the generator has no prototype base (train with gen.prototype_base: true)")
+    to_unseen = kept[np.isin(pred[kept], prep.unseen)]
+    att = torch.as_tensor(prep.att[prep.unseen], dtype=g.proto_w.dtype, device=g.proto_w.device)
+    before = (g.proto_b + att @ g.proto_w).detach().clone()
+    g.set_prototypes(*prototype_map(np.concatenate([prep.x_train, x_test[to_unseen]]),
+                                    np.concatenate([prep.y_train, pred[to_unseen]]), prep.att))
+    moved = float(((g.proto_b + att @ g.proto_w) - before).norm(dim=1).mean())
+    log.info("DiffTTA: prototype base refitted on %d pseudo-labelled test features of %d unseen classes; the "
+             "unseen base means moved %.4f on average", len(to_unseen), len(np.unique(pred[to_unseen])), moved)
+    return moved
 
 
 def reconstruction_loss(synth: Synthesizer, x, r, a, w, t=None, latent: str = "posterior",
@@ -198,6 +222,7 @@ def run_difftta(synth: Synthesizer, prep, p_tta: dict, p_synth: dict, p_clf: dic
             log.warning("DiffTTA: no test feature passed tta.min_confidence=%s; generator left unchanged",
                         p_tta["min_confidence"])
             break
+        moved = refit_base(synth, prep, x_test, pred, kept) if p_tta["base_refit"] and not resumed else None
 
         def save(epoch_done, before, k=k, pred=pred, conf=conf, kept=kept):
             if part is not None:
@@ -208,5 +233,6 @@ def run_difftta(synth: Synthesizer, prep, p_tta: dict, p_synth: dict, p_clf: dic
                                  conf[kept], p_tta, device, curve, k, anchor, opt,
                                  start=state["epoch_in_round"] if resumed else 0,
                                  before=state["before"] if resumed else None, on_epoch=save)
-        rounds.append({"round": k + 1, "kept": int(len(kept)), "rec_before": before, "rec_after": after})
+        rounds.append({"round": k + 1, "kept": int(len(kept)), "rec_before": before, "rec_after": after,
+                       "base_moved": moved})
     return pred, conf, kept, rounds, curve.rows
