@@ -46,7 +46,7 @@ def test_the_trainer_fits_the_base_on_the_seen_class_means_only(tmp_path):
     means = ridge.class_means(prep.x_train, prep.y_train, seen)
     alpha = ridge.alpha_by_held_out_classes(prep.att[seen], means)
     expected = ridge.ridge_means(prep.att[seen], means, prep.att, alpha)  # every class, the unseen ones predicted
-    got = (G.proto_b + torch.as_tensor(prep.att) @ G.proto_w).numpy()
+    got = G.base_means(prep.att).numpy()
     assert np.allclose(got, expected, atol=1e-5)
     w, b = prototype_map(prep.x_train, prep.y_train, prep.att)
     shuffled = prep.att.copy()
@@ -63,7 +63,7 @@ def test_a_zero_network_generates_the_base_itself_and_a_checkpoint_keeps_it(tmp_
         G.net[-1].weight.zero_()
         G.net[-1].bias.zero_()
     a = torch.as_tensor(prep.att[prep.unseen])
-    base = (G.proto_b + a @ G.proto_w).clamp(0.01, 0.99)
+    base = G.base_means(a).clamp(0.01, 0.99)
     n, x_dim = len(a), prep.x_train.shape[1]
     for seed in (0, 1):
         torch.manual_seed(seed)
@@ -104,7 +104,7 @@ def _based_synth(tmp_path):
 
 def _unseen_base(synth, prep):
     G = synth.gen["G"]
-    return (G.proto_b + torch.as_tensor(prep.att[prep.unseen], dtype=G.proto_w.dtype) @ G.proto_w).numpy()
+    return G.base_means(prep.att[prep.unseen]).detach().numpy()
 
 
 def test_the_refit_is_the_ridge_map_of_seen_means_and_kept_pseudo_class_means(tmp_path):

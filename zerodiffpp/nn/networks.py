@@ -121,11 +121,16 @@ class FeatureGenerator(nn.Module):
         self.proto_w.copy_(torch.as_tensor(w, dtype=self.proto_w.dtype))
         self.proto_b.copy_(torch.as_tensor(b, dtype=self.proto_b.dtype))
 
+    def base_means(self, a):
+        """The prototype base's class means b + a W for attribute rows a (a tensor or an array)."""
+        a = torch.as_tensor(a, dtype=self.proto_w.dtype, device=self.proto_w.device)
+        return self.proto_b + a @ self.proto_w
+
     def forward(self, z, a, r, x_next, t):
         parts = [z, a] + ([self.remb(r)] if self.use_r else []) + [x_next, self.temb(t)]
         pre = self.net(torch.cat(parts, dim=1))
         if self.prototype_base:  # features are MinMax-scaled into [0, 1]: the base's logit, kept finite
-            pre = pre + torch.logit((self.proto_b + a @ self.proto_w).clamp(0.01, 0.99))
+            pre = pre + torch.logit(self.base_means(a).clamp(0.01, 0.99))
         return torch.sigmoid(pre)
 
 

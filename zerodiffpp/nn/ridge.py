@@ -45,12 +45,13 @@ def alpha_by_held_out_classes(att: np.ndarray, means: np.ndarray, alphas=ALPHAS,
     return float(alphas[int(np.argmin(err))])
 
 
-def prototype_map(x, y, att) -> tuple:
+def prototype_map(x, y, att, what: str = "the seen training classes") -> tuple:
     """(W, b) of gen.prototype_base (and of its refit, tta.base_refit): ridge regression from the
     attributes of the classes in y to their mean features, its penalty chosen on held-out classes of y
     (no other class is read)."""
     classes = np.unique(y)
     means = class_means(x, y, classes)
     alpha = alpha_by_held_out_classes(att[classes], means)
-    log.info("prototype base: ridge penalty %g chosen on held-out training classes", alpha)
+    log.info("prototype base: ridge map fitted on %d classes (%s), penalty %g chosen on held-out ones of them",
+             len(classes), what, alpha)
     return ridge_fit(att[classes], means, alpha)

@@ -101,11 +101,11 @@ def refit_base(synth: Synthesizer, prep, x_test: np.ndarray, pred: np.ndarray, k
     if not g.prototype_base:
         raise ParamsError("tta.base_refit: the generator has no prototype base (train with gen.prototype_base: true)")
     to_unseen = kept[np.isin(pred[kept], prep.unseen)]
-    att = torch.as_tensor(prep.att[prep.unseen], dtype=g.proto_w.dtype, device=g.proto_w.device)
-    before = (g.proto_b + att @ g.proto_w).detach().clone()
+    before = g.base_means(prep.att[prep.unseen]).detach().clone()
     g.set_prototypes(*prototype_map(np.concatenate([prep.x_train, x_test[to_unseen]]),
-                                    np.concatenate([prep.y_train, pred[to_unseen]]), prep.att))
-    moved = float(((g.proto_b + att @ g.proto_w) - before).norm(dim=1).mean())
+                                    np.concatenate([prep.y_train, pred[to_unseen]]), prep.att,
+                                    "seen training classes and pseudo-labelled unseen ones"))
+    moved = float((g.base_means(prep.att[prep.unseen]) - before).norm(dim=1).mean())
     log.info("DiffTTA: prototype base refitted on %d pseudo-labelled test features of %d unseen classes; the "
              "unseen base means moved %.4f on average", len(to_unseen), len(np.unique(pred[to_unseen])), moved)
     return moved
