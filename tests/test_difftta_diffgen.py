@@ -387,21 +387,31 @@ def test_decoder_pseudo_labels_are_the_nearest_unseen_class_to_dec_x(trained, fe
     assert not np.array_equal(by_classifier, nearest)
 
 
-def test_the_provisional_classifier_reads_the_sampler_and_the_view_it_is_given(trained, monkeypatch):
-    """Step a trains on synth.sampler's unseen features and reads classifier.features' view of them."""
+@pytest.mark.parametrize("seen_per_class", [0, 2])
+def test_the_provisional_classifier_reads_the_sampler_and_the_view_it_is_given(trained, monkeypatch, seen_per_class):
+    """Step a trains on the real seen features plus synth.sampler's unseen features (and, with
+    synth.seen_per_class, that many generated per seen class, as the final GZSL classifier) and reads
+    classifier.features' view of them."""
     from zerodiffpp.transductive import difftta
-    samplers, views, real_train = [], [], difftta.train_softmax
+    samplers, views, labels, real_train = [], [], [], difftta.train_softmax
 
-    def recording(*args, **kw):
+    def recording(x, y, *args, **kw):
         views.append(kw["view"])
-        return real_train(*args, **kw)
+        labels.append(y)
+        return real_train(x, y, *args, **kw)
     monkeypatch.setattr(difftta, "train_softmax", recording)
     real_full = Synthesizer.full
     monkeypatch.setattr(Synthesizer, "full", lambda self, c, n, sampler="progressive", out=None:
                         samplers.append(sampler) or real_full(self, c, n, sampler, out))
-    _pseudo_label(trained, synth={"sampler": "one_step"}, clf={"features": "VS"})
-    assert samplers == ["one_step"] and len(views) == 1
+    _pseudo_label(trained, synth={"sampler": "one_step", "unseen_per_class": 4, "seen_per_class": seen_per_class},
+                  clf={"features": "VS"})
+    assert samplers == ["one_step"] * (1 + bool(seen_per_class)) and len(views) == 1
     assert views[0].name == "VS" and views[0].dec is not None
+    prep = trained[0]
+    counts = np.bincount(labels[0], minlength=len(prep.att))
+    np.testing.assert_array_equal(counts[prep.seen], np.bincount(prep.y_train, minlength=len(prep.att))[prep.seen]
+                                  + seen_per_class)
+    assert (counts[prep.unseen] == 4).all()
 
 
 def _fixed_pseudo_labels(monkeypatch, prep, conf_value):

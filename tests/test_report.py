@@ -7,7 +7,7 @@ from tests.tiny import tiny_params
 from zerodiffpp.data.features import Prepared
 from zerodiffpp.nn.networks import build_feature_generator
 from zerodiffpp.evaluation.report import seen_probe_features
-from zerodiffpp.generators.synth import Synthesizer
+from zerodiffpp.generators.synth import KIND_FULL, Synthesizer
 
 
 def _prep(n_seen=4, per_class=15, att_dim=3, x_dim=6):
@@ -71,17 +71,27 @@ def test_the_seen_probe_uses_the_sampler_and_the_drg_it_is_given(sampler):
     assert not np.allclose(x, other)
 
 
-def test_synthesize_writes_no_seen_features_and_report_reads_the_trained_generator():
+def test_synthesize_writes_seen_features_only_when_asked_and_report_reads_the_trained_generator():
+    """synth.seen_per_class 0 (the paper): no generated seen feature; N: N per seen class after the
+    unseen ones, which are drawn from the same stream either way (the seen ones come after them)."""
     import yaml
     from tests.conftest import ROOT
     from zerodiffpp.pipeline import synthesize
     stages = yaml.safe_load(open(ROOT / "dvc.yaml"))["stages"]
     assert "models/generator" in stages["report"]["deps"] and "models/adapted" in stages["report"]["deps"]
     assert "report.seen_per_class" not in str(stages["synthesize"]) and "seen_per_class" in tiny_params()["report"]
+    assert "synth" in stages["synthesize"]["params"] and tiny_params()["synth"]["seen_per_class"] == 0
     prep = _prep()
-    p = {"method": "zerodiff", "synth": {"unseen_per_class": 3, "sampler": "one_step"}, "train": {"seen_ratio": 1.0}}
-    syn = synthesize.run(p, prep, _generator(0), None, {}, "cpu")
-    assert set(syn) == {"x", "y", "kind", "src"} and np.bincount(syn["y"]).tolist()[-2:] == [3, 3]
+    syns = {}
+    for seen in (0, 2):
+        p = {"method": "zerodiff", "synth": {"unseen_per_class": 3, "seen_per_class": seen, "sampler": "one_step"},
+             "train": {"seen_ratio": 1.0}}
+        torch.manual_seed(3)
+        syns[seen] = synthesize.run(p, prep, _generator(0), None, {}, "cpu")
+    assert set(syns[0]) == {"x", "y", "kind", "src"} and np.bincount(syns[0]["y"]).tolist() == [0, 0, 0, 0, 3, 3]
+    assert np.bincount(syns[2]["y"]).tolist() == [2, 2, 2, 2, 3, 3] and (syns[2]["kind"] == KIND_FULL).all()
+    np.testing.assert_array_equal(syns[2]["x"][:6], syns[0]["x"])  # the unseen features do not move
+    assert not np.allclose(syns[2]["x"][6:8], syns[2]["x"][8:10])  # each seen class its own condition
 
 
 def test_self_training_on_test_seen_is_flagged_and_comparability_is_stated():

@@ -31,9 +31,7 @@ def repo(tmp_path_factory):
     copy_repo(work)
     params = tiny_params(data={"name": "AWA2", "root": str(data)}, train={"threads": 1})
     params["synth"]["unseen_per_class"] = 10
-    for section in ("synth", "report"):  # seen_per_class lives in one of them, depending on the version
-        if "seen_per_class" in params[section]:
-            params[section]["seen_per_class"] = 10
+    params["report"]["seen_per_class"] = 10
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = dvc_env(tmp)
     for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "tiny"],

@@ -54,19 +54,23 @@ def diffgen_sources(pred: np.ndarray, conf: np.ndarray, kept: np.ndarray, per_fe
 
 
 def synthetic_set(synth: Synthesizer, prep, per_class: int, sampler: str, pseudo: dict | None = None,
-                  g: dict | None = None) -> dict:
+                  g: dict | None = None, seen_per_class: int = 0) -> dict:
     """The synthesize stage's output: `per_class` fully generated features for every unseen class
-    (kind KIND_FULL) and, with DiffGen's params `g` and the adapt stage's `pseudo` labels, the
-    partial syntheses of `diffgen_sources` under their pseudo-labels (kind KIND_PARTIAL), plus
-    their source positions in the pooled test set (`src`). One output array; batches are written
-    into it, never collected."""
+    and `seen_per_class` for every seen class (kind KIND_FULL) and, with DiffGen's params `g` and the
+    adapt stage's `pseudo` labels, the partial syntheses of `diffgen_sources` under their
+    pseudo-labels (kind KIND_PARTIAL), plus their source positions in the pooled test set (`src`).
+    One output array; batches are written into it, never collected."""
     src = np.zeros(0, np.int64)
     if g is not None:
         src = diffgen_sources(pseudo["pred"], pseudo["conf"], pseudo["kept"], g["per_feature"], g["max_per_class"],
                               prep.unseen if g["classes"] == "unseen" else None, pseudo.get("rank"))
-    n_full = len(prep.unseen) * per_class
+    n_unseen = len(prep.unseen) * per_class
+    n_full = n_unseen + len(prep.seen) * seen_per_class
     x = np.empty((n_full + len(src), prep.x_train.shape[1]), np.float32)
-    _, y_full = synth.full(prep.unseen, per_class, sampler, out=x[:n_full])
+    _, y_full = synth.full(prep.unseen, per_class, sampler, out=x[:n_unseen])
+    if seen_per_class:
+        _, y_seen = synth.full(prep.seen, seen_per_class, sampler, out=x[n_unseen:n_full])
+        y_full = np.concatenate([y_full, y_seen])
     if len(src):
         x_test, r_test = prep.test_features()
         partial_synthesis(synth, x_test[src], r_test[src] if synth.uses_r else None, pseudo["pred"][src],

@@ -64,13 +64,17 @@ def decoder_shares_unseen(probs: np.ndarray, classes: np.ndarray, unseen: np.nda
 
 def pseudo_label(synth: Synthesizer, prep, x_test: np.ndarray, p_tta: dict, p_synth: dict, p_clf: dict, device):
     """Steps a and b: (predicted class, confidence) for every pooled test feature. The provisional
-    classifier reads the same input view as the final GZSL classifier (classifier.features) and
+    classifier trains as the final GZSL classifier does (real seen features, generated unseen ones and
+    synth.seen_per_class generated seen ones), reads the same input view (classifier.features) and
     predicts with calibrated stacking p_clf['calibration'] (tta.calibration as resolved: a number, or
     in the validation pass a function of the classifier that chooses it); with tta.unseen_labels 'decoder'
     the attribute decoder ranks the unseen classes (`decoder_shares_unseen`). The confidence is the
     predicted class's probability."""
     view = InputView.from_generator(p_clf["features"], synth.checkpoint(), device)
     x_un, y_un = synth.full(prep.unseen, p_synth["unseen_per_class"], p_synth["sampler"])
+    if p_synth["seen_per_class"]:
+        x_sn, y_sn = synth.full(prep.seen, p_synth["seen_per_class"], p_synth["sampler"])
+        x_un, y_un = np.concatenate([x_un, x_sn]), np.concatenate([y_un, y_sn])
     clf = train_softmax(np.concatenate([prep.x_train, x_un]), np.concatenate([prep.y_train, y_un]),
                         prep.classes, p_clf["epochs"], p_clf["batch_size"], p_clf["lr"], device,
                         desc="adapt: provisional GZSL classifier", view=view)
