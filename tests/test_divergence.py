@@ -62,7 +62,7 @@ def test_nan_synthetic_features_stop_the_synthesize_step():
     _, _, _, att = _data()
     cfg = dict(kind="fclswgan", x_dim=10, att_dim=5, noise_dim=4, hidden=8)
     gen = build_feature_generator(cfg)
-    prep = SimpleNamespace(unseen=np.array([2, 3]), x_train=np.zeros((1, 10), np.float32))
+    prep = SimpleNamespace(seen=np.array([0, 1]), unseen=np.array([2, 3]), x_train=np.zeros((1, 10), np.float32))
     synth = Synthesizer({"config": cfg, "state": gen.state_dict()}, None, att, "cpu")
     assert np.isfinite(synthetic_set(synth, prep, 5, "progressive")["x"]).all()
     with torch.no_grad():
