@@ -103,3 +103,15 @@ def test_make_repro_checks_params_before_dvc_names_an_empty_data_root(tmp_path):
     assert out.returncode == 1 and "data.root must name the dataset's folder" in out.stderr
     recipe = (ROOT / "Makefile").read_text().split("\nrepro:", 1)[1].split("\n\n", 1)[0]
     assert recipe.index("python -m scripts.check_params") < recipe.index("dvc repro")
+
+
+@pytest.mark.parametrize("value, message", [(-1, r"expected a value in \[0, inf\], got -1"),
+                                            ({0.1: 2.5}, "expected an integer, got 2.5")])
+def test_seen_per_class_allows_zero_and_refuses_negative_or_fractional_counts(value, message):
+    """synth.seen_per_class 0 is the paper (no generated seen feature); a count below 0 or a fraction is refused
+    with the key's name, also per seen ratio."""
+    from zerodiffpp.runtime.params import SCHEMA, _check_value
+    _check_value(SCHEMA["synth"]["seen_per_class"], 0, "synth.seen_per_class")
+    _check_value(SCHEMA["synth"]["seen_per_class"], {1.0: 0, 0.1: 30}, "synth.seen_per_class")
+    with pytest.raises(ParamsError, match=r"synth.seen_per_class: " + message):
+        _check_value(SCHEMA["synth"]["seen_per_class"], value, "synth.seen_per_class")
