@@ -104,7 +104,7 @@ def _based_synth(tmp_path):
 
 def _unseen_base(synth, prep):
     G = synth.gen["G"]
-    return G.base_means(prep.att[prep.unseen]).detach().numpy()
+    return G.base_means(prep.att[prep.unseen]).numpy()
 
 
 def test_the_refit_is_the_ridge_map_of_seen_means_and_kept_pseudo_class_means(tmp_path):

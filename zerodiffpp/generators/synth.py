@@ -69,6 +69,21 @@ class Synthesizer:
                 x[i:i + len(a)] = self.reverse_chain(z, a, r, x_T, T).cpu().numpy()
         return x, y
 
+    def gzsl_set(self, unseen: np.ndarray, unseen_per_class: int, seen: np.ndarray, seen_per_class: int,
+                 sampler: str = "progressive", out: np.ndarray | None = None):
+        """The generated part of a GZSL classifier's training set (synth.unseen_per_class /
+        synth.seen_per_class): `unseen_per_class` features for each unseen class, then `seen_per_class`
+        for each seen class (0: none). The unseen ones are drawn first, so a seen count
+        does not move them."""
+        n_unseen = len(unseen) * unseen_per_class
+        n = n_unseen + len(seen) * seen_per_class
+        x = np.empty((n, self.cfg["x_dim"]), np.float32) if out is None else out
+        _, y_unseen = self.full(unseen, unseen_per_class, sampler, out=x[:n_unseen])
+        if not seen_per_class:
+            return x, y_unseen
+        _, y_seen = self.full(seen, seen_per_class, sampler, out=x[n_unseen:n])
+        return x, np.concatenate([y_unseen, y_seen])
+
     def checkpoint(self) -> dict:
         ckpt = {"config": self.cfg, "state": self.gen.state_dict()}
         if self.dec_ckpt is not None:

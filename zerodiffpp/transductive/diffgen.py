@@ -64,13 +64,9 @@ def synthetic_set(synth: Synthesizer, prep, per_class: int, sampler: str, pseudo
     if g is not None:
         src = diffgen_sources(pseudo["pred"], pseudo["conf"], pseudo["kept"], g["per_feature"], g["max_per_class"],
                               prep.unseen if g["classes"] == "unseen" else None, pseudo.get("rank"))
-    n_unseen = len(prep.unseen) * per_class
-    n_full = n_unseen + len(prep.seen) * seen_per_class
+    n_full = len(prep.unseen) * per_class + len(prep.seen) * seen_per_class
     x = np.empty((n_full + len(src), prep.x_train.shape[1]), np.float32)
-    _, y_full = synth.full(prep.unseen, per_class, sampler, out=x[:n_unseen])
-    if seen_per_class:
-        _, y_seen = synth.full(prep.seen, seen_per_class, sampler, out=x[n_unseen:n_full])
-        y_full = np.concatenate([y_full, y_seen])
+    _, y_full = synth.gzsl_set(prep.unseen, per_class, prep.seen, seen_per_class, sampler, out=x[:n_full])
     if len(src):
         x_test, r_test = prep.test_features()
         partial_synthesis(synth, x_test[src], r_test[src] if synth.uses_r else None, pseudo["pred"][src],

@@ -71,11 +71,9 @@ def pseudo_label(synth: Synthesizer, prep, x_test: np.ndarray, p_tta: dict, p_sy
     the attribute decoder ranks the unseen classes (`decoder_shares_unseen`). The confidence is the
     predicted class's probability."""
     view = InputView.from_generator(p_clf["features"], synth.checkpoint(), device)
-    x_un, y_un = synth.full(prep.unseen, p_synth["unseen_per_class"], p_synth["sampler"])
-    if p_synth["seen_per_class"]:
-        x_sn, y_sn = synth.full(prep.seen, p_synth["seen_per_class"], p_synth["sampler"])
-        x_un, y_un = np.concatenate([x_un, x_sn]), np.concatenate([y_un, y_sn])
-    clf = train_softmax(np.concatenate([prep.x_train, x_un]), np.concatenate([prep.y_train, y_un]),
+    x_gen, y_gen = synth.gzsl_set(prep.unseen, p_synth["unseen_per_class"], prep.seen, p_synth["seen_per_class"],
+                                  p_synth["sampler"])
+    clf = train_softmax(np.concatenate([prep.x_train, x_gen]), np.concatenate([prep.y_train, y_gen]),
                         prep.classes, p_clf["epochs"], p_clf["batch_size"], p_clf["lr"], device,
                         desc="adapt: provisional GZSL classifier", view=view)
     probs = clf.probabilities(x_test, device)
@@ -105,7 +103,7 @@ def refit_base(synth: Synthesizer, prep, x_test: np.ndarray, pred: np.ndarray, k
     if not g.prototype_base:
         raise ParamsError("tta.base_refit: the generator has no prototype base (train with gen.prototype_base: true)")
     to_unseen = kept[np.isin(pred[kept], prep.unseen)]
-    before = g.base_means(prep.att[prep.unseen]).detach().clone()
+    before = g.base_means(prep.att[prep.unseen])  # buffers: a new tensor, no graph
     g.set_prototypes(*prototype_map(np.concatenate([prep.x_train, x_test[to_unseen]]),
                                     np.concatenate([prep.y_train, pred[to_unseen]]), prep.att,
                                     "seen training classes and pseudo-labelled unseen ones"))
