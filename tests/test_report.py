@@ -8,6 +8,7 @@ from zerodiffpp.data.features import Prepared
 from zerodiffpp.nn.networks import build_feature_generator
 from zerodiffpp.evaluation.report import seen_probe_features
 from zerodiffpp.generators.synth import KIND_FULL, Synthesizer
+from zerodiffpp.nn.ridge import ridge_class_means
 
 
 def _prep(n_seen=4, per_class=15, att_dim=3, x_dim=6):
@@ -84,14 +85,19 @@ def test_synthesize_writes_seen_features_only_when_asked_and_report_reads_the_tr
     prep = _prep()
     syns = {}
     for seen in (0, 2):
-        p = {"method": "zerodiff", "synth": {"unseen_per_class": 3, "seen_per_class": seen, "sampler": "one_step"},
-             "train": {"seen_ratio": 1.0}}
+        p = {"method": "zerodiff", "synth": {"unseen_per_class": 3, "seen_per_class": seen, "sampler": "one_step",
+                                             "recentre": 0.0}, "train": {"seen_ratio": 1.0}}
         torch.manual_seed(3)
         syns[seen] = synthesize.run(p, prep, _generator(0), None, {}, "cpu")
     assert set(syns[0]) == {"x", "y", "kind", "src"} and np.bincount(syns[0]["y"]).tolist() == [0, 0, 0, 0, 3, 3]
     assert np.bincount(syns[2]["y"]).tolist() == [2, 2, 2, 2, 3, 3] and (syns[2]["kind"] == KIND_FULL).all()
     np.testing.assert_array_equal(syns[2]["x"][:6], syns[0]["x"])  # the unseen features do not move
     assert not np.allclose(syns[2]["x"][6:8], syns[2]["x"][8:10])  # each seen class its own condition
+    p["synth"]["recentre"] = 1.0  # synth.recentre reaches the stage's synthesis: every class mean on its target
+    x, y = synthesize.run(p, prep, _generator(0), None, {}, "cpu")["x"], syns[2]["y"]
+    targets = ridge_class_means(prep)
+    for c in np.unique(y):
+        np.testing.assert_allclose(x[y == c].mean(0), targets[c], atol=1e-5)
 
 
 def test_self_training_on_test_seen_is_flagged_and_comparability_is_stated():

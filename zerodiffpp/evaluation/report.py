@@ -327,6 +327,7 @@ def report_markdown(m: dict, params: dict, calib: dict | None = None, baselines:
         f"{k}={v}" for k, v in (("gen.epochs", params["gen"]["epochs"]), ("gen.hidden", params["gen"]["hidden"]),
                                 ("synth.unseen_per_class", params["synth"]["unseen_per_class"]),
                                 ("synth.seen_per_class", params["synth"]["seen_per_class"]),
+                                ("synth.recentre", params["synth"]["recentre"]),
                                 ("method", params["method"]),
                                 ("diffgen.start_step", params["diffgen"]["start_step"]),
                                 ("classifier.epochs", params["classifier"]["epochs"])))]

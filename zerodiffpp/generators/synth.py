@@ -9,6 +9,7 @@ import torch.nn as nn
 from zerodiffpp.nn import diffusion as dfn
 from zerodiffpp.generators.drg import load_drg, sample_r
 from zerodiffpp.nn.networks import build_feature_generator
+from zerodiffpp.nn.ridge import ridge_class_means
 from zerodiffpp.nn.training import to_tensor
 
 KIND_FULL, KIND_PARTIAL = 0, 1  # synthetic.npz's `kind`: fully generated, or partially synthesised by DiffGen
@@ -69,23 +70,37 @@ class Synthesizer:
                 x[i:i + len(a)] = self.reverse_chain(z, a, r, x_T, T).cpu().numpy()
         return x, y
 
-    def gzsl_set(self, unseen: np.ndarray, unseen_per_class: int, seen: np.ndarray, seen_per_class: int,
-                 sampler: str = "progressive", out: np.ndarray | None = None):
+    def gzsl_set(self, prep, unseen_per_class: int, seen_per_class: int, sampler: str = "progressive",
+                 out: np.ndarray | None = None, recentre: float = 0.0):
         """The generated part of a GZSL classifier's training set (synth.unseen_per_class /
-        synth.seen_per_class): `unseen_per_class` features for each unseen class, then `seen_per_class`
-        for each seen class (0: none). The unseen ones are drawn first, so a seen count
-        does not move them."""
-        n_unseen = len(unseen) * unseen_per_class
-        n = n_unseen + len(seen) * seen_per_class
+        synth.seen_per_class): `unseen_per_class` features for each of prep's unseen classes, then
+        `seen_per_class` for each seen class (0: none). The unseen ones are drawn first, so a seen count
+        does not move them. `recentre` (synth.recentre) moves each class's generated mean that fraction
+        of the way to the ridge regression's mean for it (`recentred`)."""
+        n_unseen = len(prep.unseen) * unseen_per_class
+        n = n_unseen + len(prep.seen) * seen_per_class
         x = np.empty((n, self.cfg["x_dim"]), np.float32) if out is None else out
-        _, y_unseen = self.full(unseen, unseen_per_class, sampler, out=x[:n_unseen])
-        if not seen_per_class:
-            return x, y_unseen
-        _, y_seen = self.full(seen, seen_per_class, sampler, out=x[n_unseen:n])
-        return x, np.concatenate([y_unseen, y_seen])
+        _, y = self.full(prep.unseen, unseen_per_class, sampler, out=x[:n_unseen])
+        if seen_per_class:
+            _, y_seen = self.full(prep.seen, seen_per_class, sampler, out=x[n_unseen:n])
+            y = np.concatenate([y, y_seen])
+        if recentre:
+            recentred(x, y, ridge_class_means(prep), recentre)
+        return x, y
 
     def checkpoint(self) -> dict:
         ckpt = {"config": self.cfg, "state": self.gen.state_dict()}
         if self.dec_ckpt is not None:
             ckpt["dec"] = self.dec_ckpt
         return ckpt
+
+
+def recentred(x: np.ndarray, y: np.ndarray, targets: np.ndarray, fraction: float) -> np.ndarray:
+    """synth.recentre (not in the paper): each class's rows of x shifted by `fraction` of (its target
+    mean - its mean), in place: 1 puts the class mean on targets[class], 0 leaves x as it is. The spread
+    around the mean is the generator's. Where seen data is scarce the generator's unseen means drift from
+    the ridge regression's (docs/method.md, "Recentred class means")."""
+    for c in np.unique(y):
+        rows = y == c
+        x[rows] += (fraction * (targets[c] - x[rows].mean(axis=0))).astype(x.dtype)
+    return x

@@ -55,3 +55,10 @@ def prototype_map(x, y, att, what: str = "the seen training classes") -> tuple:
     log.info("prototype base: ridge map fitted on %d classes (%s), penalty %g chosen on held-out ones of them",
              len(classes), what, alpha)
     return ridge_fit(att[classes], means, alpha)
+
+
+def ridge_class_means(prep) -> np.ndarray:
+    """Every class's mean (rows in prep.att's order) predicted by `prototype_map` of prep's seen
+    training classes: the means gen.prototype_base starts from, and synth.recentre's targets."""
+    w, b = prototype_map(prep.x_train, prep.y_train, prep.att, "the seen training classes; synth.recentre")
+    return b + prep.att @ w

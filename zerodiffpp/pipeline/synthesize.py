@@ -14,7 +14,7 @@ def run(p, prep: Prepared, adapted_ckpt: dict, drg_ckpt: dict, pseudo: dict, dev
     synth = Synthesizer(adapted_ckpt, drg_ckpt, prep.att, device)
     diffgen = methods.uses_diffgen(p["method"])
     syn = synthetic_set(synth, prep, p["synth"]["unseen_per_class"], p["synth"]["sampler"], pseudo,
-                        p["diffgen"] if diffgen else None, p["synth"]["seen_per_class"])
+                        p["diffgen"] if diffgen else None, p["synth"]["seen_per_class"], p["synth"]["recentre"])
     if diffgen:
         log.info("synthesize: %d partially synthesised features from step k=%d", len(syn["src"]),
                  p["diffgen"]["start_step"])

@@ -38,6 +38,7 @@ STR = ("str",)
 CALIBRATION = ("calibration",)
 COUNT = ("count", 1)  # a positive integer, or one per train.seen_ratio: {1.0: 5400, 0.3: 1800, 0.1: 600}
 COUNT_OR_ZERO = ("count", 0)  # the same, 0 allowed
+FRACTION_PER_RATIO = ("per_ratio", _num(0, 1))  # a number in [0, 1], or one per train.seen_ratio
 
 SCHEMA: dict[str, Any] = {
     "method": _choice(*METHODS),
@@ -81,7 +82,8 @@ SCHEMA: dict[str, Any] = {
     },
     "diagnostics": {"every": NONNEG_INT, "per_class": POS_INT, "ridge": POS},
     "checkpoint": {"every_epochs": NONNEG_INT, "every_minutes": POS, "keep": BOOL},
-    "synth": {"unseen_per_class": COUNT, "seen_per_class": COUNT_OR_ZERO, "sampler": _choice("one_step", "progressive")},
+    "synth": {"unseen_per_class": COUNT, "seen_per_class": COUNT_OR_ZERO, "recentre": FRACTION_PER_RATIO,
+              "sampler": _choice("one_step", "progressive")},
     "tta": {
         "rounds": POS_INT, "keep_fraction": _num(0, 1, lo_open=True), "min_confidence": _num(0, 1),
         "epochs": NONNEG_INT, "batch_size": POS_INT, "lr": POS, "anchor_weight": NONNEG,
@@ -106,6 +108,11 @@ def _check_value(spec, value, where: str):
         counts = value if isinstance(value, dict) else {1.0: value}
         for ratio, count in counts.items():
             _check_value(_num(spec[1], integer=True), count, where)
+            _check_value(_num(0, 1, lo_open=True), ratio, f"{where} (a train.seen_ratio key)")
+    elif kind == "per_ratio":
+        values = value if isinstance(value, dict) else {1.0: value}
+        for ratio, v in values.items():
+            _check_value(spec[1], v, where)
             _check_value(_num(0, 1, lo_open=True), ratio, f"{where} (a train.seen_ratio key)")
     elif kind == "calibration":
         values = value if isinstance(value, dict) else {1.0: value}
@@ -224,7 +231,8 @@ class StageParams(dict):
                        f"under stages.{self._stage}.params")
 
 
-PER_RATIO = ("gen.epochs", "fclswgan.epochs", "synth.unseen_per_class", "synth.seen_per_class", "classifier.batch_size",
+PER_RATIO = ("gen.epochs", "fclswgan.epochs", "synth.unseen_per_class", "synth.seen_per_class", "synth.recentre",
+             "classifier.batch_size",
              "classifier.calibration", "tta.calibration")  # keys that may be {seen ratio: value}
 
 

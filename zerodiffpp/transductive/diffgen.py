@@ -54,9 +54,9 @@ def diffgen_sources(pred: np.ndarray, conf: np.ndarray, kept: np.ndarray, per_fe
 
 
 def synthetic_set(synth: Synthesizer, prep, per_class: int, sampler: str, pseudo: dict | None = None,
-                  g: dict | None = None, seen_per_class: int = 0) -> dict:
+                  g: dict | None = None, seen_per_class: int = 0, recentre: float = 0.0) -> dict:
     """The synthesize stage's output: `per_class` fully generated features for every unseen class
-    and `seen_per_class` for every seen class (kind KIND_FULL) and, with DiffGen's params `g` and the
+    and `seen_per_class` for every seen class (kind KIND_FULL; `recentre`: Synthesizer.gzsl_set) and, with DiffGen's params `g` and the
     adapt stage's `pseudo` labels, the partial syntheses of `diffgen_sources` under their
     pseudo-labels (kind KIND_PARTIAL), plus their source positions in the pooled test set (`src`).
     One output array; batches are written into it, never collected."""
@@ -66,7 +66,7 @@ def synthetic_set(synth: Synthesizer, prep, per_class: int, sampler: str, pseudo
                               prep.unseen if g["classes"] == "unseen" else None, pseudo.get("rank"))
     n_full = len(prep.unseen) * per_class + len(prep.seen) * seen_per_class
     x = np.empty((n_full + len(src), prep.x_train.shape[1]), np.float32)
-    _, y_full = synth.gzsl_set(prep.unseen, per_class, prep.seen, seen_per_class, sampler, out=x[:n_full])
+    _, y_full = synth.gzsl_set(prep, per_class, seen_per_class, sampler, out=x[:n_full], recentre=recentre)
     if len(src):
         x_test, r_test = prep.test_features()
         partial_synthesis(synth, x_test[src], r_test[src] if synth.uses_r else None, pseudo["pred"][src],

@@ -71,8 +71,8 @@ def pseudo_label(synth: Synthesizer, prep, x_test: np.ndarray, p_tta: dict, p_sy
     the attribute decoder ranks the unseen classes (`decoder_shares_unseen`). The confidence is the
     predicted class's probability."""
     view = InputView.from_generator(p_clf["features"], synth.checkpoint(), device)
-    x_gen, y_gen = synth.gzsl_set(prep.unseen, p_synth["unseen_per_class"], prep.seen, p_synth["seen_per_class"],
-                                  p_synth["sampler"])
+    x_gen, y_gen = synth.gzsl_set(prep, p_synth["unseen_per_class"], p_synth["seen_per_class"], p_synth["sampler"],
+                                  recentre=p_synth["recentre"])
     clf = train_softmax(np.concatenate([prep.x_train, x_gen]), np.concatenate([prep.y_train, y_gen]),
                         prep.classes, p_clf["epochs"], p_clf["batch_size"], p_clf["lr"], device,
                         desc="adapt: provisional GZSL classifier", view=view)
