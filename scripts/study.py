@@ -25,7 +25,8 @@ Rows: one JSON line per method, seed, ratio, fold and variant, appended to --out
 refinement, the supervised ceiling, the nearest true mean).
 Prints (and writes beside --out as .md) means ± sample standard deviations over seeds and folds, and each
 variant against the base paired by fold and seed. `--calibration-from` a validation study's rows adds U,
-S, H at the calibration value chosen on them, and a table per seed: each row's own value against its seed's.
+S, H at the calibration value chosen on them, and a table per seed: each row's own value against its seed's
+(a test row pairs with the validation rows of the same settings, `set`, whatever their variants are named).
 Test-protocol runs are appended to results/test-log.jsonl.
 """
 from __future__ import annotations
@@ -258,12 +259,14 @@ def curve_at(row: dict, gamma: float) -> dict:
     raise KeyError(f"calibration {gamma} is not on the curve of {row['method']} seed {row['seed']}")
 
 
-def chosen_on_validation(val_rows: list[dict], method: str, ratio: float, variant: str = BASE) -> float | None:
+def chosen_on_validation(val_rows: list[dict], method: str, ratio: float, sets: dict | None = None) -> float | None:
     """Calibrated stacking's value as its authors choose it: the best mean validation H of `method` at
-    `ratio` and `variant`, from validation-protocol rows only; None if there are none."""
+    `ratio`, from validation-protocol rows only, at the same settings `sets` (a row's `set`: its study's
+    --set and variant changes, so a test run's --set pairs with a validation run's --variant of the same
+    changes, whatever either is named); None if there are none."""
     from zerodiffpp.evaluation.calibration import best
     rs = [r for r in val_rows if r.get("protocol") == "validation" and r["method"] == method
-          and np.isclose(r["seen_ratio"], ratio) and r["variant"] == variant and r.get("calibration_curve")]
+          and np.isclose(r["seen_ratio"], ratio) and r.get("set", {}) == (sets or {}) and r.get("calibration_curve")]
     if not rs:
         return None
     grid = [g for g, *_ in rs[0]["calibration_curve"]]
@@ -299,7 +302,7 @@ def table(rows: list[dict], val_rows: list[dict] | None = None) -> str:
                 f"{cell('gen_seen_acc')} | {cell(('nearest_generated_mean', 'linear'))} | "
                 f"{cell('calibration', 1.0, '{:.2f}')} | {cell('minutes', 1.0, '{:.0f}')} |")
         if val_rows is not None:
-            gamma = chosen_on_validation(val_rows, method, ratio, variant)
+            gamma = chosen_on_validation(val_rows, method, ratio, rs[0].get("set"))
             with_curve = [r for r in rs if r.get("calibration_curve")]
             if gamma is None or not with_curve:
                 line += " | | | |"
@@ -363,7 +366,7 @@ def per_seed_calibration(rows: list[dict], val_rows: list[dict]) -> str:
              "|---|---|---|---|---|---|---|---|"]
     for r in sorted(rows, key=lambda r: (-r["seen_ratio"], r["method"], r["variant"], r["seed"])):
         same_seed = [v for v in val_rows if v["seed"] == r["seed"]]
-        gamma = chosen_on_validation(same_seed, r["method"], r["seen_ratio"], r["variant"])
+        gamma = chosen_on_validation(same_seed, r["method"], r["seen_ratio"], r.get("set"))
         if gamma is None or not r.get("calibration_curve") or r.get("calibration") is None:
             continue
         own, val = curve_at(r, r["calibration"]), curve_at(r, gamma)

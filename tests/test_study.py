@@ -152,12 +152,12 @@ def test_the_panel_job_gives_one_row_per_simple_baseline(tmp_path, monkeypatch):
     assert [r["method"] for r in rows] == list(study.BASELINES) and len({r["params"] for r in rows}) == 1
 
 
-def curve_row(method, seed, ratio, protocol, peak, variant="base"):
+def curve_row(method, seed, ratio, protocol, peak, variant="base", sets=None):
     """A row whose H peaks at calibration `peak` (U rises, S falls with gamma, crossing there)."""
     grid = [round(0.02 * k, 2) for k in range(-50, 51)]
     curve = [[g, min(1.0, 0.5 + g - peak), min(1.0, 0.5 - g + peak), 0.0] for g in grid]
     curve = [[g, max(u, 0.0), max(s_, 0.0), 2 * max(u, 0) * max(s_, 0) / max(u + s_, 1e-9)] for g, u, s_, _ in curve]
-    return {"method": method, "seed": seed, "seen_ratio": ratio, "protocol": protocol, "set": {}, "fold": "",
+    return {"method": method, "seed": seed, "seen_ratio": ratio, "protocol": protocol, "set": sets or {}, "fold": "",
             "variant": variant, "T1": 0.5, "U": 0.1, "S": 0.9, "H": 0.18, "calibration": 0.0, "minutes": 1.0,
             "calibration_curve": curve}
 
@@ -165,12 +165,12 @@ def curve_row(method, seed, ratio, protocol, peak, variant="base"):
 def test_calibration_chosen_on_validation_rows_only_and_read_on_the_test_rows():
     val = [curve_row("zerodiff", 0, 0.3, "validation", 0.2), curve_row("zerodiff", 1, 0.3, "validation", 0.24),
            curve_row("zerodiff", 0, 0.3, "test", -0.5),  # a test row in the file: never chooses
-           curve_row("zerodiff", 0, 0.3, "validation", 0.8, "lr"),  # another variant: its own choice
+           curve_row("zerodiff", 0, 0.3, "validation", 0.8, "lr", {"gen.lr": 0.01}),  # other settings: their own choice
            curve_row("zerodiff", 0, 1.0, "validation", -0.3)]
     assert study.chosen_on_validation(val, "zerodiff", 0.3) == 0.22  # the mean validation H peaks between the seeds
     assert study.chosen_on_validation(val, "zerodiff", 1.0) == -0.3
     assert study.chosen_on_validation(val, "zerodiffpp", 0.3) is None
-    assert study.chosen_on_validation(val, "zerodiff", 0.3, "lr") == 0.8
+    assert study.chosen_on_validation(val, "zerodiff", 0.3, {"gen.lr": 0.01}) == 0.8
     test = [curve_row("zerodiff", 0, 0.3, "test", 0.1), curve_row("zerodiff", 1, 0.3, "test", 0.14)]
     with pytest.raises(KeyError, match="0.23"):
         study.curve_at(test[0], 0.23)
@@ -188,7 +188,7 @@ def test_calibration_chosen_on_validation_rows_only_and_read_on_the_test_rows():
 
 def test_each_rows_calibration_is_set_against_its_own_seeds_validation_value():
     val = [curve_row("zerodiff", 0, 0.3, "validation", 0.2), curve_row("zerodiff", 1, 0.3, "validation", 0.24),
-           curve_row("zerodiff", 2, 0.3, "validation", 0.9, "lr")]  # seed 2 has no base validation row
+           curve_row("zerodiff", 2, 0.3, "validation", 0.9, "lr", {"gen.lr": 0.01})]  # seed 2: none at these settings
     test = [dict(curve_row("zerodiff", s, 0.3, "test", peak), calibration=peak) for s, peak in ((0, 0.1), (1, 0.14), (2, 0.0))]
     lines = study.per_seed_calibration(test, val).splitlines()[2:]
     # seed 0: its own value 0.10 gives U 0.5, H 0.5; its seed's validation value 0.20 (not the pooled 0.22)
@@ -196,6 +196,19 @@ def test_each_rows_calibration_is_set_against_its_own_seeds_validation_value():
     assert lines == ["| zerodiff | 0.3 | 0 | base | +0.10, 50.0, 50.0 | +0.20, 60.0, 48.0 | +4 % | 0.83 |",
                      "| zerodiff | 0.3 | 1 | base | +0.14, 50.0, 50.0 | +0.24, 60.0, 48.0 | +4 % | 0.83 |"]
     assert "Calibration per seed" in study.summary(test, val) and "Calibration per seed" not in study.summary(test)
+
+
+def test_a_test_run_with_set_pairs_with_the_validation_variant_of_the_same_settings():
+    """A test run made once with --set X pairs with the validation study's --variant NAME X rows, by
+    their settings, not by their variants' names (and never with the base rows of other settings)."""
+    x = {"synth.seen_per_class": 30}
+    val = [curve_row("zerodiff", 0, 0.1, "validation", -0.4),  # the base: other settings
+           curve_row("zerodiff", 0, 0.1, "validation", 0.1, "seen30", x)]
+    test = [dict(curve_row("zerodiff", 0, 0.1, "test", 0.1, sets=x), calibration=0.1)]
+    assert study.chosen_on_validation(val, "zerodiff", 0.1, x) == 0.1
+    assert study.per_seed_calibration(test, val).splitlines()[2] == \
+        "| zerodiff | 0.1 | 0 | base | +0.10, 50.0, 50.0 | +0.10, 50.0, 50.0 | +0 % | 1.00 |"
+    assert study.table(test, val).splitlines()[-1].endswith("| 0.10 | 50.0 | 50.0 | 50.0 |")
 
 
 def test_the_summary_pairs_each_variant_with_its_base_by_fold_and_seed():
