@@ -24,7 +24,7 @@ Rows: one JSON line per method, seed, ratio, fold and variant, appended to --out
 `--methods panel` adds the simple baselines (ESZSL, ridge prototype regression and its transductive k-means
 refinement, the supervised ceiling, the nearest true mean).
 Prints (and writes beside --out as .md) means ± sample standard deviations over seeds and folds, and each
-variant against the base paired by fold and seed. `--calibration-from` a validation study's rows adds U,
+variant against the base paired by fold and seed. `--calibration-from` validation studies' rows (files) adds U,
 S, H at the calibration value chosen on them, and a table per seed: each row's own value against its seed's
 (a test row pairs with the validation rows of the same settings, `set`, whatever their variants are named).
 Test-protocol runs are appended to results/test-log.jsonl.
@@ -362,7 +362,7 @@ def per_seed_calibration(rows: list[dict], val_rows: list[dict]) -> str:
     """Each row's calibration value (the pipeline's, `auto`) against the value its own seed's validation
     row chooses, both read on the row's curve: value, U, H at each, H relative and U ratio (issue 37's
     condition is per seed). Rows without a curve or a same-seed validation row are left out."""
-    lines = ["| method | seen ratio | seed | variant | own value, U, H | seed's validation value, U, H | H, relative | U ratio |",
+    lines = ["| method | seen ratio | seed | settings | own value, U, H | seed's validation value, U, H | H, relative | U ratio |",
              "|---|---|---|---|---|---|---|---|"]
     for r in sorted(rows, key=lambda r: (-r["seen_ratio"], r["method"], r["variant"], r["seed"])):
         same_seed = [v for v in val_rows if v["seed"] == r["seed"]]
@@ -372,7 +372,8 @@ def per_seed_calibration(rows: list[dict], val_rows: list[dict]) -> str:
         own, val = curve_at(r, r["calibration"]), curve_at(r, gamma)
         rel = f"{100 * (own['H'] / val['H'] - 1):+.0f} %" if val["H"] else ""
         ratio = f"{own['U'] / val['U']:.2f}" if val["U"] else ""
-        lines.append(f"| {r['method']} | {r['seen_ratio']} | {r['seed']} | {r['variant']} | {r['calibration']:+.2f}, "
+        settings = ", ".join(f"{k}={v}" for k, v in (r.get("set") or {}).items()) or "the study's params"
+        lines.append(f"| {r['method']} | {r['seen_ratio']} | {r['seed']} | {settings} | {r['calibration']:+.2f}, "
                      f"{100 * own['U']:.1f}, {100 * own['H']:.1f} | {gamma:+.2f}, {100 * val['U']:.1f}, "
                      f"{100 * val['H']:.1f} | {rel} | {ratio} |")
     return "\n".join(lines) if len(lines) > 2 else ""
@@ -407,7 +408,7 @@ def main(argv=None):
     ap.add_argument("--variant", dest="variants", nargs="+", action="append", default=[], metavar="NAME KEY=VALUE")
     ap.add_argument("--jobs", type=int, default=1, help="worker processes, one thread each")
     ap.add_argument("--out", type=Path, default=Path("runs/study/rows.jsonl"))
-    ap.add_argument("--calibration-from", type=Path, default=None, metavar="VALIDATION.jsonl")
+    ap.add_argument("--calibration-from", nargs="+", type=Path, default=None, metavar="VALIDATION.jsonl")
     ap.add_argument("--compare", type=Path, default=None, metavar="COMMITTED.jsonl",
                     help="after the run, set each row beside the committed row of the same point (method, seed, ratio, "
                          "protocol, fold, variant); exit 1 unless every such row agrees")
@@ -416,9 +417,10 @@ def main(argv=None):
     a = ap.parse_args(argv)
     val_rows = None
     if a.calibration_from is not None:
-        if not a.calibration_from.exists():
-            raise SystemExit(f"--calibration-from {a.calibration_from}: not found")
-        val_rows = load_rows(a.calibration_from)
+        for f in a.calibration_from:
+            if not f.exists():
+                raise SystemExit(f"--calibration-from {f}: not found")
+        val_rows = [r for f in a.calibration_from for r in load_rows(f)]
     if a.show:
         rows = [r for f in a.show for r in load_rows(f)]
         print(summary(rows, val_rows))

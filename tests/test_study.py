@@ -193,8 +193,8 @@ def test_each_rows_calibration_is_set_against_its_own_seeds_validation_value():
     lines = study.per_seed_calibration(test, val).splitlines()[2:]
     # seed 0: its own value 0.10 gives U 0.5, H 0.5; its seed's validation value 0.20 (not the pooled 0.22)
     # gives U 0.6, S 0.4, H 0.48 on the test row's curve: H +4 %, U ratio 0.83
-    assert lines == ["| zerodiff | 0.3 | 0 | base | +0.10, 50.0, 50.0 | +0.20, 60.0, 48.0 | +4 % | 0.83 |",
-                     "| zerodiff | 0.3 | 1 | base | +0.14, 50.0, 50.0 | +0.24, 60.0, 48.0 | +4 % | 0.83 |"]
+    assert lines == ["| zerodiff | 0.3 | 0 | the study's params | +0.10, 50.0, 50.0 | +0.20, 60.0, 48.0 | +4 % | 0.83 |",
+                     "| zerodiff | 0.3 | 1 | the study's params | +0.14, 50.0, 50.0 | +0.24, 60.0, 48.0 | +4 % | 0.83 |"]
     assert "Calibration per seed" in study.summary(test, val) and "Calibration per seed" not in study.summary(test)
 
 
@@ -207,7 +207,7 @@ def test_a_test_run_with_set_pairs_with_the_validation_variant_of_the_same_setti
     test = [dict(curve_row("zerodiff", 0, 0.1, "test", 0.1, sets=x), calibration=0.1)]
     assert study.chosen_on_validation(val, "zerodiff", 0.1, x) == 0.1
     assert study.per_seed_calibration(test, val).splitlines()[2] == \
-        "| zerodiff | 0.1 | 0 | base | +0.10, 50.0, 50.0 | +0.10, 50.0, 50.0 | +0 % | 1.00 |"
+        "| zerodiff | 0.1 | 0 | synth.seen_per_class=30 | +0.10, 50.0, 50.0 | +0.10, 50.0, 50.0 | +0 % | 1.00 |"
     assert study.table(test, val).splitlines()[-1].endswith("| 0.10 | 50.0 | 50.0 | 50.0 |")
 
 
