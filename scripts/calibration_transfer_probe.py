@@ -58,7 +58,8 @@ def probabilities(q: dict, prep, drg: dict, gen: dict, seed_offset: int, balance
         setup(q["train"], seed_offset + classify.SEED_OFFSET)
         c = q["classifier"]
         clf = train_softmax(np.concatenate(xs), np.concatenate(ys), prep.classes, c["epochs"], c["batch_size"],
-                            c["lr"], device, desc="balanced GZSL classifier", view=view)
+                            c["lr"], device, desc="balanced GZSL classifier", view=view,
+                            normalise=c["normalise"])
     else:
         clf = load_classifier(out["states"]["gzsl"], prep.x_train.shape[1], device, view)
     return dict(ps=clf.probabilities(prep.x_test_seen, device), ys=prep.y_test_seen,

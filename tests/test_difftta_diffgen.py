@@ -315,6 +315,25 @@ def test_no_stage_builds_the_classifier_view_of_a_whole_set(trained, monkeypatch
     assert states["view"] == "VS" and len(preds["gzsl_test_unseen"]) == len(prep.y_test_unseen)
 
 
+@pytest.mark.parametrize("normalise", [False, True])
+def test_classifier_normalise_reaches_every_classifier_of_classify_and_adapt(trained, monkeypatch, normalise):
+    """classifier.normalise reaches DiffTTA's provisional classifier and classify's GZSL and ZSL ones:
+    their states hold a centre exactly when it is on."""
+    from zerodiffpp.pipeline import classify
+    from zerodiffpp.transductive import difftta
+    prep, p, gen, drg = trained
+    seen, real_train = [], difftta.train_softmax
+    monkeypatch.setattr(difftta, "train_softmax",
+                        lambda *a, **kw: seen.append(kw["normalise"]) or real_train(*a, **kw))
+    _pseudo_label(trained, clf={"normalise": normalise})
+    assert seen == [normalise]
+    p = dict(p, classifier={**p["classifier"], "normalise": normalise})
+    syn = {"x": np.concatenate([prep.x_train[:40], prep.x_test_unseen[:30]]),  # stands in for a synthetic set
+           "y": np.concatenate([prep.y_train[:40], prep.y_test_unseen[:30]])}
+    states, _, _ = classify.run(p, prep, syn, _synth(trained).checkpoint(), 0.0, "cpu")
+    assert [("centre" in states[k]["state"]) for k in ("gzsl", "zsl")] == [normalise, normalise]
+
+
 def test_the_synthetic_set_honours_its_settings_and_types(trained):
     """synthetic_set as the stage runs it: float32 features and int64 labels and sources; no partial row
     without sources; the sampler reaches full synthesis; diffgen.classes 'unseen' drops seen

@@ -120,6 +120,25 @@ def test_same_predictions_as_the_pipeline_with_its_calibration(toy):
                for r in rows)  # the seen classes rank after every unseen one
 
 
+def test_a_normalised_classifier_predicts_with_its_saved_centre(toy):
+    """classifier.normalise: load_model rebuilds the layer with the centre of the saved state, so predict
+    gives the trained classifier's probabilities (a layer rebuilt without it would read the raw view)."""
+    from zerodiffpp.nn.classifier import train_softmax
+    model_dir, _, _, tmp = toy
+    fs = FeatureSet.load(model_dir / paths.FEATURES)
+    ckpt = files.load_torch(model_dir / paths.CLASSIFIERS)
+    model = predict.load_model(model_dir)
+    x = model.scaler(fs.x).astype(np.float32)
+    torch.manual_seed(0)
+    clf = train_softmax(x, fs.labels, model.classes, 2, 64, 0.01, "cpu", view=model.view, normalise=True)
+    ckpt["gzsl"] = clf.state()
+    normalised = _copy(model_dir, tmp / "normalised")
+    files.save_torch(normalised / paths.CLASSIFIERS, ckpt)
+    again = predict.load_model(normalised)
+    assert again.net.normalise
+    np.testing.assert_allclose(again.probabilities(fs.x), clf.probabilities(x, "cpu"), rtol=1e-5, atol=1e-6)
+
+
 def test_refuses_features_of_another_width_or_extractor(toy):
     model_dir, x, _, tmp = toy
     np.savez(tmp / "narrow.npz", x=x[:, :20])

@@ -88,7 +88,7 @@ def load_model(model_dir: Path | str = ".", device="cpu") -> Model:
         raise DataError(f"input view: the classifier reads view {ckpt['view']!r} but {root / paths.ADAPTED_GENERATOR} "
                         f"gives {view.name!r} (no attribute decoder); rerun dvc repro")
     in_dim = view(np.zeros((1, x_dim), np.float32)).shape[1]
-    net = LinearClassifier(in_dim, len(classes)).to(device)
+    net = LinearClassifier(in_dim, len(classes), "centre" in ckpt["gzsl"]["state"]).to(device)
     try:
         net.load_state_dict(ckpt["gzsl"]["state"])
     except RuntimeError:

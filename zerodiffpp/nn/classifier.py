@@ -124,14 +124,28 @@ def calibrated(probs: np.ndarray, classes: np.ndarray, seen: np.ndarray, calibra
     return probs - calibration * np.isin(classes, seen).astype(probs.dtype)
 
 
+@torch.no_grad()
+def view_mean(xt: torch.Tensor, view: InputView, batch: int = 8192) -> torch.Tensor:
+    """The mean of `view` over the rows of xt, per batch (the whole view never exists at once)."""
+    total = sum(view.embed(xt[i:i + batch]).double().sum(0) for i in range(0, len(xt), batch))
+    return (total / len(xt)).float()
+
+
 def train_softmax(x: np.ndarray, y: np.ndarray, classes: np.ndarray, epochs: int, batch_size: int, lr: float,
-                  device, desc: str | None = None, view: InputView | None = None) -> SoftmaxClassifier:
+                  device, desc: str | None = None, view: InputView | None = None,
+                  normalise: bool = False) -> SoftmaxClassifier:
     """Adam (betas 0.5, 0.999), cross-entropy, epoch-wise shuffling drawn from torch's global seed.
     No early stopping and no model selection: the last epoch is the model. `x` are raw features; the
-    classifier reads `view` of them (None: x itself), computed per batch on the device."""
+    classifier reads `view` of them (None: x itself), computed per batch on the device. `normalise`
+    (classifier.normalise): the layer reads the view centred on its mean over this training set and
+    scaled to unit length, so a class is told by the direction of a feature from that centre, not by
+    its length (docs/method.md)."""
     classes, view = np.asarray(classes), view or InputView("V")
-    clf = SoftmaxClassifier(LinearClassifier(view.dim(x.shape[1]), len(classes)).to(device), classes, view)
+    net = LinearClassifier(view.dim(x.shape[1]), len(classes), normalise).to(device)
+    clf = SoftmaxClassifier(net, classes, view)
     xt = to_tensor(x, device)
+    if normalise:
+        net.centre.copy_(view_mean(xt, view))
     yt = clf.positions(to_tensor(y, device, torch.long))
     opt = adam(clf.net.parameters(), lr)
     curve = Curve()
@@ -155,6 +169,6 @@ def train_softmax(x: np.ndarray, y: np.ndarray, classes: np.ndarray, epochs: int
 def load_classifier(ckpt: dict, x_dim: int, device, view: InputView | None = None) -> SoftmaxClassifier:
     """A classifier of `state()` over x_dim-wide raw features, reading `view` of them (None: x)."""
     view = view or InputView("V")
-    net = LinearClassifier(view.dim(x_dim), len(ckpt["classes"])).to(device)
+    net = LinearClassifier(view.dim(x_dim), len(ckpt["classes"]), "centre" in ckpt["state"]).to(device)
     net.load_state_dict(ckpt["state"])
     return SoftmaxClassifier(net.eval(), ckpt["classes"], view)

@@ -228,12 +228,23 @@ class CondGenerator(nn.Module):
 
 
 class LinearClassifier(nn.Module):
-    def __init__(self, in_dim, n_classes):
+    """A linear layer; with `normalise`, over (x - centre) / ||x - centre|| (classifier.normalise), the
+    centre a buffer (saved in the state dict) that the trainer sets to its training inputs' mean."""
+
+    def __init__(self, in_dim, n_classes, normalise: bool = False):
         super().__init__()
         self.fc = nn.Linear(in_dim, n_classes)
+        if normalise:
+            self.register_buffer("centre", torch.zeros(in_dim))
         init_weights(self)
 
+    @property
+    def normalise(self) -> bool:
+        return hasattr(self, "centre")
+
     def forward(self, x):
+        if self.normalise:
+            x = F.normalize(x - self.centre, dim=1)
         return self.fc(x)
 
 

@@ -94,7 +94,7 @@ SCHEMA: dict[str, Any] = {
     "diffgen": {"start_step": POS_INT, "per_feature": POS_INT, "max_per_class": POS_INT,
                 "classes": _choice("all", "unseen")},
     "classifier": {"epochs": POS_INT, "batch_size": COUNT, "lr": POS, "features": _choice("V", "VS", "S"),
-                   "calibration": CALIBRATION, "calibration_holdout": _num(0, 1, lo_open=True)},
+                   "normalise": BOOL, "calibration": CALIBRATION, "calibration_holdout": _num(0, 1, lo_open=True)},
     "report": {"oracle_folds": _num(2, integer=True), "probe_epochs": POS_INT, "seen_per_class": POS_INT},
 }
 

@@ -75,7 +75,7 @@ def pseudo_label(synth: Synthesizer, prep, x_test: np.ndarray, p_tta: dict, p_sy
                                   recentre=p_synth["recentre"])
     clf = train_softmax(np.concatenate([prep.x_train, x_gen]), np.concatenate([prep.y_train, y_gen]),
                         prep.classes, p_clf["epochs"], p_clf["batch_size"], p_clf["lr"], device,
-                        desc="adapt: provisional GZSL classifier", view=view)
+                        desc="adapt: provisional GZSL classifier", view=view, normalise=p_clf["normalise"])
     probs = clf.probabilities(x_test, device)
     gamma = p_clf["calibration"]
     if callable(gamma):  # the validation pass chooses it on its own split's curve (pipeline/validation.py)
