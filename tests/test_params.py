@@ -115,3 +115,21 @@ def test_seen_per_class_allows_zero_and_refuses_negative_or_fractional_counts(va
     _check_value(SCHEMA["synth"]["seen_per_class"], {1.0: 0, 0.1: 30}, "synth.seen_per_class")
     with pytest.raises(ParamsError, match=r"synth.seen_per_class: " + message):
         _check_value(SCHEMA["synth"]["seen_per_class"], value, "synth.seen_per_class")
+
+
+def test_classifier_normalise_is_a_boolean_or_one_per_seen_ratio():
+    """classifier.normalise: true / false, or one per train.seen_ratio, resolved by for_ratio; a number or
+    a string is refused, naming the key."""
+    from zerodiffpp.runtime.params import SCHEMA, _check_value, for_ratio
+    spec = SCHEMA["classifier"]["normalise"]
+    for ok in (True, False, {1.0: False, 0.3: True, 0.1: True}):
+        _check_value(spec, ok, "classifier.normalise")
+    for bad in (1, "true", {0.3: 1}):
+        with pytest.raises(ParamsError, match="classifier.normalise: expected true or false"):
+            _check_value(spec, bad, "classifier.normalise")
+    params = load_params(ROOT / "params.yaml")
+    params["classifier"]["normalise"] = {1.0: False, 0.3: True, 0.1: True}
+    params["train"]["seen_ratio"] = 0.3
+    assert for_ratio(params)["classifier"]["normalise"] is True
+    params["train"]["seen_ratio"] = 1.0
+    assert for_ratio(params)["classifier"]["normalise"] is False

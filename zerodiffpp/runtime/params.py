@@ -39,6 +39,7 @@ CALIBRATION = ("calibration",)
 COUNT = ("count", 1)  # a positive integer, or one per train.seen_ratio: {1.0: 5400, 0.3: 1800, 0.1: 600}
 COUNT_OR_ZERO = ("count", 0)  # the same, 0 allowed
 FRACTION_PER_RATIO = ("per_ratio", _num(0, 1))  # a number in [0, 1], or one per train.seen_ratio
+BOOL_PER_RATIO = ("per_ratio", BOOL)  # true or false, or one per train.seen_ratio
 
 SCHEMA: dict[str, Any] = {
     "method": _choice(*METHODS),
@@ -94,7 +95,7 @@ SCHEMA: dict[str, Any] = {
     "diffgen": {"start_step": POS_INT, "per_feature": POS_INT, "max_per_class": POS_INT,
                 "classes": _choice("all", "unseen")},
     "classifier": {"epochs": POS_INT, "batch_size": COUNT, "lr": POS, "features": _choice("V", "VS", "S"),
-                   "normalise": BOOL, "calibration": CALIBRATION, "calibration_holdout": _num(0, 1, lo_open=True)},
+                   "normalise": BOOL_PER_RATIO, "calibration": CALIBRATION, "calibration_holdout": _num(0, 1, lo_open=True)},
     "report": {"oracle_folds": _num(2, integer=True), "probe_epochs": POS_INT, "seen_per_class": POS_INT},
 }
 
@@ -232,7 +233,7 @@ class StageParams(dict):
 
 
 PER_RATIO = ("gen.epochs", "fclswgan.epochs", "synth.unseen_per_class", "synth.seen_per_class", "synth.recentre",
-             "classifier.batch_size",
+             "classifier.batch_size", "classifier.normalise",
              "classifier.calibration", "tta.calibration")  # keys that may be {seen ratio: value}
 
 
