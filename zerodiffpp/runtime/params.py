@@ -36,10 +36,10 @@ STR = ("str",)
 # 'auto' (chosen on held-out seen classes) or a number in [-1, 1], or one per train.seen_ratio (values
 # chosen on validation classes: scripts/study.py --protocol validation)
 CALIBRATION = ("calibration",)
-COUNT = ("count", 1)  # a positive integer, or one per train.seen_ratio: {1.0: 5400, 0.3: 1800, 0.1: 600}
-COUNT_OR_ZERO = ("count", 0)  # the same, 0 allowed
 FRACTION_PER_RATIO = ("per_ratio", _num(0, 1))  # a number in [0, 1], or one per train.seen_ratio
 BOOL_PER_RATIO = ("per_ratio", BOOL)  # true or false, or one per train.seen_ratio
+COUNT = ("per_ratio", POS_INT)  # a positive integer, or one per train.seen_ratio: {1.0: 5400, 0.3: 1800, 0.1: 600}
+COUNT_OR_ZERO = ("per_ratio", NONNEG_INT)  # the same, 0 allowed
 
 SCHEMA: dict[str, Any] = {
     "method": _choice(*METHODS),
@@ -105,11 +105,6 @@ def _check_value(spec, value, where: str):
     if kind == "choice":
         if value not in spec[1]:
             raise ParamsError(f"{where}: expected one of {list(spec[1])}, got {value!r}")
-    elif kind == "count":
-        counts = value if isinstance(value, dict) else {1.0: value}
-        for ratio, count in counts.items():
-            _check_value(_num(spec[1], integer=True), count, where)
-            _check_value(_num(0, 1, lo_open=True), ratio, f"{where} (a train.seen_ratio key)")
     elif kind == "per_ratio":
         values = value if isinstance(value, dict) else {1.0: value}
         for ratio, v in values.items():
