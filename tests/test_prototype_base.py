@@ -20,13 +20,44 @@ def reload(ckpt: dict):
     return gen
 
 
-def test_the_penalty_follows_how_linear_the_class_means_are():
+def _toy_classes(rng, n_classes=40, noise=0.05, sizes=(3, 9)):
+    att = rng.random((n_classes, 6))
+    means = att @ rng.normal(size=(6, 5)) + 0.3
+    y = np.concatenate([np.full(rng.integers(*sizes), c) for c in range(n_classes)])  # classes of unequal size
+    return att, means, y, means[y] + noise * rng.normal(size=(len(y), 5))
+
+
+def test_the_penalty_is_the_best_at_classifying_held_out_classes_images():
+    """held_out_class_accuracy against a loop written out: seeded folds of the classes, the ridge map of
+    the other classes' means, each image of a fold to its nearest predicted mean among the fold's classes,
+    mean per-class accuracy per fold, folds averaged; the penalty is its arg-max (ties: the smaller)."""
     rng = np.random.default_rng(0)
-    att = rng.random((40, 6))
-    linear = att @ rng.normal(size=(6, 5)) + 0.3
-    assert ridge.alpha_by_held_out_classes(att, linear) == min(ridge.ALPHAS)  # exact: no shrinkage wanted
-    unrelated = rng.normal(size=(40, 5))
-    assert ridge.alpha_by_held_out_classes(att, unrelated) == max(ridge.ALPHAS)  # noise: shrink to the mean
+    att, means, y, x = _toy_classes(rng, noise=1.0)
+    x = x + 2.0 * rng.normal(size=(40, 5))[y]  # class-level residual: the attributes do not give the means
+    got = ridge.held_out_class_accuracy(x, y, att)
+    classes = np.arange(40)
+    parts = np.array_split(np.random.default_rng(0).permutation(40), 5)
+    for a in ridge.ALPHAS:
+        fold_scores = []
+        for part in parts:
+            rest = np.setdiff1d(classes, part)
+            fit_means = np.stack([x[y == c].mean(0) for c in rest])
+            pred = ridge.ridge_means(att[rest], fit_means, att[part], a)
+            accs = []
+            for c in part:
+                d = ((x[y == c][:, None, :] - pred[None]) ** 2).sum(-1)
+                accs.append(np.mean(part[d.argmin(1)] == c))
+            fold_scores.append(np.mean(accs))
+        assert got[a] == pytest.approx(np.mean(fold_scores)), a
+    assert len(set(got.values())) > 2  # the penalties do differ here
+    best = ridge.alpha_by_held_out_classes(x, y, att)
+    assert got[best] == max(got.values()) and best == min(a for a in got if got[a] == max(got.values()))
+
+
+def test_linear_means_want_no_shrinkage():
+    rng = np.random.default_rng(0)
+    att, _, y, x = _toy_classes(rng, noise=0.01)
+    assert ridge.alpha_by_held_out_classes(x, y, att) == min(ridge.ALPHAS)  # exact: no shrinkage wanted
 
 
 def test_ridge_fit_and_ridge_means_agree():
@@ -44,7 +75,7 @@ def test_the_trainer_fits_the_base_on_the_seen_class_means_only(tmp_path):
     G = t.gen["G"]
     seen = np.unique(prep.y_train)
     means = ridge.class_means(prep.x_train, prep.y_train, seen)
-    alpha = ridge.alpha_by_held_out_classes(prep.att[seen], means)
+    alpha = ridge.alpha_by_held_out_classes(prep.x_train, prep.y_train, prep.att)
     expected = ridge.ridge_means(prep.att[seen], means, prep.att, alpha)  # every class, the unseen ones predicted
     got = G.base_means(prep.att).numpy()
     assert np.allclose(got, expected, atol=1e-5)
@@ -123,7 +154,7 @@ def test_the_refit_is_the_ridge_map_of_seen_means_and_kept_pseudo_class_means(tm
     x_fit, y_fit = np.concatenate([prep.x_train, x_test[un]]), np.concatenate([prep.y_train, pred[un]])
     classes = np.unique(y_fit)
     means = ridge.class_means(x_fit, y_fit, classes)
-    alpha = ridge.alpha_by_held_out_classes(prep.att[classes], means)
+    alpha = ridge.alpha_by_held_out_classes(x_fit, y_fit, prep.att)
     expected = ridge.ridge_means(prep.att[classes], means, prep.att[prep.unseen], alpha)
     np.testing.assert_allclose(_unseen_base(synth, prep), expected, atol=1e-4)
     near = np.linalg.norm(_unseen_base(synth, prep) - true_means, axis=1).mean()

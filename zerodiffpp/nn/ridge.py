@@ -32,17 +32,43 @@ def ridge_means(att_fit: np.ndarray, means_fit: np.ndarray, att_new: np.ndarray,
     return b + att_new @ w
 
 
-def alpha_by_held_out_classes(att: np.ndarray, means: np.ndarray, alphas=ALPHAS, folds: int = 5,
+def held_out_class_accuracy(x: np.ndarray, y: np.ndarray, att: np.ndarray, alphas=ALPHAS, folds: int = 5,
+                            seed: int = 0) -> dict[float, float]:
+    """For each penalty: how well the predicted means of held-out training classes classify those classes'
+    own images. The classes of y are split into `folds` seeded folds; for each fold, the ridge map of the
+    other classes' means predicts the fold's means, each image of the fold's classes goes to the nearest
+    predicted mean among them (Euclidean), and the fold scores its mean per-class accuracy; the folds'
+    scores are averaged (at least two classes in a fold). att: every class's attributes, indexed by class id."""
+    classes = np.unique(y)
+    means = class_means(x, y, classes)
+    order = np.random.default_rng(seed).permutation(len(classes))
+    parts = np.array_split(order, max(2, min(folds, len(classes) // 2)))  # two classes or more in a fold
+    out = {}
+    for a in alphas:
+        scores = []
+        for part in parts:
+            rest = np.setdiff1d(np.arange(len(classes)), part)
+            pred = ridge_means(att[classes[rest]], means[rest], att[classes[part]], a)
+            rows = np.isin(y, classes[part])
+            # argmin ||x - m||^2 = argmax 2 x.m - ||m||^2 (the ||x||^2 term is the same for every mean)
+            nearest = classes[part][(2 * x[rows] @ pred.T - (pred ** 2).sum(1)).argmax(1)]
+            truth = y[rows]
+            scores.append(np.mean([(nearest[truth == c] == c).mean() for c in classes[part]]))
+        out[float(a)] = float(np.mean(scores))
+    return out
+
+
+def alpha_by_held_out_classes(x: np.ndarray, y: np.ndarray, att: np.ndarray, alphas=ALPHAS, folds: int = 5,
                               seed: int = 0) -> float:
-    """The penalty whose predictions of held-out classes' means err least (squared error, `folds`
-    seeded folds of the classes): chosen on the training classes alone, as unseen classes are unseen."""
-    order = np.random.default_rng(seed).permutation(len(att))
-    parts = [p for p in np.array_split(order, min(folds, len(att))) if len(p)]
-    if len(parts) < 2:
+    """The penalty whose predicted means of held-out training classes classify their images best
+    (`held_out_class_accuracy`; ties: the smaller penalty): chosen on the training classes alone, as
+    unseen classes are unseen, and for what the means are for. (The squared error of the predicted
+    means, the earlier criterion, prefers more shrinkage: on the CUB fixture it chose 1 where 0.1 classifies
+    better at seen ratios 1.0 and 0.3, docs/method.md.)"""
+    if len(np.unique(y)) < 4:  # no two folds of two classes: nothing to choose by
         return float(np.median(alphas))
-    err = [sum(((ridge_means(np.delete(att, p, 0), np.delete(means, p, 0), att[p], a) - means[p]) ** 2).sum()
-               for p in parts) for a in alphas]
-    return float(alphas[int(np.argmin(err))])
+    acc = held_out_class_accuracy(x, y, att, alphas, folds, seed)
+    return max(acc, key=lambda a: (acc[a], -a))
 
 
 def prototype_map(x, y, att, what: str = "the seen training classes") -> tuple:
@@ -51,9 +77,9 @@ def prototype_map(x, y, att, what: str = "the seen training classes") -> tuple:
     (no other class is read)."""
     classes = np.unique(y)
     means = class_means(x, y, classes)
-    alpha = alpha_by_held_out_classes(att[classes], means)
-    log.info("prototype base: ridge map fitted on %d classes (%s), penalty %g chosen on held-out ones of them",
-             len(classes), what, alpha)
+    alpha = alpha_by_held_out_classes(x, y, att)
+    log.info("prototype base: ridge map fitted on %d classes (%s), penalty %g chosen on held-out ones of them "
+             "(their images' nearest predicted mean)", len(classes), what, alpha)
     return ridge_fit(att[classes], means, alpha)
 
 
