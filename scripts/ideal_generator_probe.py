@@ -66,5 +66,6 @@ def main(argv=None):
         print(f"  ideal ridge generator, {n} per class -> softmax classifier: T1 {100 * t1[False]:.1f}, "
               f"reading normalised features {100 * t1[True]:.1f}")
 
+
 if __name__ == "__main__":
     main()
