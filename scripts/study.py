@@ -463,16 +463,21 @@ def main(argv=None):
           flush=True)
     a.out.parent.mkdir(parents=True, exist_ok=True)
     from scripts import test_log
-    logged, failed, started_on = [], [], test_log.commit()
+    started_on = test_log.commit()
+    settings = {"root": str(a.root or a.features), "preset": str(a.preset), "set": a.sets,
+                "variants": [v for v, _ in variants[1:]]}
+
+    def log_test_runs(rows: list[dict], failed: list[str] | None = None) -> None:
+        # one entry per finished job, written as it ends: a study stopped midway (a killed session)
+        # still leaves every test run it finished in the log
+        if protocol == "test":
+            test_log.append("study", settings, rows, failed, started_on=started_on)
     try:
-        run_jobs([(source, j) for j in todo], a.jobs, a.out, logged)
+        run_jobs([(source, j) for j in todo], a.jobs, a.out, log_test_runs)
     except BaseException as e:
-        failed.append(f"{type(e).__name__}: {e}"[:500])
+        if todo:
+            log_test_runs([], [f"{type(e).__name__}: {e}"[:500]])
         raise
-    finally:
-        if protocol == "test" and todo:
-            test_log.append("study", {"root": str(a.root or a.features), "preset": str(a.preset), "set": a.sets,
-                                      "variants": [v for v, _ in variants[1:]]}, logged, failed, started_on=started_on)
     rows = [r for r in (load_rows(a.out) if a.out.exists() else []) if r.get("params") in digests]
     text = summary(rows, val_rows)
     a.out.with_suffix(".md").write_text(text)
@@ -485,9 +490,10 @@ def main(argv=None):
     return rows
 
 
-def run_jobs(todo: list, jobs: int, out: Path, logged: list) -> None:
+def run_jobs(todo: list, jobs: int, out: Path, on_rows) -> None:
     """Jobs in a pool of spawned workers (a forked one would inherit CUDA state), each job's rows
-    appended to `out` as it ends, so that an interrupted study resumes where it stopped."""
+    appended to `out` as it ends, so that an interrupted study resumes where it stopped, then passed
+    to `on_rows` (the test log)."""
     os.environ.setdefault("TQDM_DISABLE", "1")  # the workers' stage bars would interleave: one line per job instead
     from tqdm import tqdm
     with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
@@ -501,7 +507,7 @@ def run_jobs(todo: list, jobs: int, out: Path, logged: list) -> None:
                            f"{' fold ' + r['fold'] if r['fold'] else ''}: T1 {r['T1']:.3f}"
                            + (f" H {r['H']:.3f} (U {r['U']:.3f}, S {r['S']:.3f})" if "H" in r else "")
                            + f", {r['minutes']:.1f} min")
-            logged.extend(rows)
+            on_rows(rows)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """The test-split log (results/test-log.jsonl): every study run scored on a test split is appended,
 failures included, so that nothing chosen after a disappointing test number can hide. One JSON line
-per invocation: when, the commit (and whether tracked files had uncommitted edits), the command, the
-settings (preset, `--set`s), what it evaluated and each run's numbers (or the failures)."""
+per finished job of a study (written as it ends, so a stopped study leaves what it finished) and one per
+failure: when, the commit the study started on (and whether tracked files had uncommitted edits), the
+command, the settings (preset, `--set`s), what it evaluated and each run's numbers (or the failure)."""
 from __future__ import annotations
 
 import json

@@ -285,8 +285,8 @@ def test_workers_are_spawned_never_forked(tmp_path, monkeypatch):
 def test_a_study_appends_to_the_test_log_only_on_the_test_split(tmp_path, monkeypatch):
     log = tmp_path / "log.jsonl"
     monkeypatch.setenv("ZERODIFFPP_TEST_LOG", str(log))
-    monkeypatch.setattr(study, "run_jobs", lambda todo, jobs, out, logged: logged.append(
-        {"method": "zerodiff", "seed": 0, "seen_ratio": 1.0, "T1": 0.5}))
+    monkeypatch.setattr(study, "run_jobs", lambda todo, jobs, out, on_rows: on_rows(
+        [{"method": "zerodiff", "seed": 0, "seen_ratio": 1.0, "T1": 0.5}]))
     features = tmp_path / "features.npz"
     _dataset(4).save(features)
     common = ["--features", str(features), "--methods", "zerodiff", "--out", str(tmp_path / "rows.jsonl")]
@@ -296,6 +296,44 @@ def test_a_study_appends_to_the_test_log_only_on_the_test_split(tmp_path, monkey
     entry = json.loads(log.read_text())
     assert entry["study"] == "study" and entry["runs"] == [{"method": "zerodiff", "seed": 0, "seen_ratio": 1.0,
                                                              "T1": 0.5}]
+
+
+def test_a_stopped_test_study_leaves_every_finished_run_in_the_log(tmp_path, monkeypatch):
+    """Each job's runs are logged as it ends, not when the study ends: the second job's failure (or a
+    killed session) must not take the first job's test numbers out of the log."""
+    from concurrent.futures import Future
+
+    class Pool:  # runs the jobs in order in this process: the first finishes, the second fails
+        def __init__(self, jobs, mp_context=None):
+            self.n = 0
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def submit(self, fn, job):
+            f, self.n = Future(), self.n + 1
+            if self.n == 1:
+                f.set_result([{"method": "zerodiff", "variant": "base", "seed": 0, "seen_ratio": 1.0, "fold": "",
+                               "T1": 0.5, "minutes": 1.0}])
+            else:
+                f.set_exception(RuntimeError("killed"))
+            return f
+    log = tmp_path / "log.jsonl"
+    monkeypatch.setenv("ZERODIFFPP_TEST_LOG", str(log))
+    monkeypatch.setattr(study, "ProcessPoolExecutor", Pool)
+    monkeypatch.setattr(study, "as_completed", lambda futures: iter(futures))
+    features = tmp_path / "features.npz"
+    _dataset(4).save(features)
+    with pytest.raises(RuntimeError, match="killed"):
+        study.main(["--features", str(features), "--methods", "zerodiff", "--seeds", "0", "1", "--protocol", "test",
+                    "--out", str(tmp_path / "rows.jsonl")])
+    entries = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [e["runs"] for e in entries] == [[{"method": "zerodiff", "variant": "base", "seed": 0, "seen_ratio": 1.0,
+                                              "T1": 0.5}], []]
+    assert entries[0]["failed"] == [] and entries[1]["failed"] == ["RuntimeError: killed"]
 
 
 def test_apply_preset_merges_as_the_study_does(tmp_path):
