@@ -43,19 +43,17 @@ def held_out_class_accuracy(x: np.ndarray, y: np.ndarray, att: np.ndarray, alpha
     means = class_means(x, y, classes)
     order = np.random.default_rng(seed).permutation(len(classes))
     parts = np.array_split(order, max(2, min(folds, len(classes) // 2)))  # two classes or more in a fold
-    out = {}
-    for a in alphas:
-        scores = []
-        for part in parts:
-            rest = np.setdiff1d(np.arange(len(classes)), part)
+    scores = {float(a): [] for a in alphas}
+    for part in parts:
+        rest = np.setdiff1d(np.arange(len(classes)), part)
+        rows = np.isin(y, classes[part])
+        x_part, truth = x[rows], y[rows]
+        for a in alphas:
             pred = ridge_means(att[classes[rest]], means[rest], att[classes[part]], a)
-            rows = np.isin(y, classes[part])
             # argmin ||x - m||^2 = argmax 2 x.m - ||m||^2 (the ||x||^2 term is the same for every mean)
-            nearest = classes[part][(2 * x[rows] @ pred.T - (pred ** 2).sum(1)).argmax(1)]
-            truth = y[rows]
-            scores.append(np.mean([(nearest[truth == c] == c).mean() for c in classes[part]]))
-        out[float(a)] = float(np.mean(scores))
-    return out
+            nearest = classes[part][(2 * x_part @ pred.T - (pred ** 2).sum(1)).argmax(1)]
+            scores[float(a)].append(np.mean([(nearest[truth == c] == c).mean() for c in classes[part]]))
+    return {a: float(np.mean(s)) for a, s in scores.items()}
 
 
 def alpha_by_held_out_classes(x: np.ndarray, y: np.ndarray, att: np.ndarray, alphas=ALPHAS, folds: int = 5,
