@@ -27,7 +27,8 @@ Prints (and writes beside --out as .md) means ± sample standard deviations over
 variant against the base paired by fold and seed. `--calibration-from` validation studies' rows (files) adds U,
 S, H at the calibration value chosen on them, and a table per seed: each row's own value against its seed's
 (a test row pairs with the validation rows of the same settings, `set`, whatever their variants are named).
-Test-protocol runs are appended to results/test-log.jsonl.
+Test-protocol runs are appended to results/test-log.jsonl, one entry per finished job. Stop a study with
+`kill <pid>` (SIGTERM) or Ctrl-C: its workers end with it and a test study logs the stop as a failure.
 """
 from __future__ import annotations
 
@@ -39,9 +40,12 @@ import json
 import math
 import multiprocessing as mp
 import os
+import signal
 import sys
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -490,25 +494,66 @@ def main(argv=None):
     return rows
 
 
+class StudyStopped(Exception):
+    """SIGTERM or SIGHUP reached the study: raised in its main thread, so that the stop is logged as a
+    test run's failure and the workers are ended with it."""
+
+
+def _raise_stopped(signum, frame):
+    raise StudyStopped(f"stopped by {signal.Signals(signum).name}")
+
+
+@contextmanager
+def stop_on_signals():
+    """SIGTERM and SIGHUP raise StudyStopped while the jobs run (SIGHUP only where it is not ignored, as
+    under nohup); the earlier handlers come back afterwards."""
+    old = {}
+    if threading.current_thread() is threading.main_thread():  # signal handlers: the main thread only
+        for s in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+            if s is not None and signal.getsignal(s) is not signal.SIG_IGN:
+                old[s] = signal.signal(s, _raise_stopped)
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+
+
+def stop_workers(pool) -> None:
+    """Cancel the queued jobs and end the running ones now. Leaving the pool's block would wait for its
+    workers, and a stopped study's workers would train on for hours with nowhere to write their rows
+    (ProcessPoolExecutor.terminate_workers from Python 3.14 does the same)."""
+    processes = dict(getattr(pool, "_processes", None) or {})  # shutdown() drops this table
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in processes.values():
+        try:
+            proc.terminate()
+        except (ProcessLookupError, ValueError):  # already gone, or closed
+            pass
+
+
 def run_jobs(todo: list, jobs: int, out: Path, on_rows) -> None:
     """Jobs in a pool of spawned workers (a forked one would inherit CUDA state), each job's rows
     appended to `out` as it ends, so that an interrupted study resumes where it stopped, then passed
-    to `on_rows` (the test log)."""
+    to `on_rows` (the test log). A failure, Ctrl-C, SIGTERM or SIGHUP ends the running workers too."""
     os.environ.setdefault("TQDM_DISABLE", "1")  # the workers' stage bars would interleave: one line per job instead
     from tqdm import tqdm
-    with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
-        futures = [pool.submit(run_job, job) for job in todo]
-        for future in tqdm(as_completed(futures), total=len(futures), desc="study", unit="job", disable=False):
-            rows = future.result()
-            with open(out, "a") as f:
-                f.writelines(json.dumps(r) + "\n" for r in rows)
-            for r in rows:
-                tqdm.write(f"{label(r['method'], r['variant'])} seed {r['seed']} ratio {r['seen_ratio']}"
-                           f"{' fold ' + r['fold'] if r['fold'] else ''}: T1 {r['T1']:.3f}"
-                           + (f" H {r['H']:.3f} (U {r['U']:.3f}, S {r['S']:.3f})" if "H" in r else "")
-                           + f", {r['minutes']:.1f} min")
-            on_rows(rows)
-
+    with stop_on_signals(), ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
+        try:
+            futures = [pool.submit(run_job, job) for job in todo]
+            for future in tqdm(as_completed(futures), total=len(futures), desc="study", unit="job", disable=False):
+                rows = future.result()
+                with open(out, "a") as f:
+                    f.writelines(json.dumps(r) + "\n" for r in rows)
+                for r in rows:
+                    tqdm.write(f"{label(r['method'], r['variant'])} seed {r['seed']} ratio {r['seen_ratio']}"
+                               f"{' fold ' + r['fold'] if r['fold'] else ''}: T1 {r['T1']:.3f}"
+                               + (f" H {r['H']:.3f} (U {r['U']:.3f}, S {r['S']:.3f})" if "H" in r else "")
+                               + f", {r['minutes']:.1f} min")
+                on_rows(rows)
+        except BaseException:
+            stop_workers(pool)
+            raise
 
 if __name__ == "__main__":
     main()

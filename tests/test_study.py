@@ -3,6 +3,7 @@ training agrees, a shared job gives exactly the rows of separate runs, resume by
 folds, presets merged as apply_preset merges them, the table and the paired summary, and the
 committed results files keep loading. (That its rows equal `dvc exp run`: tests/test_pipeline.py.)"""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -313,6 +314,9 @@ def test_a_stopped_test_study_leaves_every_finished_run_in_the_log(tmp_path, mon
         def __exit__(self, *exc):
             return False
 
+        def shutdown(self, wait=True, cancel_futures=False):
+            pass
+
         def submit(self, fn, job):
             f, self.n = Future(), self.n + 1
             if self.n == 1:
@@ -335,6 +339,63 @@ def test_a_stopped_test_study_leaves_every_finished_run_in_the_log(tmp_path, mon
                                               "T1": 0.5}], []]
     assert entries[0]["failed"] == [] and entries[1]["failed"] == ["RuntimeError: killed"]
 
+
+
+def _sleeping_job(args: tuple) -> list[dict]:
+    """A job for the stop test: says it started (its pid, in a file), then works for a long time."""
+    import os
+    import time
+    from pathlib import Path
+    folder, i = args
+    (Path(folder) / f"worker{i}.pid").write_text(str(os.getpid()))
+    time.sleep(300)
+    return []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] not in "ZX"  # a zombie is gone
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads worker states from /proc")
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGHUP"])
+def test_a_signalled_study_ends_its_workers_and_says_so(tmp_path, signame):
+    """`kill <study>` once left its pool workers training for an hour with nowhere to write (they kept
+    two cores from CI). Now the signal raises StudyStopped in the study, which ends the running workers
+    and leaves the pool at once (main logs the stop of a test study as its failure)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    script = ("import sys; from pathlib import Path; from scripts import study; from tests import test_study\n"
+              "study.run_job = test_study._sleeping_job\n"
+              "d = sys.argv[1]\n"
+              "study.run_jobs([(d, 0), (d, 1), (d, 2)], 2, Path(d) / 'rows.jsonl', lambda rows: None)\n")
+    proc = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], cwd=ROOT, stderr=subprocess.PIPE,
+                            text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    try:
+        deadline = time.time() + 120
+        while len(list(tmp_path.glob("worker*.pid"))) < 2 and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+        pids = [int(f.read_text()) for f in tmp_path.glob("worker*.pid")]
+        assert len(pids) == 2, proc.stderr.read() if proc.poll() is not None else "the workers did not start"
+        proc.send_signal(getattr(signal, signame))
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode != 0 and f"StudyStopped: stopped by {signame}" in err
+        deadline = time.time() + 10
+        while any(_alive(p) for p in pids) and time.time() < deadline:
+            time.sleep(0.1)
+        assert not any(_alive(p) for p in pids)
+    finally:  # a failed run leaves no sleeper behind
+        if proc.poll() is None:
+            proc.kill()
+        for f in tmp_path.glob("worker*.pid"):
+            if _alive(pid := int(f.read_text())):
+                os.kill(pid, signal.SIGKILL)
+    assert not (tmp_path / "worker2.pid").exists()  # the queued job was cancelled, not started
 
 def test_apply_preset_merges_as_the_study_does(tmp_path):
     from scripts.apply_preset import apply
