@@ -375,7 +375,9 @@ def test_a_signalled_study_ends_its_workers_and_says_so(tmp_path, signame):
               "d = sys.argv[1]\n"
               "study.run_jobs([(d, 0), (d, 1), (d, 2)], 2, Path(d) / 'rows.jsonl', lambda rows: None)\n")
     proc = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], cwd=ROOT, stderr=subprocess.PIPE,
-                            text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+                            text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)),
+                            # under nohup SIGHUP is ignored, and the study rightly leaves it so (next test)
+                            preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL))
     try:
         deadline = time.time() + 120
         while len(list(tmp_path.glob("worker*.pid"))) < 2 and time.time() < deadline and proc.poll() is None:
@@ -396,6 +398,22 @@ def test_a_signalled_study_ends_its_workers_and_says_so(tmp_path, signame):
             if _alive(pid := int(f.read_text())):
                 os.kill(pid, signal.SIGKILL)
     assert not (tmp_path / "worker2.pid").exists()  # the queued job was cancelled, not started
+
+
+@pytest.mark.skipif(not hasattr(study.signal, "SIGHUP"), reason="no SIGHUP on this platform")
+def test_a_study_under_nohup_keeps_ignoring_sighup():
+    """nohup ignores SIGHUP so that a study outlives its terminal: the study's handler must not undo that;
+    SIGTERM raises StudyStopped all the same, and both handlers are restored afterwards."""
+    import signal
+    before = signal.signal(signal.SIGHUP, signal.SIG_IGN), signal.getsignal(signal.SIGTERM)
+    try:
+        with study.stop_on_signals():
+            assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+            with pytest.raises(study.StudyStopped, match="SIGTERM"):
+                signal.raise_signal(signal.SIGTERM)
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN and signal.getsignal(signal.SIGTERM) is before[1]
+    finally:
+        signal.signal(signal.SIGHUP, before[0])
 
 def test_apply_preset_merges_as_the_study_does(tmp_path):
     from scripts.apply_preset import apply
