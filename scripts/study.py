@@ -555,5 +555,6 @@ def run_jobs(todo: list, jobs: int, out: Path, on_rows) -> None:
             stop_workers(pool)
             raise
 
+
 if __name__ == "__main__":
     main()
