@@ -209,6 +209,33 @@ def test_the_gate_keeps_the_best_mean_of_validation_t1_and_h(monkeypatch, scores
     assert rec["components"]["candidates"][kept] == {"T1": scores[kept][0], "H": scores[kept][1]}
 
 
+@pytest.mark.parametrize("scores, margin, kept", [
+    ({"configured": 0.51, "without DiffTTA": 0.50, "inductive": 0.50}, 0.02, "inductive"),  # inside the margin
+    ({"configured": 0.53, "without DiffTTA": 0.50, "inductive": 0.50}, 0.02, "configured"),
+    ({"configured": 0.47, "without DiffTTA": 0.53, "inductive": 0.50}, 0.02, "without DiffTTA"),
+    ({"configured": 0.53, "without DiffTTA": 0.525, "inductive": 0.50}, 0.02, "configured"),  # not margin between them
+    ({"configured": 0.53, "without DiffTTA": 0.53, "inductive": 0.50}, 0.02, "without DiffTTA"),  # ties: the lighter
+    ({"configured": 0.518, "without DiffTTA": 0.515, "inductive": 0.50}, 0.02, "inductive"),
+    ({"configured": 0.501, "without DiffTTA": 0.50, "inductive": 0.50}, 0.0, "configured"),
+    ({"configured": 0.60, "inductive": 0.50}, 0.05, "configured"),  # zerodiff+diffgen's two candidates
+])
+def test_a_transductive_variant_must_beat_the_inductive_one_by_the_margin(scores, margin, kept):
+    assert validation.gate_choice(scores, margin) == kept
+
+
+def test_the_gate_reads_its_margin_from_params(monkeypatch):
+    def fake(p, prep, drg, gen):
+        t1 = {"zerodiffpp": 0.53, "zerodiff+diffgen": 0.5, "zerodiff": 0.5}[p["method"]]
+        return {"T1": t1, "curve": [{"calibration": 0.0, "U": 0.5, "S": 0.5, "H": 0.5}],
+                "choice": {"value": 0.0, "U": 0.5, "S": 0.5, "H": 0.5},
+                "pseudo_labels": {"value": 0.0, "U": 0.5, "S": 0.5, "H": 0.5}}
+
+    monkeypatch.setattr(validation, "evaluate_on_split", fake)
+    kept = lambda m: validation.calibrate_pass(_params(tta__gate="validation", tta__gate_margin=m),  # noqa: E731
+                                               None, None, None, {"classes": []})["components"]["chosen"]
+    assert kept(0.01) == "configured" and kept(0.02) == "inductive"  # score gain 0.015
+
+
 def test_the_test_pass_runs_what_the_gate_kept(toy, passed):
     """A record that closed the gate: the test pass adapts nothing and synthesises nothing from test
     features, and says so (transductive 0)."""

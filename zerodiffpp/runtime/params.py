@@ -90,7 +90,7 @@ SCHEMA: dict[str, Any] = {
         "epochs": NONNEG_INT, "batch_size": POS_INT, "lr": POS, "anchor_weight": NONNEG,
         "unseen_labels": _choice("classifier", "decoder"), "decoder_temperature": POS,
         "latent": _choice("posterior", "prior", "both"), "calibration": CALIBRATION,
-        "gate": _choice("validation", "always"), "base_refit": BOOL,
+        "gate": _choice("validation", "always"), "gate_margin": _num(0, 1), "base_refit": BOOL,
     },
     "diffgen": {"start_step": POS_INT, "per_feature": POS_INT, "max_per_class": POS_INT,
                 "classes": _choice("all", "unseen")},
