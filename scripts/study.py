@@ -519,6 +519,22 @@ def stop_on_signals():
             signal.signal(s, handler)
 
 
+@contextmanager
+def signals_deferred():
+    """SIGTERM, SIGHUP and SIGINT wait until the block is done (a signal that came meanwhile is delivered
+    as it ends), so that a job's rows and its test-log entry are written together or not at all."""
+    names = ("SIGTERM", "SIGHUP", "SIGINT")
+    blocked = {getattr(signal, n) for n in names if hasattr(signal, n)}
+    if not hasattr(signal, "pthread_sigmask"):  # no signal masks on this platform: nothing to defer
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
 def stop_workers(pool) -> None:
     """Cancel the queued jobs and end the running ones now. Leaving the pool's block would wait for its
     workers, and a stopped study's workers would train on for hours with nowhere to write their rows
@@ -535,7 +551,8 @@ def stop_workers(pool) -> None:
 def run_jobs(todo: list, jobs: int, out: Path, on_rows) -> None:
     """Jobs in a pool of spawned workers (a forked one would inherit CUDA state), each job's rows
     appended to `out` as it ends, so that an interrupted study resumes where it stopped, then passed
-    to `on_rows` (the test log). A failure, Ctrl-C, SIGTERM or SIGHUP ends the running workers too."""
+    to `on_rows` (the test log), both before a stop is let in. A failure, Ctrl-C, SIGTERM or SIGHUP ends the
+    running workers too."""
     os.environ.setdefault("TQDM_DISABLE", "1")  # the workers' stage bars would interleave: one line per job instead
     from tqdm import tqdm
     with stop_on_signals(), ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
@@ -543,14 +560,15 @@ def run_jobs(todo: list, jobs: int, out: Path, on_rows) -> None:
             futures = [pool.submit(run_job, job) for job in todo]
             for future in tqdm(as_completed(futures), total=len(futures), desc="study", unit="job", disable=False):
                 rows = future.result()
-                with open(out, "a") as f:
-                    f.writelines(json.dumps(r) + "\n" for r in rows)
-                for r in rows:
-                    tqdm.write(f"{label(r['method'], r['variant'])} seed {r['seed']} ratio {r['seen_ratio']}"
-                               f"{' fold ' + r['fold'] if r['fold'] else ''}: T1 {r['T1']:.3f}"
-                               + (f" H {r['H']:.3f} (U {r['U']:.3f}, S {r['S']:.3f})" if "H" in r else "")
-                               + f", {r['minutes']:.1f} min")
-                on_rows(rows)
+                with signals_deferred():  # a stop must not fall between the rows and their test-log entry
+                    with open(out, "a") as f:
+                        f.writelines(json.dumps(r) + "\n" for r in rows)
+                    for r in rows:
+                        tqdm.write(f"{label(r['method'], r['variant'])} seed {r['seed']} ratio {r['seen_ratio']}"
+                                   f"{' fold ' + r['fold'] if r['fold'] else ''}: T1 {r['T1']:.3f}"
+                                   + (f" H {r['H']:.3f} (U {r['U']:.3f}, S {r['S']:.3f})" if "H" in r else "")
+                                   + f", {r['minutes']:.1f} min")
+                    on_rows(rows)
         except BaseException:
             stop_workers(pool)
             raise

@@ -415,6 +415,46 @@ def test_a_study_under_nohup_keeps_ignoring_sighup():
     finally:
         signal.signal(signal.SIGHUP, before[0])
 
+
+def test_a_stop_between_a_jobs_rows_and_its_log_entry_waits_for_the_entry(tmp_path, monkeypatch):
+    """A SIGTERM that arrives after a job's rows are appended but before its test-log entry is written
+    must not leave rows the log does not know of: it is let in once both are written."""
+    import signal
+    from concurrent.futures import Future
+
+    class Pool:  # one job, finished at once, in this process
+        def __init__(self, jobs, mp_context=None):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def shutdown(self, wait=True, cancel_futures=False):
+            pass
+
+        def submit(self, fn, job):
+            f = Future()
+            f.set_result([{"method": "zerodiff", "variant": "base", "seed": 0, "seen_ratio": 1.0, "fold": "",
+                           "T1": 0.5, "minutes": 1.0}])
+            return f
+    monkeypatch.setattr(study, "ProcessPoolExecutor", Pool)
+    monkeypatch.setattr(study, "as_completed", lambda futures: iter(futures))
+    logged = []
+
+    def on_rows(rows):  # the signal comes while the entry is being written
+        signal.raise_signal(signal.SIGTERM)
+        logged.extend(rows)
+    out = tmp_path / "rows.jsonl"
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(study.StudyStopped, match="SIGTERM"):
+        study.run_jobs([None], 1, out, on_rows)
+    assert len(logged) == 1 and len(out.read_text().splitlines()) == 1
+    assert signal.getsignal(signal.SIGTERM) is before and not signal.pthread_sigmask(signal.SIG_BLOCK, set())
+
+
 def test_apply_preset_merges_as_the_study_does(tmp_path):
     from scripts.apply_preset import apply
     params = tmp_path / "params.yaml"
