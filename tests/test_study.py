@@ -299,12 +299,12 @@ def test_a_study_appends_to_the_test_log_only_on_the_test_split(tmp_path, monkey
                                                              "T1": 0.5}]
 
 
-def test_a_stopped_test_study_leaves_every_finished_run_in_the_log(tmp_path, monkeypatch):
-    """Each job's runs are logged as it ends, not when the study ends: the second job's failure (or a
-    killed session) must not take the first job's test numbers out of the log."""
+def _in_process_pool(monkeypatch, outcomes: list) -> None:
+    """Replace the study's process pool with one that settles the jobs in order in this process: each
+    outcome is a job's rows, or the exception that job raises."""
     from concurrent.futures import Future
 
-    class Pool:  # runs the jobs in order in this process: the first finishes, the second fails
+    class Pool:
         def __init__(self, jobs, mp_context=None):
             self.n = 0
 
@@ -318,17 +318,25 @@ def test_a_stopped_test_study_leaves_every_finished_run_in_the_log(tmp_path, mon
             pass
 
         def submit(self, fn, job):
-            f, self.n = Future(), self.n + 1
-            if self.n == 1:
-                f.set_result([{"method": "zerodiff", "variant": "base", "seed": 0, "seen_ratio": 1.0, "fold": "",
-                               "T1": 0.5, "minutes": 1.0}])
+            f, outcome = Future(), outcomes[self.n]
+            self.n += 1
+            if isinstance(outcome, BaseException):
+                f.set_exception(outcome)
             else:
-                f.set_exception(RuntimeError("killed"))
+                f.set_result(outcome)
             return f
-    log = tmp_path / "log.jsonl"
-    monkeypatch.setenv("ZERODIFFPP_TEST_LOG", str(log))
     monkeypatch.setattr(study, "ProcessPoolExecutor", Pool)
     monkeypatch.setattr(study, "as_completed", lambda futures: iter(futures))
+
+
+def test_a_stopped_test_study_leaves_every_finished_run_in_the_log(tmp_path, monkeypatch):
+    """Each job's runs are logged as it ends, not when the study ends: the second job's failure (or a
+    killed session) must not take the first job's test numbers out of the log."""
+    _in_process_pool(monkeypatch, [[{"method": "zerodiff", "variant": "base", "seed": 0, "seen_ratio": 1.0,
+                                     "fold": "", "T1": 0.5, "minutes": 1.0}], RuntimeError("killed")])
+    # the first job finishes, the second fails
+    log = tmp_path / "log.jsonl"
+    monkeypatch.setenv("ZERODIFFPP_TEST_LOG", str(log))
     features = tmp_path / "features.npz"
     _dataset(4).save(features)
     with pytest.raises(RuntimeError, match="killed"):
@@ -420,28 +428,8 @@ def test_a_stop_between_a_jobs_rows_and_its_log_entry_waits_for_the_entry(tmp_pa
     """A SIGTERM that arrives after a job's rows are appended but before its test-log entry is written
     must not leave rows the log does not know of: it is let in once both are written."""
     import signal
-    from concurrent.futures import Future
-
-    class Pool:  # one job, finished at once, in this process
-        def __init__(self, jobs, mp_context=None):
-            pass
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            return False
-
-        def shutdown(self, wait=True, cancel_futures=False):
-            pass
-
-        def submit(self, fn, job):
-            f = Future()
-            f.set_result([{"method": "zerodiff", "variant": "base", "seed": 0, "seen_ratio": 1.0, "fold": "",
-                           "T1": 0.5, "minutes": 1.0}])
-            return f
-    monkeypatch.setattr(study, "ProcessPoolExecutor", Pool)
-    monkeypatch.setattr(study, "as_completed", lambda futures: iter(futures))
+    _in_process_pool(monkeypatch, [[{"method": "zerodiff", "variant": "base", "seed": 0, "seen_ratio": 1.0,
+                                     "fold": "", "T1": 0.5, "minutes": 1.0}]])
     logged = []
 
     def on_rows(rows):  # the signal comes while the entry is being written
