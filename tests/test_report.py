@@ -334,3 +334,14 @@ def test_training_curves_draw_the_diagnostics_apart_from_the_losses():
                 assert max(sizes) <= 10 * min(sizes), labels[ax]
     finally:
         plt.close(fig)
+
+
+def test_the_gate_line_names_what_the_gate_kept_its_scores_and_its_margin():
+    from zerodiffpp.evaluation.report import gate_lines
+    comps = {"tta": False, "diffgen": False, "chosen": "inductive",
+             "candidates": {"configured": {"T1": 0.531, "H": 0.527}, "inductive": {"T1": 0.52, "H": 0.526}}}
+    assert gate_lines(None, 0.02) == []
+    assert gate_lines(comps, 0.02) == [
+        "- tta.gate: the validation pass kept inductive (DiffTTA off, DiffGen off; validation configured: T1 53.1, "
+        "H 52.7; inductive: T1 52.0, H 52.6; a transductive variant must beat the inductive one by more than "
+        "tta.gate_margin 0.02 on the mean of T1 and H)"]

@@ -98,12 +98,13 @@ def gate_metrics(comps: dict) -> dict:
     return out
 
 
-def gate_lines(comps: dict | None) -> list[str]:
+def gate_lines(comps: dict | None, margin: float) -> list[str]:
     if not comps:
         return []
     scores = "; ".join(f"{n}: T1 {100 * r['T1']:.1f}, H {100 * r['H']:.1f}" for n, r in comps["candidates"].items())
     return [f"- tta.gate: the validation pass kept {comps['chosen']} (DiffTTA {'on' if comps['tta'] else 'off'}, "
-            f"DiffGen {'on' if comps['diffgen'] else 'off'}; validation {scores})"]
+            f"DiffGen {'on' if comps['diffgen'] else 'off'}; validation {scores}; a transductive variant must beat "
+            f"the inductive one by more than tta.gate_margin {margin:g} on the mean of T1 and H)"]
 
 
 def per_class_rows(prep, preds: dict) -> list[dict]:
@@ -302,7 +303,7 @@ def report_markdown(m: dict, params: dict, calib: dict | None = None, baselines:
         f"- comparability: {comparability(params['data'])}",
         f"- synthetic set: {m['synthetic']['n_full']} fully generated, {m['synthetic']['n_partial']} partially synthesised",
         *calibration_lines(m.get("calibration"), calib),
-        *gate_lines((calib or {}).get("components")),
+        *gate_lines((calib or {}).get("components"), params["tta"]["gate_margin"]),
         "",
         "| ZSL T1 | GZSL U | GZSL S | GZSL H | seen spuriousness | unseen spuriousness |",
         "|---|---|---|---|---|---|",
