@@ -25,6 +25,25 @@ def test_network_shapes():
     assert N.CondGenerator(Z, A, X, 16)(z, a).shape == (B, X)
 
 
+def test_fclswgan_generator_is_the_published_mlp_with_a_relu_output():
+    """Xian et al.'s MLP_G: relu(W2 lrelu(W1 [z, a] + b1, 0.2) + b2). A sigmoid output (what this project had)
+    stalls at the published rate on min-max-scaled features; it fails here on the exact zeros and on values
+    above 1, a missing LeakyReLU or swapped z / a on the hand computation."""
+    Z, A, X, H = 3, 2, 5, 4
+    torch.manual_seed(0)
+    g = N.CondGenerator(Z, A, X, H)
+    with torch.no_grad():
+        for p in g.parameters():
+            p.copy_(torch.randn_like(p) * 2)
+    z, a = torch.randn(64, Z), torch.rand(64, A)
+    w1, b1, w2, b2 = g.net[0].weight, g.net[0].bias, g.net[2].weight, g.net[2].bias
+    h = torch.nn.functional.leaky_relu(torch.cat([z, a], 1) @ w1.T + b1, 0.2)
+    expected = torch.relu(h @ w2.T + b2)
+    out = g(z, a)
+    assert torch.allclose(out, expected, atol=1e-5)
+    assert (out == 0).any() and (out > 1).any()
+
+
 def test_critic_is_one_linear_layer_over_sample_and_conditions():
     B, X, A, H = 4, 6, 3, 5
     torch.manual_seed(0)
